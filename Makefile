@@ -1,0 +1,30 @@
+# Everything runs from a project-local virtual environment that these targets create on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CAPTURE ?= pcaps/tls12-required-missing.pcap
+
+.PHONY: venv demo test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The main job on a bundled capture: one JSON event per connection, then the summary.
+demo: venv
+	$(BIN)/helloscope analyze $(CAPTURE)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/pip install --quiet ruff mypy
+	$(BIN)/ruff check parsers sniffer tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info

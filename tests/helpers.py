@@ -1,0 +1,66 @@
+"""Test helpers: where the bundled fixtures and the public corpus live, tshark, and running the pipeline."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PCAPS = REPO / "pcaps"
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def tshark_fields(
+    capture: Path, display_filter: str, fields: list[str], *extra: str, aggregator: str = ","
+) -> list[list[str]]:
+    """Rows of tshark -T fields output (one list per packet), or skip when tshark is not installed.
+
+    A field that occurs several times in a packet is joined with ``aggregator``.
+    """
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (.ci/run installs it)")
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(capture),
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        f"aggregator={aggregator}",
+        *extra,
+    ]
+    for field in fields:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
+    # One line per matching packet, even when every field is empty.
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def analyze(*captures: Path, **limits: object) -> list[dict]:
+    """Events helloscope reports for some capture files, run in-process through the real pipeline."""
+    from sniffer.capture import open_capture
+    from sniffer.events import Observer
+    from sniffer.flows import Limits
+    from sniffer.pipeline import analyze_files
+
+    events, _ = analyze_files([open_capture(str(path)) for path in captures], Observer("test"), Limits(**limits))
+    return events
+
+
+def field(event: dict, dotted: str) -> object:
+    """A value by its dotted ECS path (``tls.client.server_name``)."""
+    value: object = event
+    for part in dotted.split("."):
+        assert isinstance(value, dict), dotted
+        value = value[part]
+    return value
