@@ -1,0 +1,472 @@
+"""ClientHello, ServerHello and HelloRetryRequest (RFC 8446 4.1.2-4.1.4, RFC 5246 7.4.1), with the
+extensions a sensor reports on decoded and every other extension kept raw.
+
+The outer structure must be well formed or the message is rejected with :class:`ParseError`. Inside
+the extensions block the parser is forgiving on purpose: a malformed, duplicated or misplaced
+extension is recorded as a stable anomaly code and the rest of the hello is still reported, because
+odd hellos are exactly what a sensor should describe rather than drop. Strings (SNI, ALPN) stay raw
+bytes; escaping them for display is the event builder's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from parsers.buffer import Reader
+from parsers.errors import ParseError
+from parsers.flags import TLS_FLAGS_CODEPOINTS, TlsFlags, decode_tls_flags
+from parsers.registry import (
+    ALPN,
+    EC_POINT_FORMATS,
+    ENCRYPTED_CLIENT_HELLO,
+    KEY_SHARE,
+    PADDING,
+    POST_HANDSHAKE_AUTH,
+    PRE_SHARED_KEY,
+    PSK_KEY_EXCHANGE_MODES,
+    SERVER_NAME,
+    SIGNATURE_ALGORITHMS,
+    SUPPORTED_GROUPS,
+    SUPPORTED_VERSIONS,
+    is_grease,
+    is_tls13_draft,
+)
+
+# RFC 8446 4.1.3: a HelloRetryRequest is a ServerHello whose random is SHA-256("HelloRetryRequest").
+HELLO_RETRY_REQUEST_RANDOM: Final = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+MAX_SESSION_ID = 32
+HOST_NAME = 0  # NameType host_name (RFC 6066 3)
+ECH_OUTER = 0
+ECH_INNER = 1
+
+# A decoder reads one extension's data; returning normally means it was well formed.
+Decoder = Callable[[Reader], Any]
+# Extension type -> (field it fills, or None when only its well-formedness is checked; decoder).
+DecoderTable = Mapping[int, tuple[str | None, Decoder]]
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    type: int
+    data: bytes
+
+    @property
+    def grease(self) -> bool:
+        return is_grease(self.type)
+
+
+@dataclass(frozen=True, slots=True)
+class EchOffer:
+    """The encrypted_client_hello extension of a ClientHello (ECH, RFC 9849 5)."""
+
+    ech_type: int  # 0 outer, 1 inner
+    kdf_id: int | None
+    aead_id: int | None
+    config_id: int | None
+    enc_length: int | None
+    payload_length: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suites: tuple[int, ...]
+    compression_methods: tuple[int, ...]
+    extensions: tuple[Extension, ...]
+    server_name: bytes | None
+    alpn: tuple[bytes, ...]
+    supported_versions: tuple[int, ...]
+    supported_groups: tuple[int, ...]
+    key_share_groups: tuple[int, ...]
+    signature_algorithms: tuple[int, ...]
+    ec_point_formats: tuple[int, ...]
+    psk_key_exchange_modes: tuple[int, ...]
+    has_pre_shared_key: bool
+    post_handshake_auth: bool
+    ech: EchOffer | None
+    padding_length: int | None
+    tls_flags: TlsFlags | None
+    anomalies: tuple[str, ...]
+    sslv2: bool = False
+
+    @property
+    def extension_types(self) -> tuple[int, ...]:
+        return tuple(ext.type for ext in self.extensions)
+
+    @property
+    def max_version(self) -> int:
+        """The highest version offered: supported_versions when present, else legacy_version."""
+        offered = [v for v in self.supported_versions if not is_grease(v)]
+        return max(offered, key=_version_rank) if offered else self.legacy_version
+
+    @property
+    def request_mtls(self) -> bool:
+        return self.tls_flags is not None and self.tls_flags.request_mtls
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHello:
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    compression_method: int
+    extensions: tuple[Extension, ...]
+    selected_version: int | None
+    key_share_group: int | None
+    has_pre_shared_key: bool
+    is_hello_retry_request: bool
+    tls_flags: TlsFlags | None
+    anomalies: tuple[str, ...]
+
+    @property
+    def version(self) -> int:
+        """The negotiated version: supported_versions (TLS 1.3) overrides legacy_version."""
+        return self.selected_version if self.selected_version is not None else self.legacy_version
+
+    @property
+    def extension_types(self) -> tuple[int, ...]:
+        return tuple(ext.type for ext in self.extensions)
+
+
+def _version_rank(version: int) -> tuple[int, int]:
+    # Draft codepoints (0x7f1c, 0xfb1a) are numerically above 0x0304 but older than TLS 1.3 final.
+    return (0x0304, 0) if is_tls13_draft(version) else (version, 1)
+
+
+# --- extension blocks, shared with certs.py -------------------------------------------------------
+
+
+def _pull_extension(reader: Reader) -> Extension:
+    ext_type = reader.pull_uint16("extension type")
+    return Extension(ext_type, reader.pull_opaque(2, f"extension {ext_type}"))
+
+
+def pull_extensions(reader: Reader) -> tuple[Extension, ...]:
+    """``Extension extensions<0..2^16-1>``, kept raw and in wire order."""
+    return reader.pull_vector(2, "extensions", _pull_extension)
+
+
+def _decode_exactly(decoder: Decoder, data: bytes) -> Any:
+    reader = Reader(data)
+    value = decoder(reader)
+    if not reader.eof():
+        raise ParseError(f"{reader.remaining} bytes after extension body", reader.position)
+    return value
+
+
+def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -> tuple[dict[str, Any], list[str]]:
+    """Decode the known extensions of one block into ``{field: value}`` plus anomaly codes.
+
+    The first occurrence of a type wins, as it would for a peer that stops at the first match.
+    Both tls_flags codepoints fill the same field: the first one present is kept.
+    """
+    values: dict[str, Any] = {}
+    anomalies: list[str] = []
+    seen: set[int] = set()
+    for ext in extensions:
+        if ext.type in seen:
+            anomalies.append(f"duplicate_extension:{ext.type}")
+            continue
+        seen.add(ext.type)
+        entry = decoders.get(ext.type)
+        if entry is None:
+            continue
+        field, decoder = entry
+        if field is not None and field in values:
+            # Only tls_flags has two codepoints for one field.
+            anomalies.append(f"{field}_both_codepoints")
+            continue
+        try:
+            value = _decode_exactly(decoder, ext.data)
+        except ParseError:
+            anomalies.append(f"malformed_extension:{ext.type}")
+            continue
+        if field is not None:
+            values[field] = value
+        if isinstance(value, TlsFlags):
+            anomalies.extend(f"tls_flags_malformed:{m}" for m in value.malformations)
+    return values, anomalies
+
+
+def _tls_flags_decoder(codepoint: int) -> Decoder:
+    # decode_tls_flags classifies bad encodings itself, so it gets every byte and never fails here.
+    return lambda reader: decode_tls_flags(codepoint, reader.pull_rest())
+
+
+TLS_FLAGS_DECODERS: Final[DecoderTable] = {
+    codepoint: ("tls_flags", _tls_flags_decoder(codepoint)) for codepoint in sorted(TLS_FLAGS_CODEPOINTS)
+}
+
+
+def pull_signature_algorithms(reader: Reader) -> tuple[int, ...]:
+    return reader.pull_list_uint16(2, "signature_algorithms")
+
+
+# --- extension decoders ---------------------------------------------------------------------------
+
+
+def _pull_server_name(reader: Reader) -> bytes | None:
+    entries = reader.pull_vector(2, "server_name_list", _pull_server_name_entry)
+    return next((name for name_type, name in entries if name_type == HOST_NAME), None)
+
+
+def _pull_server_name_entry(reader: Reader) -> tuple[int, bytes]:
+    return reader.pull_uint8("name_type"), reader.pull_opaque(2, "host_name")
+
+
+def _pull_protocol_name(reader: Reader) -> bytes:
+    return reader.pull_opaque(1, "protocol_name")
+
+
+def _pull_alpn(reader: Reader) -> tuple[bytes, ...]:
+    return reader.pull_vector(2, "protocol_name_list", _pull_protocol_name)
+
+
+def _pull_key_share_entry(reader: Reader) -> int:
+    group = reader.pull_uint16("key_share group")
+    reader.pull_opaque(2, "key_exchange")
+    return group
+
+
+def _pull_client_shares(reader: Reader) -> tuple[int, ...]:
+    return reader.pull_vector(2, "client_shares", _pull_key_share_entry)
+
+
+def _pull_uint8_list(reader: Reader) -> tuple[int, ...]:
+    return tuple(reader.pull_opaque(1, "uint8 list"))
+
+
+def _pull_psk_identity(reader: Reader) -> None:
+    reader.pull_opaque(2, "psk identity")
+    reader.pull_uint32("obfuscated_ticket_age")
+
+
+def _pull_psk_binder(reader: Reader) -> None:
+    reader.pull_opaque(1, "psk binder")
+
+
+def _pull_offered_psks(reader: Reader) -> None:
+    reader.pull_vector(2, "psk identities", _pull_psk_identity)
+    reader.pull_vector(2, "psk binders", _pull_psk_binder)
+
+
+def _pull_empty(reader: Reader) -> None:
+    """Extensions whose presence is the message (post_handshake_auth): data must be empty."""
+
+
+def _pull_ech(reader: Reader) -> EchOffer:
+    ech_type = reader.pull_uint8("ECHClientHelloType")
+    if ech_type == ECH_INNER:
+        return EchOffer(ECH_INNER, None, None, None, None, None)
+    if ech_type != ECH_OUTER:
+        raise ParseError(f"unknown ECHClientHelloType {ech_type}", 0)
+    kdf_id = reader.pull_uint16("ECH kdf_id")
+    aead_id = reader.pull_uint16("ECH aead_id")
+    config_id = reader.pull_uint8("ECH config_id")
+    enc = reader.pull_opaque(2, "ECH enc")
+    payload = reader.pull_opaque(2, "ECH payload")
+    if not payload:
+        raise ParseError("empty ECH payload", reader.position)
+    return EchOffer(ECH_OUTER, kdf_id, aead_id, config_id, len(enc), len(payload))
+
+
+def _pull_supported_groups(reader: Reader) -> tuple[int, ...]:
+    return reader.pull_list_uint16(2, "named_group_list")
+
+
+def _pull_supported_versions(reader: Reader) -> tuple[int, ...]:
+    return reader.pull_list_uint16(1, "supported_versions")
+
+
+def _pull_padding(reader: Reader) -> int:
+    return len(reader.pull_rest())
+
+
+def _pull_uint16(reader: Reader) -> int:
+    return reader.pull_uint16()
+
+
+_CLIENT_DECODERS: Final[DecoderTable] = {
+    SERVER_NAME: ("server_name", _pull_server_name),
+    SUPPORTED_GROUPS: ("supported_groups", _pull_supported_groups),
+    EC_POINT_FORMATS: ("ec_point_formats", _pull_uint8_list),
+    SIGNATURE_ALGORITHMS: ("signature_algorithms", pull_signature_algorithms),
+    ALPN: ("alpn", _pull_alpn),
+    PADDING: ("padding_length", _pull_padding),
+    PRE_SHARED_KEY: (None, _pull_offered_psks),
+    SUPPORTED_VERSIONS: ("supported_versions", _pull_supported_versions),
+    PSK_KEY_EXCHANGE_MODES: ("psk_key_exchange_modes", _pull_uint8_list),
+    POST_HANDSHAKE_AUTH: (None, _pull_empty),
+    KEY_SHARE: ("key_share_groups", _pull_client_shares),
+    ENCRYPTED_CLIENT_HELLO: ("ech", _pull_ech),
+    **TLS_FLAGS_DECODERS,
+}
+
+_SERVER_DECODERS: Final[DecoderTable] = {
+    SUPPORTED_VERSIONS: ("selected_version", _pull_uint16),
+    KEY_SHARE: ("key_share_group", _pull_key_share_entry),
+    PRE_SHARED_KEY: (None, _pull_uint16),  # selected_identity
+    **TLS_FLAGS_DECODERS,
+}
+
+# A HelloRetryRequest's key_share names the group the server wants, with no key (RFC 8446 4.2.8).
+_RETRY_DECODERS: Final[DecoderTable] = {**_SERVER_DECODERS, KEY_SHARE: ("key_share_group", _pull_uint16)}
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+
+def _unique(codes: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(codes))
+
+
+def _pull_optional_extensions(reader: Reader) -> tuple[Extension, ...]:
+    # Hellos from before RFC 3546 end after compression; an absent block is not an empty one.
+    return pull_extensions(reader) if not reader.eof() else ()
+
+
+def parse_client_hello(body: bytes) -> ClientHello:
+    """A ClientHello handshake body (without the 4-byte handshake header)."""
+    reader = Reader(body)
+    legacy_version = reader.pull_uint16("legacy_version")
+    random = reader.pull_bytes(32, "random")
+    session_id = reader.pull_opaque(1, "legacy_session_id")
+    cipher_suites = reader.pull_list_uint16(2, "cipher_suites")
+    compression_methods = tuple(reader.pull_opaque(1, "legacy_compression_methods"))
+    extensions = _pull_optional_extensions(reader)
+
+    anomalies: list[str] = []
+    if len(session_id) > MAX_SESSION_ID:
+        anomalies.append("session_id_too_long")
+    if not reader.eof():
+        anomalies.append("trailing_data")
+    values, extension_anomalies = decode_extensions(extensions, _CLIENT_DECODERS)
+    anomalies += extension_anomalies
+    types = [ext.type for ext in extensions]
+    # RFC 8446 4.2.11: the binders cover everything before them, so pre_shared_key must be last.
+    if PRE_SHARED_KEY in types and types[-1] != PRE_SHARED_KEY:
+        anomalies.append("pre_shared_key_not_last")
+
+    return ClientHello(
+        legacy_version=legacy_version,
+        random=random,
+        session_id=session_id,
+        cipher_suites=cipher_suites,
+        compression_methods=compression_methods,
+        extensions=extensions,
+        server_name=values.get("server_name"),
+        alpn=values.get("alpn", ()),
+        supported_versions=values.get("supported_versions", ()),
+        supported_groups=values.get("supported_groups", ()),
+        key_share_groups=values.get("key_share_groups", ()),
+        signature_algorithms=values.get("signature_algorithms", ()),
+        ec_point_formats=values.get("ec_point_formats", ()),
+        psk_key_exchange_modes=values.get("psk_key_exchange_modes", ()),
+        has_pre_shared_key=PRE_SHARED_KEY in types,
+        post_handshake_auth=POST_HANDSHAKE_AUTH in types,
+        ech=values.get("ech"),
+        padding_length=values.get("padding_length"),
+        tls_flags=values.get("tls_flags"),
+        anomalies=_unique(anomalies),
+    )
+
+
+def parse_server_hello(body: bytes) -> ServerHello:
+    """A ServerHello or HelloRetryRequest handshake body (without the 4-byte handshake header)."""
+    reader = Reader(body)
+    legacy_version = reader.pull_uint16("legacy_version")
+    random = reader.pull_bytes(32, "random")
+    session_id = reader.pull_opaque(1, "legacy_session_id_echo")
+    cipher_suite = reader.pull_uint16("cipher_suite")
+    compression_method = reader.pull_uint8("legacy_compression_method")
+    extensions = _pull_optional_extensions(reader)
+
+    anomalies: list[str] = []
+    if len(session_id) > MAX_SESSION_ID:
+        anomalies.append("session_id_too_long")
+    if not reader.eof():
+        anomalies.append("trailing_data")
+    is_retry = random == HELLO_RETRY_REQUEST_RANDOM
+    values, extension_anomalies = decode_extensions(extensions, _RETRY_DECODERS if is_retry else _SERVER_DECODERS)
+    anomalies += extension_anomalies
+
+    return ServerHello(
+        legacy_version=legacy_version,
+        random=random,
+        session_id=session_id,
+        cipher_suite=cipher_suite,
+        compression_method=compression_method,
+        extensions=extensions,
+        selected_version=values.get("selected_version"),
+        key_share_group=values.get("key_share_group"),
+        has_pre_shared_key=any(ext.type == PRE_SHARED_KEY for ext in extensions),
+        is_hello_retry_request=is_retry,
+        tls_flags=values.get("tls_flags"),
+        anomalies=_unique(anomalies),
+    )
+
+
+def _pull_sslv2_cipher_spec(reader: Reader) -> int | None:
+    kind = reader.pull_uint8("cipher spec")
+    suite = reader.pull_uint16("cipher spec")
+    # SSLv2-only kinds (first byte non-zero) have no TLS equivalent.
+    return suite if kind == 0 else None
+
+
+def parse_sslv2_client_hello(record: bytes) -> ClientHello:
+    """An SSLv2 (or SSLv2-compatible, RFC 5246 E.2) CLIENT-HELLO, from its 2-byte record header on.
+
+    The challenge becomes the random right-aligned in 32 bytes, as a TLS server reading it does.
+    """
+    reader = Reader(record)
+    header = reader.pull_uint16("SSLv2 record header")
+    if not header & 0x8000:
+        raise ParseError("SSLv2 record with a 3-byte header cannot hold a CLIENT-HELLO", 0)
+    length = header & 0x7FFF
+    if reader.remaining < length:
+        raise ParseError(f"truncated SSLv2 record: need {length} bytes, have {reader.remaining}", 2)
+    anomalies = ["trailing_data"] if reader.remaining > length else []
+    reader = Reader(record, 2, 2 + length)
+    msg_type = reader.pull_uint8("SSLv2 msg_type")
+    if msg_type != 1:
+        raise ParseError(f"SSLv2 message type {msg_type} is not CLIENT-HELLO", 2)
+    version = reader.pull_uint16("SSLv2 version")
+    specs_length = reader.pull_uint16("cipher_spec_length")
+    session_id_length = reader.pull_uint16("session_id_length")
+    challenge_length = reader.pull_uint16("challenge_length")
+    if specs_length % 3:
+        raise ParseError(f"cipher_spec_length {specs_length} is not a multiple of 3", 5)
+    specs = Reader(reader.pull_bytes(specs_length, "cipher_specs"))
+    suites = [_pull_sslv2_cipher_spec(specs) for _ in range(specs_length // 3)]
+    session_id = reader.pull_bytes(session_id_length, "session_id")
+    challenge = reader.pull_bytes(challenge_length, "challenge")
+    if not reader.eof():
+        anomalies.append("trailing_data")
+    return ClientHello(
+        legacy_version=version,
+        random=challenge.rjust(32, b"\0"),
+        session_id=session_id,
+        cipher_suites=tuple(suite for suite in suites if suite is not None),
+        compression_methods=(),
+        extensions=(),
+        server_name=None,
+        alpn=(),
+        supported_versions=(),
+        supported_groups=(),
+        key_share_groups=(),
+        signature_algorithms=(),
+        ec_point_formats=(),
+        psk_key_exchange_modes=(),
+        has_pre_shared_key=False,
+        post_handshake_auth=False,
+        ech=None,
+        padding_length=None,
+        tls_flags=None,
+        anomalies=_unique(anomalies),
+        sslv2=True,
+    )
