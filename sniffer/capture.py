@@ -1,0 +1,375 @@
+"""Reading pcap and pcapng capture files, from a path or a pipe, fast and with bounded memory.
+
+Both formats are a sequence of length-prefixed records. The reader pulls the file in large chunks into
+one buffer and walks the records with ``struct.unpack_from`` on that buffer, so a packet costs a header
+unpack and one slice instead of a ``read()`` call and a header object. Only the unparsed tail of the
+buffer is carried over when it is refilled, and a record may never be longer than a fixed limit, so a
+corrupt length field can neither allocate gigabytes nor stall the run.
+
+Damage (a file cut mid-record, an absurd length) ends the iteration: every packet before it has been
+yielded and :attr:`CaptureReader.truncation` says where and why. Only a file that is not a capture at all
+raises :class:`CaptureError`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import sys
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO, NamedTuple, Self, cast
+
+_CHUNK = 1 << 20
+# Longer than any frame a capture tool writes (pcap snaplen tops out at 262144, jumbo frames at 64 KiB):
+# a longer record is a corrupt length field, and must not become a huge allocation.
+_MAX_RECORD = 16 << 20
+_MIN_CAPLEN_LIMIT = 262144
+
+_GZIP_MAGIC = b"\x1f\x8b"
+# magic as it appears on disk -> (struct byte order, timestamp fraction units per second)
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000),
+}
+_PCAP_FILE_HEADER = 24
+_PCAP_RECORD_HEADER = 16
+
+_SHB = 0x0A0D0D0A  # a palindrome, so it reads the same before the section's byte order is known
+_SHB_MAGIC = b"\x0a\x0d\x0d\x0a"
+_BYTE_ORDER_MAGIC = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+_IDB = 1
+_PB = 2
+_SPB = 3
+_EPB = 6
+_DSB = 0x0A
+_OPT_TSRESOL = 9
+_OPT_TSOFFSET = 14
+_DEFAULT_TS_UNITS = 1_000_000
+TLS_KEY_LOG = 0x544C534B  # "TLSK": Decryption Secrets Block payload is NSS key log text
+
+
+class CaptureError(Exception):
+    """The file cannot be read as a capture at all (missing, unreadable, not pcap/pcapng)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """Where a capture stopped being readable; every packet before ``offset`` was yielded."""
+
+    offset: int
+    reason: str
+
+
+class _Interface(NamedTuple):
+    """What a pcapng packet block needs from its Interface Description Block."""
+
+    linktype: int
+    snaplen: int
+    units: float  # timestamp units per second (if_tsresol)
+    offset: float  # if_tsoffset, seconds
+
+
+class CaptureReader:
+    """Iterates ``(timestamp, linktype, frame)`` for every packet of a pcap or pcapng stream.
+
+    ``timestamp`` is float seconds since the epoch, ``frame`` the captured bytes. The stream is read
+    strictly forward (pipes work). When the iteration ends the stream is closed if ``close_stream`` was
+    given, which :func:`open_capture` does for files it opened.
+
+    Attributes, current as each packet is yielded: ``packets`` yielded so far; ``bytes_read`` (file
+    offset consumed); ``secrets``, the payloads of pcapng TLS key log Decryption Secrets Blocks met so far
+    (a DSB precedes the packets it decrypts); ``skipped``, pcapng packets of undeclared interfaces;
+    ``truncation``, set when iteration stopped at damage.
+    """
+
+    def __init__(self, stream: BinaryIO, name: str, *, close_stream: bool = False) -> None:
+        self.name = name
+        self.truncation: Truncation | None = None
+        self.secrets: list[bytes] = []
+        self.packets = 0
+        # pcapng packet blocks naming an interface that was never described: nothing to decode them with
+        self.skipped = 0
+        self._stream = stream
+        self._close_stream = close_stream
+        # read1 returns what one underlying read gives, so a live pipe is processed as data arrives
+        self._read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+        self._buf = b""
+        self._pos = 0  # parse position in _buf
+        self._base = 0  # file offset of _buf[0]
+        self._read_error: str | None = None
+        try:
+            self._records = self._start()
+        except CaptureError:
+            self.close()
+            raise
+
+    @property
+    def bytes_read(self) -> int:
+        """File offset up to which records have been consumed (uncompressed offset for gzip input)."""
+        return self._base + self._pos
+
+    def _start(self) -> Iterator[tuple[float, int, bytes]]:
+        """Check the file header and pick the record parser for the format."""
+        if not self._fill(4):
+            have = len(self._buf)
+            detail = self._read_error or ("empty file" if have == 0 else f"only {have} bytes")
+            raise CaptureError(f"{self.name}: not a capture file ({detail})")
+        magic = self._buf[:4]
+        if magic in _PCAP_MAGICS:
+            endian, units = _PCAP_MAGICS[magic]
+            if not self._fill(_PCAP_FILE_HEADER):
+                raise CaptureError(f"{self.name}: pcap file header cut short")
+            snaplen, linktype = struct.unpack_from(endian + "II", self._buf, 16)
+            self._pos = _PCAP_FILE_HEADER
+            return self._pcap(endian, units, linktype, min(max(snaplen, _MIN_CAPLEN_LIMIT), _MAX_RECORD))
+        if magic == _SHB_MAGIC:
+            if not self._fill(12) or self._buf[8:12] not in _BYTE_ORDER_MAGIC:
+                raise CaptureError(f"{self.name}: pcapng section header without a valid byte-order magic")
+            return self._pcapng()
+        raise CaptureError(f"{self.name}: not a pcap or pcapng file (starts with {magic.hex()})")
+
+    def __iter__(self) -> Iterator[tuple[float, int, bytes]]:
+        try:
+            yield from self._records
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._close_stream:
+            self._stream.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the shared block buffer -------------------------------------------------------------------
+    # Each format's loop keeps the buffer, its position and its length in locals and handles every
+    # record that lies wholly inside the buffer; only when one does not fit does it call _refill.
+
+    def _fill(self, need: int) -> bool:
+        """Make ``need`` bytes available from ``_pos`` on, reading in chunks; False if the stream ends first.
+
+        The consumed part of the buffer is dropped here, so afterwards ``_pos`` is 0.
+        """
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        parts = [buf[pos:]] if have else []
+        self._base += pos
+        self._pos = 0
+        while have < need and self._read_error is None:
+            try:
+                data = self._read(max(need - have, _CHUNK))
+            except (OSError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: damaged gzip stream
+                self._read_error = f"read error: {exc}"
+                break
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+        self._buf = b"".join(parts)
+        return have >= need
+
+    def _refill(self, pos: int, need: int, what: str) -> bytes | None:
+        """The buffer, refilled so the record at ``pos`` (now at 0) has ``need`` bytes; None at the end.
+
+        A stream that ends exactly at a record boundary ends cleanly, anywhere else it is damage.
+        """
+        self._pos = pos
+        if self._fill(need):
+            return self._buf
+        have = len(self._buf)
+        if have or self._read_error:
+            self.truncation = Truncation(self._base, self._read_error or f"{what} cut short (need {need}, have {have})")
+        return None
+
+    def _damaged(self, pos: int, reason: str) -> None:
+        """Stop at the record starting at ``pos``: it cannot be trusted."""
+        self._pos = pos
+        self.truncation = Truncation(self._base + pos, reason)
+
+    # -- classic pcap ------------------------------------------------------------------------------
+
+    def _pcap(self, endian: str, units: int, linktype: int, limit: int) -> Iterator[tuple[float, int, bytes]]:
+        header = struct.Struct(endian + "III").unpack_from
+        hlen = _PCAP_RECORD_HEADER
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        while True:
+            if end - pos >= hlen:
+                sec, frac, caplen = header(buf, pos)
+                if caplen > limit:
+                    self._damaged(pos, f"record length {caplen} exceeds limit {limit}")
+                    return
+                stop = pos + hlen + caplen
+                if stop <= end:
+                    self._pos = stop
+                    self.packets += 1
+                    yield sec + frac / units, linktype, buf[pos + hlen : stop]
+                    pos = stop
+                    continue
+                need, what = hlen + caplen, f"packet data (caplen {caplen})"
+            else:
+                need, what = hlen, "record header"
+            refilled = self._refill(pos, need, what)
+            if refilled is None:
+                return
+            buf, pos, end = refilled, 0, len(refilled)
+
+    # -- pcapng ------------------------------------------------------------------------------------
+
+    def _pcapng(self) -> Iterator[tuple[float, int, bytes]]:
+        buf, pos = self._buf, self._pos
+        end = len(buf)
+        endian = "<"
+        u32 = struct.Struct("<I").unpack_from
+        block = struct.Struct("<II").unpack_from
+        epb = struct.Struct("<IIII").unpack_from
+        interfaces: list[_Interface] = []
+        timestamp = 0.0  # an SPB has none: it inherits the previous packet's
+        while True:
+            if end - pos < 12:
+                need, what = 12, "pcapng block header"
+            else:
+                btype, blen = block(buf, pos)
+                if btype == _SHB:
+                    # a new section: its own byte order, and interface ids start again from 0
+                    endian = _BYTE_ORDER_MAGIC.get(buf[pos + 8 : pos + 12], "")
+                    if not endian:
+                        self._damaged(pos, "pcapng section header byte-order magic invalid")
+                        return
+                    u32 = struct.Struct(endian + "I").unpack_from
+                    block = struct.Struct(endian + "II").unpack_from
+                    epb = struct.Struct(endian + "IIII").unpack_from
+                    interfaces = []
+                    blen = u32(buf, pos + 4)[0]
+                if blen < 12 or blen & 3 or blen > _MAX_RECORD:
+                    self._damaged(pos, f"pcapng block length {blen} invalid")
+                    return
+                need, what = blen, f"pcapng block (type {btype:#x}, length {blen})"
+            if end - pos < need:
+                refilled = self._refill(pos, need, what)
+                if refilled is None:
+                    return
+                buf, pos, end = refilled, 0, len(refilled)
+                continue
+
+            stop = pos + blen
+            if u32(buf, stop - 4)[0] != blen:
+                self._damaged(pos, f"pcapng block length {blen} does not match its trailing copy")
+                return
+            if btype in (_EPB, _PB):
+                if blen < 32:
+                    self._damaged(pos, f"pcapng packet block length {blen} too small")
+                    return
+                if btype == _EPB:
+                    ifid, high, low, caplen = epb(buf, pos + 8)
+                else:  # the obsolete Packet Block has a 16-bit interface id and a 16-bit drop count
+                    ifid, high, low, caplen = struct.unpack_from(endian + "HxxIII", buf, pos + 8)
+                if caplen > blen - 32:
+                    self._damaged(pos, f"pcapng packet length {caplen} exceeds its block ({blen})")
+                    return
+                if ifid < len(interfaces):
+                    linktype, _, units, offset = interfaces[ifid]
+                    # float arithmetic: exact for microsecond counts, and within the ~0.2 µs a float
+                    # holds for an epoch timestamp anyway at finer resolutions; big-int division costs more
+                    timestamp = (high * 4294967296.0 + low) / units + offset
+                    self._pos = stop
+                    self.packets += 1
+                    yield timestamp, linktype, buf[pos + 28 : pos + 28 + caplen]
+                else:
+                    self.skipped += 1
+            elif btype == _SPB:
+                if not interfaces or blen < 16:
+                    self.skipped += 1
+                else:
+                    linktype, snaplen = interfaces[0][:2]
+                    caplen = min(u32(buf, pos + 8)[0], blen - 16)
+                    if snaplen:
+                        caplen = min(caplen, snaplen)
+                    self._pos = stop
+                    self.packets += 1
+                    yield timestamp, linktype, buf[pos + 12 : pos + 12 + caplen]
+            elif btype == _IDB:
+                if blen < 20:
+                    self._damaged(pos, f"pcapng interface block length {blen} too small")
+                    return
+                interfaces.append(_parse_idb(buf, pos, blen, endian))
+            elif btype == _DSB and blen >= 20:
+                stype, slen = struct.unpack_from(endian + "II", buf, pos + 8)
+                if stype == TLS_KEY_LOG and slen <= blen - 20:
+                    self.secrets.append(buf[pos + 16 : pos + 16 + slen])
+            pos = stop
+
+
+def _parse_idb(buf: bytes, pos: int, blen: int, endian: str) -> _Interface:
+    """Link type, snap length and timestamp scale of one Interface Description Block.
+
+    A malformed option list is not damage to the file (the block boundary is known), so option parsing
+    just stops at the first option that does not fit.
+    """
+    linktype, snaplen = struct.unpack_from(endian + "HxxI", buf, pos + 8)
+    units, offset = _DEFAULT_TS_UNITS, 0
+    option = struct.Struct(endian + "HH").unpack_from
+    at, stop = pos + 16, pos + blen - 4
+    while at + 4 <= stop:
+        code, length = option(buf, at)
+        value = at + 4
+        if code == 0 or value + length > stop:
+            break
+        if code == _OPT_TSRESOL and length >= 1:
+            resol = buf[value]
+            # high bit set: a negative power of two, else a negative power of ten
+            units = 1 << (resol & 0x7F) if resol & 0x80 else 10**resol
+        elif code == _OPT_TSOFFSET and length >= 8:
+            offset = struct.unpack_from(endian + "q", buf, value)[0]
+        at = value + (length + 3 & ~3)
+    return _Interface(linktype, snaplen, float(units), float(offset))
+
+
+def open_capture(path: str) -> CaptureReader:
+    """Open a pcap or pcapng file (optionally gzip-compressed); ``"-"`` reads standard input.
+
+    Raises :class:`CaptureError` with a one-line message naming the path when the file is missing,
+    unreadable, a directory, or not a capture.
+    """
+    if path == "-":
+        stream: BinaryIO = sys.stdin.buffer
+        name, owned = "<stdin>", False
+    else:
+        name, owned = path, True
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - the reader owns it and closes it when done
+        except FileNotFoundError:
+            raise CaptureError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise CaptureError(f"{path}: is a directory, not a capture file") from None
+        except PermissionError:
+            raise CaptureError(f"{path}: permission denied") from None
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    peek = getattr(stream, "peek", None)
+    try:
+        compressed = peek is not None and peek(2)[:2] == _GZIP_MAGIC
+    except OSError as exc:
+        if owned:
+            stream.close()
+        raise CaptureError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if compressed:
+        if owned:
+            # reopened by name so that closing the GzipFile also closes the file
+            stream.close()
+            stream = cast(BinaryIO, gzip.open(path, "rb"))  # noqa: SIM115 - closed by the reader
+        else:
+            # a GzipFile over stdin leaves stdin open when closed, which is what we want
+            stream = cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
+        owned = True
+    return CaptureReader(stream, name, close_stream=owned)
