@@ -1,0 +1,210 @@
+"""Command line: ``helloscope analyze FILE...``.
+
+Exit status: 0 success; 1 ``--strict`` and the run met damage or anomalies; 2 the user must act
+(unreadable input, bad option); 130 interrupted. Messages are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+from sniffer import __version__
+from sniffer.capture import CaptureError, CaptureReader, open_capture
+from sniffer.events import Observer, build_event, to_json_line
+from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
+from sniffer.pipeline import feed_capture
+from sniffer.render import Summary, connections_table, print_summary
+from sniffer.report import ConnectionReport
+from sniffer.stats import RunStats
+
+EXIT_STRICT = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Fail(click.ClickException):
+    exit_code = EXIT_USAGE
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"helloscope: error: {self.format_message()}", err=True)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"helloscope: warning: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="helloscope")
+def cli() -> None:
+    """Passive TLS sensor: who advertises the request-mTLS flag, and how servers answer."""
+
+
+def main() -> None:
+    """Console entry point: a reader that closes the pipe (``| head``) ends the run quietly."""
+    try:
+        cli()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_STRICT)
+
+
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, metavar="FILE...")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write JSON lines here (appends).")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "table"]),
+    default="json",
+    show_default=True,
+    help="json: one event per line on stdout; table: a readable table and the summary on stdout.",
+)
+@click.option(
+    "--port",
+    "ports",
+    type=click.IntRange(0, 65535),
+    multiple=True,
+    help="Only examine TCP flows with this port on either side (repeatable). Default: every flow.",
+)
+@click.option(
+    "--max-flows",
+    type=click.IntRange(1),
+    default=DEFAULT_LIMITS.max_flows,
+    show_default=True,
+    help="Flows tracked at once; the oldest is reported and evicted beyond this.",
+)
+@click.option(
+    "--max-stream-bytes",
+    type=click.IntRange(1024),
+    default=DEFAULT_LIMITS.max_stream_bytes,
+    show_default=True,
+    help="Bytes examined per direction of a flow.",
+)
+@click.option(
+    "--max-preamble-bytes",
+    type=click.IntRange(0),
+    default=DEFAULT_LIMITS.max_preamble_bytes,
+    show_default=True,
+    help="Plaintext searched for the start of TLS (STARTTLS and similar) before a flow is dropped.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=DEFAULT_LIMITS.idle_timeout,
+    show_default=True,
+    help="Seconds of capture time after which a silent flow is reported and dropped.",
+)
+@click.option("--sensor-name", default=None, help="observer.name in events (default: host name).")
+@click.option("--strict", is_flag=True, help="Exit 1 if a capture is damaged or a connection had parse anomalies.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def analyze(
+    captures: tuple[str, ...],
+    output: str | None,
+    output_format: str,
+    ports: tuple[int, ...],
+    max_flows: int,
+    max_stream_bytes: int,
+    max_preamble_bytes: int,
+    idle_timeout: float,
+    sensor_name: str | None,
+    strict: bool,
+    quiet: bool,
+) -> None:
+    """Read pcap/pcapng FILEs (or - for stdin) and report every TLS connection."""
+    if captures.count("-") > 1:
+        raise _Fail("standard input (-) can be read only once")
+    for path in captures:
+        if path != "-":
+            _open(path).close()  # refuse a bad file list before any event is written
+    stats = RunStats()
+    summary = Summary()
+    table_events: list[dict[str, Any]] = []
+    observer = Observer(sensor_name or socket.gethostname())
+    limits = Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout)
+    stdout_console = _console(sys.stdout)
+    stderr_console = _console(sys.stderr)
+    damaged = False
+    interrupted = False
+
+    with _event_sink(output, output_format) as sink:
+
+        def emit(report: ConnectionReport) -> None:
+            event = build_event(report, observer)
+            summary.add(event)
+            if output_format == "table":
+                table_events.append(event)
+            if sink is not None:
+                sink.write(to_json_line(event))
+                sink.flush()
+
+        table = FlowTable(emit, stats, limits, frozenset(ports))
+        try:
+            for path in captures:
+                with _open(path) as reader:
+                    damaged |= _run(reader, table, stats)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            table.flush()
+
+    if output_format == "table":
+        stdout_console.print(connections_table(table_events))
+        print_summary(stdout_console, summary, stats.as_dict())
+    elif not quiet:
+        print_summary(stderr_console, summary, stats.as_dict())
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if strict and (damaged or stats.connections_with_anomalies or stats.overlap_conflicts):
+        _warn("--strict: the run met damaged input or protocol anomalies")
+        sys.exit(EXIT_STRICT)
+
+
+def _console(stream: IO[str]) -> Console:
+    # Rich assumes 80 columns when not on a terminal; tables written to a file should not fold.
+    return Console(file=stream, width=None if stream.isatty() else 200)
+
+
+def _open(path: str) -> CaptureReader:
+    try:
+        return open_capture(path)
+    except CaptureError as error:
+        raise _Fail(str(error)) from None
+
+
+def _run(reader: CaptureReader, table: FlowTable, stats: RunStats) -> bool:
+    """Feed one capture; warn and return True if the file was damaged."""
+    truncation = feed_capture(reader, table, stats)
+    if truncation is None:
+        return False
+    _warn(
+        f"{reader.name}: capture damaged at byte offset {truncation.offset} ({truncation.reason}); "
+        f"the {reader.packets} packets before it were analysed"
+    )
+    return True
+
+
+@contextmanager
+def _event_sink(output: str | None, output_format: str) -> Iterator[IO[str] | None]:
+    if output is not None:
+        try:
+            with open(output, "a", encoding="utf-8") as handle:
+                yield handle
+        except OSError as error:
+            raise _Fail(f"cannot write {output}: {error.strerror}") from None
+    elif output_format == "json":
+        yield sys.stdout
+    else:
+        yield None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The flow table: TCP segments in, one :class:`ConnectionReport` per TLS connection out.
+
+A flow is followed only while it can still change its report. Once settled it stays in the table as a
+``done`` entry so that its later packets (bulk data) cost one dictionary look-up, until its teardown
+or the idle timeout removes it. Flows are keyed by both directed 4-tuples, so a packet needs one
+look-up whichever way it travels.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from parsers.errors import ParseError
+from parsers.hello import parse_sslv2_client_hello
+from parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
+from parsers.records import RecordReader
+from sniffer.correlate import conclude
+from sniffer.decode import Segment
+from sniffer.reassembly import StreamReassembler
+from sniffer.report import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
+from sniffer.stats import RunStats
+from sniffer.tracker import ConnectionTracker
+
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
+
+# Longest signature the TLS-start scan looks for: re-scan this much of the old buffer on new data.
+_SIGNATURE_OVERLAP: Final = 11
+
+# end_reason values
+HANDSHAKE_SETTLED: Final = "handshake_settled"
+CLOSED: Final = "closed"
+RESET: Final = "reset"
+IDLE: Final = "idle_timeout"
+EVICTED: Final = "flow_cap"
+CAPTURE_END: Final = "capture_end"
+PORT_REUSE: Final = "port_reused"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource bounds; defaults are documented in README."""
+
+    max_flows: int = 200_000
+    max_stream_bytes: int = 256 * 1024
+    max_out_of_order_bytes: int = 64 * 1024
+    max_preamble_bytes: int = 16 * 1024
+    idle_timeout: float = 300.0
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+class _Direction:
+    """One endpoint's byte stream: reassembly, then the search for TLS, then record framing."""
+
+    __slots__ = ("broken", "fin", "pending", "preamble", "records", "scanned", "stream")
+
+    def __init__(self, limits: Limits) -> None:
+        self.stream = StreamReassembler(limits.max_stream_bytes, limits.max_out_of_order_bytes)
+        self.pending = bytearray()  # bytes before TLS was found in this direction
+        self.scanned = 0
+        self.preamble = b""  # plaintext that preceded TLS, kept to name the protocol
+        self.records: RecordReader | None = None
+        self.fin = False
+        self.broken = False  # framing lost: later bytes of this direction are ignored
+
+    def stop(self) -> None:
+        self.broken = True
+        self.records = None
+        self.pending = bytearray()
+
+
+class _Flow:
+    __slots__ = ("client", "done", "keys", "last_seen", "reported", "reset_by", "sides", "start", "tls", "tracker")
+
+    def __init__(self, key: tuple[bytes, int, bytes, int], timestamp: float, limits: Limits) -> None:
+        reverse = (key[2], key[3], key[0], key[1])
+        self.keys = (key, reverse)
+        self.sides = (_Direction(limits), _Direction(limits))  # index 0: sender of the first packet
+        self.client: int | None = None
+        self.tracker = ConnectionTracker()
+        self.start = timestamp
+        self.last_seen = timestamp
+        self.done = False
+        self.reset_by: int | None = None
+        self.reported = False
+        self.tls = False  # the client's first TLS record was found: the flow will be reported
+
+    def role(self, side: int) -> str:
+        return CLIENT if side == self.client else SERVER
+
+
+class FlowTable:
+    def __init__(
+        self,
+        emit: Callable[[ConnectionReport], None],
+        stats: RunStats,
+        limits: Limits = DEFAULT_LIMITS,
+        ports: frozenset[int] = frozenset(),
+    ) -> None:
+        self._emit = emit
+        self._stats = stats
+        self._limits = limits
+        self._ports = ports
+        self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+        self._order: deque[_Flow] = deque()  # creation order, for flow-cap eviction and idle sweeps
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._flows) // 2
+
+    # ----- packets -------------------------------------------------------------------------------
+
+    def packet(self, timestamp: float, segment: Segment) -> None:
+        key = (segment.src, segment.sport, segment.dst, segment.dport)
+        flow = self._flows.get(key)
+        flags = segment.flags
+        if flow is None:
+            if not segment.payload and not flags & SYN:
+                return  # a bare ACK/FIN/RST of a flow we do not follow
+            if self._ports and segment.sport not in self._ports and segment.dport not in self._ports:
+                return
+            flow = self._open(key, timestamp)
+        elif flow.done:
+            flow.last_seen = timestamp
+            if flags & (FIN | RST):
+                self._teardown(flow, flow.keys.index(key), flags)
+            return
+        elif flags & SYN and not flags & ACK and flow.sides[flow.keys.index(key)].stream.delivered:
+            self._finish(flow, PORT_REUSE)
+            flow = self._open(key, timestamp)
+        flow.last_seen = timestamp
+        side = 0 if key == flow.keys[0] else 1
+        direction = flow.sides[side]
+        if flags & SYN:
+            direction.stream.syn(segment.seq)
+            if flow.client is None:
+                flow.client = 1 - side if flags & ACK else side
+        if segment.payload and not direction.broken:
+            gaps = direction.stream.gaps
+            data = direction.stream.add(segment.seq, segment.payload)
+            if segment.snapped:
+                flow.tracker.note("snaplen_cut_payload")
+            if direction.stream.gaps != gaps and direction.records is not None:
+                # Record framing cannot survive lost bytes; what was seen before the hole stands.
+                flow.tracker.stream_broken(flow.role(side), "stream_gap")
+                direction.stop()
+            elif data:
+                self._consume(flow, side, data, timestamp)
+        if flags & (FIN | RST) and not flow.done:
+            self._teardown(flow, side, flags)
+        elif not flow.done and flow.tracker.settled:
+            self._report(flow, HANDSHAKE_SETTLED)
+        if timestamp >= self._next_sweep:
+            self._sweep(timestamp)
+
+    def flush(self) -> None:
+        """End of input: report every connection still open."""
+        for flow in list(self._order):
+            if self._flows.get(flow.keys[0]) is flow:
+                self._finish(flow, CAPTURE_END)
+        self._order.clear()
+
+    # ----- flow lifecycle ------------------------------------------------------------------------
+
+    def _open(self, key: tuple[bytes, int, bytes, int], timestamp: float) -> _Flow:
+        while len(self._flows) // 2 >= self._limits.max_flows and self._order:
+            oldest = self._order.popleft()
+            if self._flows.get(oldest.keys[0]) is oldest:
+                self._stats.flow_cap_evictions += 1
+                self._finish(oldest, EVICTED)
+        flow = _Flow(key, timestamp, self._limits)
+        self._flows[flow.keys[0]] = flow
+        self._flows[flow.keys[1]] = flow
+        self._order.append(flow)
+        self._stats.flows_tracked += 1
+        return flow
+
+    def _teardown(self, flow: _Flow, side: int, flags: int) -> None:
+        if flags & RST:
+            flow.reset_by = side
+            self._finish(flow, RESET)
+            return
+        flow.sides[side].fin = True
+        if flow.sides[0].fin and flow.sides[1].fin:
+            self._finish(flow, CLOSED)
+
+    def _finish(self, flow: _Flow, reason: str) -> None:
+        """Report the flow if it has not been, and forget it."""
+        if not flow.reported:
+            self._report(flow, reason)
+        for key in flow.keys:
+            if self._flows.get(key) is flow:
+                del self._flows[key]
+
+    def _sweep(self, now: float) -> None:
+        idle = self._limits.idle_timeout
+        self._next_sweep = now + max(1.0, idle / 10)
+        kept: deque[_Flow] = deque()
+        for flow in self._order:
+            if self._flows.get(flow.keys[0]) is not flow:
+                continue
+            if now - flow.last_seen > idle:
+                self._stats.idle_evictions += 1
+                self._finish(flow, IDLE)
+            else:
+                kept.append(flow)
+        self._order = kept
+
+    # ----- byte streams --------------------------------------------------------------------------
+
+    def _consume(self, flow: _Flow, side: int, data: bytes, timestamp: float) -> None:
+        direction = flow.sides[side]
+        if direction.records is not None:
+            self._frame(flow, side, data, timestamp)
+            return
+        direction.pending += data
+        self._locate_tls(flow, timestamp)
+
+    def _frame(self, flow: _Flow, side: int, data: bytes, timestamp: float) -> None:
+        direction = flow.sides[side]
+        assert direction.records is not None
+        role = flow.role(side)
+        reader = direction.records
+        try:
+            records = reader.feed(data)
+        except ParseError as error:
+            flow.tracker.stream_broken(role, f"record_layer: {error.what}")
+            direction.stop()
+            return
+        tracker = flow.tracker
+        for record in records:
+            tracker.record(role, record, timestamp)
+        if reader.error is not None:
+            # Records before the break were delivered above; the break itself ends this direction.
+            tracker.stream_broken(role, f"record_layer: {reader.error.what}")
+            direction.stop()
+
+    def _locate_tls(self, flow: _Flow, timestamp: float) -> None:
+        """Find the ClientHello (which also tells who the client is), then the server's answer."""
+        if flow.client is None or flow.sides[flow.client].records is None:
+            candidates = (flow.client,) if flow.client is not None else (0, 1)
+            for side in candidates:
+                assert side is not None
+                if self._start_client(flow, side, timestamp):
+                    break
+        client = flow.client
+        if client is not None and flow.sides[client].records is not None:
+            server = flow.sides[1 - client]
+            if server.records is None and server.pending:
+                start = find_server_response(bytes(server.pending), max(0, server.scanned - _SIGNATURE_OVERLAP))
+                server.scanned = len(server.pending)
+                if start is not None:
+                    self._start_records(flow, 1 - client, start, timestamp)
+        self._give_up_if_not_tls(flow)
+
+    def _start_client(self, flow: _Flow, side: int, timestamp: float) -> bool:
+        direction = flow.sides[side]
+        data = bytes(direction.pending)
+        if not data:
+            return False
+        if direction.scanned == 0 and is_sslv2_client_hello(data):
+            return self._start_sslv2(flow, side, data, timestamp)
+        start = find_client_hello(data, max(0, direction.scanned - _SIGNATURE_OVERLAP))
+        direction.scanned = len(data)
+        if start is None:
+            return False
+        flow.client = side
+        flow.tls = True
+        self._start_records(flow, side, start, timestamp)
+        return True
+
+    def _start_sslv2(self, flow: _Flow, side: int, data: bytes, timestamp: float) -> bool:
+        length = ((data[0] & 0x7F) << 8 | data[1]) + 2
+        if len(data) < length:
+            return False  # wait for the rest of the SSLv2 record
+        flow.client = side
+        flow.tls = True
+        try:
+            flow.tracker.sslv2_client_hello(parse_sslv2_client_hello(data[:length]))
+        except ParseError as error:
+            flow.tracker.note(f"client_sslv2_hello_malformed: {error.what}")
+        direction = flow.sides[side]
+        direction.pending = bytearray(data)
+        self._start_records(flow, side, length, timestamp)
+        return True
+
+    def _start_records(self, flow: _Flow, side: int, start: int, timestamp: float) -> None:
+        direction = flow.sides[side]
+        data = bytes(direction.pending)
+        direction.preamble = data[:start]
+        direction.pending = bytearray()
+        direction.records = RecordReader()
+        if len(data) > start:
+            self._frame(flow, side, data[start:], timestamp)
+
+    def _give_up_if_not_tls(self, flow: _Flow) -> None:
+        bound = self._limits.max_preamble_bytes
+        client = flow.client
+        if client is not None and flow.sides[client].records is not None:
+            server = flow.sides[1 - client]
+            if server.records is None and len(server.pending) > bound:
+                flow.tracker.stream_broken(SERVER, "tls_not_found")
+                server.stop()
+            return
+        if any(len(direction.pending) > bound for direction in flow.sides):
+            self._stats.non_tls_flows += 1
+            for direction in flow.sides:
+                direction.pending = bytearray()
+            flow.done = True
+            flow.reported = True  # nothing to report: never TLS within the bound
+
+    # ----- reports -------------------------------------------------------------------------------
+
+    def _report(self, flow: _Flow, reason: str) -> None:
+        flow.done = True
+        flow.reported = True
+        tracker = flow.tracker
+        streams = [direction.stream for direction in flow.sides]
+        stats = self._stats
+        for stream in streams:
+            stats.out_of_order_segments += stream.out_of_order
+            stats.retransmitted_segments += stream.retransmitted
+            stats.overlap_conflicts += stream.conflicts
+            stats.stream_gaps += stream.gaps
+            stats.stream_byte_cap_hits += stream.capped
+        for direction in flow.sides:
+            direction.pending = bytearray()
+            direction.records = None
+        if not flow.tls or flow.client is None:
+            return
+        stats.tls_connections += 1
+        if not tracker.client_hellos and not any("client_hello" in note for note in tracker.anomalies):
+            client_stream = streams[flow.client]
+            missing = client_stream.pending_bytes or client_stream.gaps
+            tracker.note("client_hello_incomplete" + (": segments missing" if missing else ""))
+        handshake = tracker.handshake()
+        if handshake.anomalies:
+            stats.connections_with_anomalies += 1
+        conclusion = conclude(tracker, handshake)
+        client, server = flow.client, 1 - flow.client
+        client_key = flow.keys[client]
+        self._emit(
+            ConnectionReport(
+                client_ip=_ip_text(client_key[0]),
+                client_port=client_key[1],
+                server_ip=_ip_text(client_key[2]),
+                server_port=client_key[3],
+                transport="tcp",
+                start=flow.start,
+                end=flow.last_seen,
+                end_reason=reason,
+                handshake=handshake,
+                certificate_request=conclusion.certificate_request,
+                client_certificate=conclusion.client_certificate,
+                outcome=conclusion.outcome,
+                outcome_evidence=conclusion.outcome_evidence,
+                flag_outcome=conclusion.flag_outcome,
+                flag_outcome_evidence=conclusion.flag_outcome_evidence,
+                preamble=_preamble(flow.sides[client].preamble, flow.sides[server].preamble),
+                tcp=TcpSummary(
+                    client_bytes=streams[client].delivered,
+                    server_bytes=streams[server].delivered,
+                    out_of_order=sum(stream.out_of_order for stream in streams),
+                    retransmitted=sum(stream.retransmitted for stream in streams),
+                    overlap_conflicts=sum(stream.conflicts for stream in streams),
+                    gaps=sum(stream.gaps for stream in streams),
+                    byte_cap_reached=any(stream.capped for stream in streams),
+                    client_fin=flow.sides[client].fin,
+                    server_fin=flow.sides[server].fin,
+                    reset_by=None if flow.reset_by is None else flow.role(flow.reset_by),
+                ),
+            )
+        )
+
+
+def _preamble(client: bytes, server: bytes) -> Preamble | None:
+    if not client and not server:
+        return None
+    return Preamble(classify_preamble(client, server), len(client), len(server))
+
+
+def _ip_text(packed: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)

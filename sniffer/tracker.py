@@ -1,0 +1,236 @@
+"""One state machine per TLS connection: records and handshake messages in, observations out.
+
+The tracker only records what the wire shows; :mod:`sniffer.correlate` draws the conclusions. That
+split is the seam for decryption and inference: they add observations, the conclusions stay in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from parsers.alerts import parse_alerts
+from parsers.certs import CertificateMessage, CertificateRequest, parse_certificate, parse_certificate_request
+from parsers.errors import ParseError
+from parsers.hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
+from parsers.records import HandshakeReader, Record
+from parsers.registry import (
+    ALERT,
+    APPLICATION_DATA,
+    CERTIFICATE,
+    CERTIFICATE_REQUEST,
+    CERTIFICATE_VERIFY,
+    CHANGE_CIPHER_SPEC,
+    CLIENT_HELLO,
+    CLIENT_KEY_EXCHANGE,
+    HANDSHAKE,
+    HANDSHAKE_TYPE_NAMES,
+    SERVER_HELLO,
+    SERVER_HELLO_DONE,
+    SERVER_KEY_EXCHANGE,
+)
+from sniffer.report import CLIENT, PLAINTEXT, SERVER, AlertFinding, Handshake, RecordTrace
+
+TLS13: Final = 0x0304
+TLS12: Final = 0x0303
+# Enough records after the ServerHello to see both flights, the client's answer and the server's verdict.
+MAX_TRACED_RECORDS: Final = 64
+NAMED_CURVE: Final = 3
+
+
+class ConnectionTracker:
+    """Follows the plaintext part of one TLS handshake (both directions)."""
+
+    __slots__ = (
+        "_broken",
+        "_ccs",
+        "_encrypted_handshake",
+        "_handshake_readers",
+        "alerts",
+        "anomalies",
+        "certificate_request",
+        "client_certificate",
+        "client_flight_seen",
+        "client_hellos",
+        "hello_retry_request",
+        "key_exchange_group",
+        "records",
+        "server_flight_done",
+        "server_hello",
+    )
+
+    def __init__(self) -> None:
+        self.client_hellos: list[ClientHello] = []
+        self.server_hello: ServerHello | None = None
+        self.hello_retry_request: ServerHello | None = None
+        self.certificate_request: CertificateRequest | None = None
+        self.client_certificate: CertificateMessage | None = None
+        self.server_flight_done = False
+        self.key_exchange_group: int | None = None  # TLS <= 1.2 ECDHE named curve
+        self.client_flight_seen = False
+        self._ccs = {CLIENT: False, SERVER: False}
+        # TLS <= 1.2: protected handshake records after the ChangeCipherSpec (the Finished messages).
+        self._encrypted_handshake = {CLIENT: 0, SERVER: 0}
+        self._handshake_readers = {CLIENT: HandshakeReader(), SERVER: HandshakeReader()}
+        self._broken = {CLIENT: False, SERVER: False}
+        self.alerts: list[AlertFinding] = []
+        self.records: list[RecordTrace] = []
+        self.anomalies: list[str] = []
+
+    # ----- derived state -------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int | None:
+        return self.server_hello.version if self.server_hello else None
+
+    @property
+    def tls13(self) -> bool:
+        version = self.version
+        return version is not None and version >= TLS13
+
+    @property
+    def resumed(self) -> bool | None:
+        hello = self.server_hello
+        if hello is None:
+            return None
+        if self.tls13:
+            return hello.has_pre_shared_key
+        # TLS <= 1.2 abbreviated handshake: the server goes straight from ServerHello to its CCS.
+        return self._ccs[SERVER] and not self.server_flight_done
+
+    @property
+    def established(self) -> bool | None:
+        """Both sides finished (TLS <= 1.2); None where the finish is not visible (TLS 1.3)."""
+        if self.server_hello is None:
+            return False
+        if self.tls13:
+            return None
+        return all(self._ccs.values()) and all(self._encrypted_handshake.values())
+
+    @property
+    def fatal_alert_seen(self) -> bool:
+        return any(alert.fatal for alert in self.alerts)
+
+    @property
+    def settled(self) -> bool:
+        """Nothing later on this connection can change its report."""
+        if self.fatal_alert_seen or all(self._broken.values()):
+            return True
+        if self.tls13:
+            return len(self.records) >= MAX_TRACED_RECORDS
+        return bool(self.established)
+
+    def handshake(self) -> Handshake:
+        return Handshake(
+            client_hellos=tuple(self.client_hellos),
+            server_hello=self.server_hello,
+            hello_retry_request=self.hello_retry_request,
+            version=self.version,
+            established=self.established,
+            resumed=self.resumed,
+            alerts=tuple(self.alerts),
+            records=tuple(self.records),
+            key_exchange_group=self.key_exchange_group
+            if self.key_exchange_group is not None
+            else (self.server_hello.key_share_group if self.server_hello else None),
+            anomalies=tuple(self.anomalies),
+        )
+
+    # ----- input ---------------------------------------------------------------------------------
+
+    def sslv2_client_hello(self, hello: ClientHello) -> None:
+        self.client_hellos.append(hello)
+
+    def note(self, anomaly: str) -> None:
+        """Record an anomaly once, however often the wire repeats it."""
+        if anomaly not in self.anomalies:
+            self.anomalies.append(anomaly)
+
+    def stream_broken(self, sender: str, reason: str) -> None:
+        """The byte stream of one direction can no longer be framed as TLS records."""
+        if not self._broken[sender]:
+            self._broken[sender] = True
+            self.note(f"{sender}_{reason}")
+
+    def record(self, sender: str, record: Record, timestamp: float) -> None:
+        if self._broken[sender]:
+            return
+        if self.server_hello is not None and len(self.records) < MAX_TRACED_RECORDS:
+            self.records.append(RecordTrace(sender, record.content_type, len(record.payload), timestamp))
+        content_type = record.content_type
+        if content_type == HANDSHAKE:
+            if self._protected(sender):
+                self._encrypted_handshake[sender] += 1
+            else:
+                self._handshake_fragment(sender, record.payload)
+        elif content_type == CHANGE_CIPHER_SPEC:
+            self._ccs[sender] = True
+        elif content_type == ALERT:
+            self._alert(sender, record.payload, timestamp)
+        elif content_type == APPLICATION_DATA and self.server_hello is None and not self._protected(sender):
+            self.note(f"{sender}_application_data_before_server_hello")
+
+    def _protected(self, sender: str) -> bool:
+        """Whether this direction's records are encrypted by now, judged from the plaintext seen."""
+        if self.tls13:
+            # After a TLS 1.3 ServerHello both sides switch to handshake keys; only CCS stays clear.
+            return True
+        retry = self.hello_retry_request
+        if retry is not None and retry.version >= TLS13:
+            # The ChangeCipherSpec around a HelloRetryRequest is middlebox-compatibility noise.
+            return False
+        return self._ccs[sender]
+
+    def _alert(self, sender: str, payload: bytes, timestamp: float) -> None:
+        if self._protected(sender) and len(payload) != 2:
+            self.alerts.append(AlertFinding(sender, None, None, PLAINTEXT, timestamp))
+            return
+        try:
+            alerts = parse_alerts(payload)
+        except ParseError as error:
+            self.note(f"{sender}_alert_malformed: {error.what}")
+            return
+        self.alerts.extend(
+            AlertFinding(sender, alert.level, alert.description, PLAINTEXT, timestamp) for alert in alerts
+        )
+
+    def _handshake_fragment(self, sender: str, fragment: bytes) -> None:
+        try:
+            messages = self._handshake_readers[sender].feed(fragment)
+        except ParseError as error:
+            self.stream_broken(sender, f"handshake_framing: {error.what}")
+            return
+        for message in messages:
+            try:
+                if sender == CLIENT:
+                    self._client_message(message.msg_type, message.body)
+                else:
+                    self._server_message(message.msg_type, message.body)
+            except ParseError as error:
+                name = HANDSHAKE_TYPE_NAMES.get(message.msg_type, f"handshake_{message.msg_type}")
+                self.note(f"{sender}_{name}_malformed: {error.what}")
+
+    def _client_message(self, msg_type: int, body: bytes) -> None:
+        if msg_type == CLIENT_HELLO:
+            self.client_hellos.append(parse_client_hello(body))
+        elif msg_type == CERTIFICATE:
+            self.client_flight_seen = True
+            self.client_certificate = parse_certificate(body, tls13=self.tls13)
+        elif msg_type in (CLIENT_KEY_EXCHANGE, CERTIFICATE_VERIFY):
+            self.client_flight_seen = True
+
+    def _server_message(self, msg_type: int, body: bytes) -> None:
+        if msg_type == SERVER_HELLO:
+            hello = parse_server_hello(body)
+            if hello.is_hello_retry_request:
+                self.hello_retry_request = hello
+            else:
+                self.server_hello = hello
+        elif msg_type == CERTIFICATE_REQUEST:
+            version = self.version or TLS12
+            self.certificate_request = parse_certificate_request(body, tls13=version >= TLS13, tls12=version == TLS12)
+        elif msg_type == SERVER_KEY_EXCHANGE:
+            # ECDHE parameters start with curve_type named_curve (3) and the group (RFC 8422 5.4).
+            if len(body) >= 3 and body[0] == NAMED_CURVE:
+                self.key_exchange_group = body[1] << 8 | body[2]
+        elif msg_type == SERVER_HELLO_DONE:
+            self.server_flight_done = True
