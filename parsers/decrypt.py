@@ -1,0 +1,338 @@
+"""TLS record decryption from key-log secrets: TLS 1.3 (RFC 8446 §5.2-5.3, §7) and TLS 1.2 AEAD suites.
+
+Each decryptor covers one direction of one connection under one key, and is fed whole records in order
+(a record reader upstream does the framing). A record that fails authentication leaves the sequence
+number where it was, so a caller can try another key or skip the record without desynchronising.
+
+Secrets and derived keys never appear in reprs or exception messages: a sensor's logs are read by people
+who must not be able to decrypt its captures.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+from parsers.errors import ParseError
+
+RECORD_HEADER_LENGTH: Final = 5
+CONTENT_APPLICATION_DATA: Final = 23
+
+AES_GCM: Final = "AES-GCM"
+AES_CCM: Final = "AES-CCM"
+CHACHA20_POLY1305: Final = "ChaCha20-Poly1305"
+
+_HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+}
+_NONCE_LENGTH: Final = 12  # every AEAD used by TLS here takes a 96-bit nonce
+_TLS12_TAG_LENGTH: Final = 16  # no truncated-tag suite is supported for TLS 1.2
+
+
+class DecryptError(ParseError):
+    """Record protection could not be removed: authentication failed, the inner plaintext is malformed,
+    or the suite or secret cannot be used. Never carries key material."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tls13Suite:
+    code: int
+    name: str
+    aead: str  # AES_GCM, AES_CCM or CHACHA20_POLY1305
+    key_length: int
+    tag_length: int
+    hash_name: str  # a key of _HASHES; also the HKDF hash of the key schedule
+
+    @property
+    def hash_length(self) -> int:
+        return _hash(self.hash_name).digest_size
+
+
+TLS13_SUITES: Final[dict[int, Tls13Suite]] = {
+    suite.code: suite
+    for suite in (
+        Tls13Suite(0x1301, "TLS_AES_128_GCM_SHA256", AES_GCM, 16, 16, "sha256"),
+        Tls13Suite(0x1302, "TLS_AES_256_GCM_SHA384", AES_GCM, 32, 16, "sha384"),
+        Tls13Suite(0x1303, "TLS_CHACHA20_POLY1305_SHA256", CHACHA20_POLY1305, 32, 16, "sha256"),
+        Tls13Suite(0x1304, "TLS_AES_128_CCM_SHA256", AES_CCM, 16, 16, "sha256"),
+        Tls13Suite(0x1305, "TLS_AES_128_CCM_8_SHA256", AES_CCM, 16, 8, "sha256"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tls12Suite:
+    code: int
+    name: str
+    aead: str  # AES_GCM or CHACHA20_POLY1305
+    key_length: int
+    fixed_iv_length: int  # write IV bytes from the key block
+    explicit_nonce_length: int  # nonce bytes carried at the start of each record
+    prf_hash: str  # a key of _HASHES
+
+
+# The record protection depends only on the bulk part of the suite name: (aead, key, fixed IV, explicit
+# nonce, PRF hash). GCM: RFC 5288 §3 (4-byte salt + 8 explicit bytes); ChaCha20: RFC 7905 §2 (12-byte
+# IV XOR sequence, nothing explicit).
+_TLS12_BULK: Final[dict[str, tuple[str, int, int, int, str]]] = {
+    "AES_128_GCM_SHA256": (AES_GCM, 16, 4, 8, "sha256"),
+    "AES_256_GCM_SHA384": (AES_GCM, 32, 4, 8, "sha384"),
+    "CHACHA20_POLY1305_SHA256": (CHACHA20_POLY1305, 32, 12, 0, "sha256"),
+}
+
+TLS12_AEAD_SUITES: Final[dict[int, Tls12Suite]] = {
+    code: Tls12Suite(code, f"TLS_{exchange}_WITH_{bulk}", *_TLS12_BULK[bulk])
+    for code, exchange, bulk in (
+        (0x009C, "RSA", "AES_128_GCM_SHA256"),
+        (0x009D, "RSA", "AES_256_GCM_SHA384"),
+        (0x009E, "DHE_RSA", "AES_128_GCM_SHA256"),
+        (0x009F, "DHE_RSA", "AES_256_GCM_SHA384"),
+        (0x00A2, "DHE_DSS", "AES_128_GCM_SHA256"),
+        (0x00A3, "DHE_DSS", "AES_256_GCM_SHA384"),
+        (0xC02B, "ECDHE_ECDSA", "AES_128_GCM_SHA256"),
+        (0xC02C, "ECDHE_ECDSA", "AES_256_GCM_SHA384"),
+        (0xC02D, "ECDH_ECDSA", "AES_128_GCM_SHA256"),
+        (0xC02E, "ECDH_ECDSA", "AES_256_GCM_SHA384"),
+        (0xC02F, "ECDHE_RSA", "AES_128_GCM_SHA256"),
+        (0xC030, "ECDHE_RSA", "AES_256_GCM_SHA384"),
+        (0xC031, "ECDH_RSA", "AES_128_GCM_SHA256"),
+        (0xC032, "ECDH_RSA", "AES_256_GCM_SHA384"),
+        (0xCCA8, "ECDHE_RSA", "CHACHA20_POLY1305_SHA256"),
+        (0xCCA9, "ECDHE_ECDSA", "CHACHA20_POLY1305_SHA256"),
+        (0xCCAA, "DHE_RSA", "CHACHA20_POLY1305_SHA256"),
+    )
+}
+
+TLS12_MASTER_SECRET_LENGTH: Final = 48
+TLS_RANDOM_LENGTH: Final = 32
+
+
+def _hash(hash_name: str) -> hashes.HashAlgorithm:
+    try:
+        return _HASHES[hash_name]()
+    except KeyError:
+        raise ValueError(f"unsupported hash {hash_name!r}; expected one of {sorted(_HASHES)}") from None
+
+
+def hkdf_expand_label(secret: bytes, label: bytes, context: bytes, length: int, hash_name: str) -> bytes:
+    """HKDF-Expand-Label (RFC 8446 §7.1). ``label`` is given WITHOUT the ``tls13 `` prefix, which is
+    added here: pass ``b"key"``, ``b"c hs traffic"``, or for QUIC (RFC 9001 §5.1) ``b"quic key"``.
+
+    Misuse (over-long label or context, impossible length, unknown hash) raises ValueError: those are
+    caller bugs, not properties of captured bytes.
+    """
+    full_label = b"tls13 " + label
+    if len(full_label) > 255 or len(context) > 255:
+        raise ValueError("HKDF-Expand-Label label and context are limited to 255 bytes")
+    algorithm = _hash(hash_name)
+    if not 0 < length <= min(0xFFFF, 255 * algorithm.digest_size):
+        raise ValueError(f"HKDF-Expand-Label cannot produce {length} bytes with {hash_name}")
+    info = length.to_bytes(2, "big") + bytes([len(full_label)]) + full_label + bytes([len(context)]) + context
+    return HKDFExpand(algorithm, length, info).derive(secret)
+
+
+def tls12_prf(secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str) -> bytes:
+    """The TLS 1.2 PRF, P_<hash>(secret, label + seed) truncated to ``length`` (RFC 5246 §5)."""
+    digest = _hash(hash_name).name  # hmac takes hashlib names, which match cryptography's
+    label_seed = label + seed
+    out = bytearray()
+    a = label_seed
+    while len(out) < length:
+        a = hmac.digest(secret, a, digest)
+        out += hmac.digest(secret, a + label_seed, digest)
+    return bytes(out[:length])
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficKeys:
+    """Record protection keys derived from one TLS 1.3 traffic secret; never printed."""
+
+    key: bytes = field(repr=False)
+    iv: bytes = field(repr=False)
+
+
+def derive_traffic_keys(cipher_suite: int, traffic_secret: bytes) -> TrafficKeys:
+    """[sender]_write_key and _iv from a traffic secret (RFC 8446 §7.3) — the one path every suite uses."""
+    suite = _tls13_suite(cipher_suite)
+    if len(traffic_secret) != suite.hash_length:
+        # A 32-byte secret with a SHA-384 suite means the key log line and the ServerHello disagree.
+        raise DecryptError(f"traffic secret is {len(traffic_secret)} bytes but {suite.name} uses {suite.hash_length}")
+    return TrafficKeys(
+        key=hkdf_expand_label(traffic_secret, b"key", b"", suite.key_length, suite.hash_name),
+        iv=hkdf_expand_label(traffic_secret, b"iv", b"", _NONCE_LENGTH, suite.hash_name),
+    )
+
+
+def _tls13_suite(cipher_suite: int) -> Tls13Suite:
+    suite = TLS13_SUITES.get(cipher_suite)
+    if suite is None:
+        raise DecryptError(f"unsupported TLS 1.3 cipher suite 0x{cipher_suite:04x}")
+    return suite
+
+
+class _Aead(Protocol):
+    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+
+
+def _make_aead(kind: str, key: bytes, tag_length: int) -> _Aead:
+    if kind == AES_GCM:
+        return AESGCM(key)
+    if kind == AES_CCM:
+        return AESCCM(key, tag_length=tag_length)
+    if kind == CHACHA20_POLY1305:
+        return ChaCha20Poly1305(key)
+    raise ValueError(f"unknown AEAD {kind!r}")  # a suite-table typo, not captured input
+
+
+def _check_header(header: bytes, fragment_length: int) -> None:
+    """Check the 5-byte header (type, version, length) against the fragment it came with."""
+    if len(header) != RECORD_HEADER_LENGTH:
+        raise ParseError(f"record header must be {RECORD_HEADER_LENGTH} bytes, got {len(header)}", 0)
+    length = int.from_bytes(header[3:5], "big")
+    if length != fragment_length:
+        raise ParseError(f"record header says {length} bytes but the fragment has {fragment_length}", 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    content_type: int  # the real (inner) content type
+    plaintext: bytes  # content without type and padding
+    padding: int  # zero bytes stripped
+
+
+class _Direction:
+    """What both versions share: one AEAD key, a sequence number, and authenticate-then-advance."""
+
+    __slots__ = ("_aead", "_sequence", "_tag_length")
+
+    def __init__(self, aead: _Aead, tag_length: int) -> None:
+        self._aead = aead
+        self._tag_length = tag_length
+        self._sequence = 0
+
+    @property
+    def sequence(self) -> int:
+        """Sequence number of the next record (the count of records decrypted so far)."""
+        return self._sequence
+
+    def _open(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        if len(data) < self._tag_length:
+            raise DecryptError(f"protected fragment of {len(data)} bytes is shorter than the AEAD tag", 0)
+        try:
+            plaintext = self._aead.decrypt(nonce, data, aad)
+        except InvalidTag:
+            # Wrong secret, wrong suite, a lost or reordered record, or tampering: indistinguishable here.
+            raise DecryptError("record authentication failed (wrong key, sequence or data)") from None
+        self._sequence += 1
+        return plaintext
+
+
+def _xor_nonce(iv: int, sequence: int) -> bytes:
+    """RFC 8446 §5.3 / RFC 7905 §2: the IV XOR the sequence number left-padded to the IV length."""
+    return (iv ^ sequence).to_bytes(_NONCE_LENGTH, "big")
+
+
+class Tls13RecordDecryptor(_Direction):
+    """One direction, one traffic secret. Sequence number starts at 0 and advances per successful record.
+
+    A record whose tag verifies but whose inner plaintext has no content type still consumed its
+    sequence number at the sender, so the sequence advances before that DecryptError is raised.
+    """
+
+    __slots__ = ("_iv", "_suite")
+
+    def __init__(self, cipher_suite: int, traffic_secret: bytes) -> None:
+        suite = _tls13_suite(cipher_suite)
+        keys = derive_traffic_keys(cipher_suite, traffic_secret)
+        super().__init__(_make_aead(suite.aead, keys.key, suite.tag_length), suite.tag_length)
+        self._suite = suite
+        self._iv = int.from_bytes(keys.iv, "big")
+
+    @property
+    def suite(self) -> Tls13Suite:
+        return self._suite
+
+    def decrypt(self, header: bytes, ciphertext: bytes) -> Decrypted:
+        """Remove protection from one TLSCiphertext; ``header`` is its 5-byte header (the AAD)."""
+        _check_header(header, len(ciphertext))
+        if header[0] != CONTENT_APPLICATION_DATA:
+            # RFC 8446 §5.2: every protected record is disguised as application_data; CCS, alerts
+            # before the keys, and hellos are plaintext and must not reach the decryptor.
+            raise ParseError(f"protected TLS 1.3 record has outer type {header[0]}, not 23", 0)
+        inner = self._open(_xor_nonce(self._iv, self._sequence), ciphertext, header)
+        content = inner.rstrip(b"\x00")
+        if not content:
+            raise DecryptError("inner plaintext is all zero padding: no content type (RFC 8446 §5.4)")
+        return Decrypted(content_type=content[-1], plaintext=content[:-1], padding=len(inner) - len(content))
+
+    def __repr__(self) -> str:
+        return f"Tls13RecordDecryptor(suite={self._suite.name}, sequence={self._sequence})"
+
+
+class Tls12RecordDecryptor(_Direction):
+    """TLS 1.2 AEAD suites (AES-GCM with 8-byte explicit nonce, ChaCha20-Poly1305 RFC 7905) from
+    CLIENT_RANDOM's master secret. The sequence starts at 0 with the first record after this
+    direction's ChangeCipherSpec (its Finished).
+
+    The output is TLSCompressed.fragment: if the ServerHello chose a compression method other than
+    null (DEFLATE, RFC 3749, in pre-CRIME captures), the caller still has to inflate it.
+    """
+
+    __slots__ = ("_fixed_iv", "_iv", "_suite")
+
+    def __init__(
+        self,
+        cipher_suite: int,
+        master_secret: bytes,
+        client_random: bytes,
+        server_random: bytes,
+        from_client: bool,
+    ) -> None:
+        suite = TLS12_AEAD_SUITES.get(cipher_suite)
+        if suite is None:
+            raise DecryptError(f"cipher suite 0x{cipher_suite:04x} is not a supported TLS 1.2 AEAD suite")
+        if len(master_secret) != TLS12_MASTER_SECRET_LENGTH:
+            raise DecryptError(f"master secret is {len(master_secret)} bytes, not 48")
+        if len(client_random) != TLS_RANDOM_LENGTH or len(server_random) != TLS_RANDOM_LENGTH:
+            raise DecryptError("client and server randoms must be 32 bytes each")
+        # RFC 5246 §6.3: client key, server key, client IV, server IV (AEAD suites have no MAC keys).
+        key_len, iv_len = suite.key_length, suite.fixed_iv_length
+        block = tls12_prf(
+            master_secret, b"key expansion", server_random + client_random, 2 * (key_len + iv_len), suite.prf_hash
+        )
+        side = 0 if from_client else 1
+        key = block[side * key_len : (side + 1) * key_len]
+        iv = block[2 * key_len + side * iv_len : 2 * key_len + (side + 1) * iv_len]
+        super().__init__(_make_aead(suite.aead, key, _TLS12_TAG_LENGTH), _TLS12_TAG_LENGTH)
+        self._suite = suite
+        self._fixed_iv = iv
+        self._iv = int.from_bytes(iv, "big")
+
+    @property
+    def suite(self) -> Tls12Suite:
+        return self._suite
+
+    def decrypt(self, header: bytes, fragment: bytes) -> bytes:
+        """Plaintext of one record; AAD = seq(8) || type || version || plaintext length (RFC 5246 §6.2.3.3)."""
+        _check_header(header, len(fragment))
+        explicit = self._suite.explicit_nonce_length
+        if explicit:
+            if len(fragment) < explicit:
+                raise DecryptError(f"fragment of {len(fragment)} bytes has no room for the explicit nonce", 0)
+            nonce = self._fixed_iv + fragment[:explicit]
+        else:
+            nonce = _xor_nonce(self._iv, self._sequence)
+        data = fragment[explicit:]
+        plaintext_length = max(len(data) - self._tag_length, 0)  # too short is rejected by _open
+        aad = self._sequence.to_bytes(8, "big") + header[:3] + plaintext_length.to_bytes(2, "big")
+        return self._open(nonce, data, aad)
+
+    def __repr__(self) -> str:
+        return f"Tls12RecordDecryptor(suite={self._suite.name}, sequence={self._sequence})"
