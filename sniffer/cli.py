@@ -16,6 +16,7 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
+from parsers.keylog import KeyLog
 from sniffer import __version__
 from sniffer.capture import CaptureError, CaptureReader, open_capture
 from sniffer.events import Observer, build_event, to_json_line
@@ -103,6 +104,13 @@ def main() -> None:
     show_default=True,
     help="Seconds of capture time after which a silent flow is reported and dropped.",
 )
+@click.option(
+    "--keylog",
+    "keylogs",
+    type=click.Path(dir_okay=False),
+    multiple=True,
+    help="SSLKEYLOGFILE to decrypt with (repeatable). Secrets embedded in pcapng files are used too.",
+)
 @click.option("--sensor-name", default=None, help="observer.name in events (default: host name).")
 @click.option("--strict", is_flag=True, help="Exit 1 if a capture is damaged or a connection had parse anomalies.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
@@ -115,6 +123,7 @@ def analyze(
     max_stream_bytes: int,
     max_preamble_bytes: int,
     idle_timeout: float,
+    keylogs: tuple[str, ...],
     sensor_name: str | None,
     strict: bool,
     quiet: bool,
@@ -125,6 +134,9 @@ def analyze(
     for path in captures:
         if path != "-":
             _open(path).close()  # refuse a bad file list before any event is written
+    keys = KeyLog()
+    for path in keylogs:
+        _load_keylog(keys, path)
     stats = RunStats()
     summary = Summary()
     table_events: list[dict[str, Any]] = []
@@ -146,11 +158,11 @@ def analyze(
                 sink.write(to_json_line(event))
                 sink.flush()
 
-        table = FlowTable(emit, stats, limits, frozenset(ports))
+        table = FlowTable(emit, stats, limits, frozenset(ports), keys)
         try:
             for path in captures:
                 with _open(path) as reader:
-                    damaged |= _run(reader, table, stats)
+                    damaged |= _run(reader, table, stats, keys)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -180,9 +192,26 @@ def _open(path: str) -> CaptureReader:
         raise _Fail(str(error)) from None
 
 
-def _run(reader: CaptureReader, table: FlowTable, stats: RunStats) -> bool:
+def _load_keylog(keys: KeyLog, path: str) -> None:
+    """Add a key log file's secrets; a file with nothing usable in it is the user's to fix (exit 2)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except OSError as error:
+        raise _Fail(f"cannot read key log {path}: {error.strerror}") from None
+    before = len(keys)
+    problems = keys.feed(text) + keys.finish()
+    if len(keys) == before and (problems or not text.strip()):
+        detail = f"line {problems[0].line}: {problems[0].reason}" if problems else "it is empty"
+        raise _Fail(f"{path}: not an SSLKEYLOGFILE key log ({detail})")
+    if problems:
+        first = problems[0]
+        _warn(f"{path}: {len(problems)} key log lines ignored (first: line {first.line}: {first.reason})")
+
+
+def _run(reader: CaptureReader, table: FlowTable, stats: RunStats, keys: KeyLog) -> bool:
     """Feed one capture; warn and return True if the file was damaged."""
-    truncation = feed_capture(reader, table, stats)
+    truncation = feed_capture(reader, table, stats, keys)
     if truncation is None:
         return False
     _warn(

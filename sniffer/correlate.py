@@ -1,20 +1,30 @@
 """From observations to conclusions: the CertificateRequest, the client certificate, the outcomes.
 
-Every conclusion carries the weakest evidence it rests on. Where TLS 1.3 hides a fact and nothing
-decrypts or infers it, the answer is ``None`` with evidence ``unknown`` — never a default that looks
-like an observation.
+Observations come from the plaintext handshake (the tracker) and, where a key log opens the protected
+records, from :mod:`sniffer.decryption`. Every conclusion carries the weakest evidence it rests on.
+Where TLS 1.3 hides a fact and nothing decrypts it, the answer is ``None`` with evidence ``unknown`` (or
+``decrypt_failed``) — never a default that looks like an observation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parsers.certs import CertificateMessage, X509Summary, summarize_x509
+from parsers.certs import (
+    CertificateMessage,
+    CertificateRequest,
+    X509Summary,
+    parse_certificate,
+    parse_certificate_request,
+    summarize_x509,
+)
 from parsers.errors import ParseError
-from parsers.registry import CERTIFICATE_REJECTION_ALERTS
+from parsers.registry import CERTIFICATE, CERTIFICATE_REJECTION_ALERTS, CERTIFICATE_REQUEST, FINISHED
+from sniffer.decryption import APPLICATION, DECRYPT_FAILED, DONE, HANDSHAKE_PHASE, DecryptedMessage, Decryption
 from sniffer.report import (
     ABSENT,
     AUTHENTICATED,
+    CLIENT,
     DECLINED,
     DECRYPTED,
     EMPTY,
@@ -31,29 +41,42 @@ from sniffer.report import (
     SERVER,
     UNKNOWN,
     UNSOLICITED,
+    AlertFinding,
     CertificateRequestFinding,
     ClientCertificateFinding,
     Handshake,
 )
-from sniffer.tracker import ConnectionTracker
+from sniffer.tracker import TLS12, TLS13, ConnectionTracker
 
 
 @dataclass(frozen=True, slots=True)
 class Conclusion:
     certificate_request: CertificateRequestFinding
     client_certificate: ClientCertificateFinding
+    alerts: tuple[AlertFinding, ...]
+    established: bool | None
     outcome: str
     outcome_evidence: str
     flag_outcome: str
     flag_outcome_evidence: str
 
 
-def conclude(tracker: ConnectionTracker, handshake: Handshake) -> Conclusion:
-    request = certificate_request_finding(tracker)
-    certificate = client_certificate_finding(tracker, request)
-    outcome, outcome_evidence = connection_outcome(handshake, request, certificate)
+def conclude(tracker: ConnectionTracker, handshake: Handshake, decryption: Decryption) -> Conclusion:
+    if decryption.status == DONE:
+        request, certificate, alerts, established = _decrypted_view(tracker, handshake, decryption)
+    else:
+        request = certificate_request_finding(tracker)
+        certificate = client_certificate_finding(tracker, request)
+        alerts, established = handshake.alerts, handshake.established
+        if decryption.status == DECRYPT_FAILED and tracker.tls13:
+            request = CertificateRequestFinding(None, DECRYPT_FAILED)
+            certificate = ClientCertificateFinding(None, DECRYPT_FAILED)
+    outcome, outcome_evidence = connection_outcome(handshake, alerts, established, request, certificate)
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
-    return Conclusion(request, certificate, outcome, outcome_evidence, flag_outcome, flag_evidence)
+    return Conclusion(request, certificate, alerts, established, outcome, outcome_evidence, flag_outcome, flag_evidence)
+
+
+# ----- plaintext ---------------------------------------------------------------------------------
 
 
 def certificate_request_finding(tracker: ConnectionTracker) -> CertificateRequestFinding:
@@ -75,19 +98,17 @@ def client_certificate_finding(
 ) -> ClientCertificateFinding:
     message = tracker.client_certificate
     if message is not None:
-        return _readable_certificate(message)
+        return _readable_certificate(message, PLAINTEXT)
     if tracker.tls13:
         return ClientCertificateFinding(None, UNKNOWN)
-    if request.seen is False:
-        return ClientCertificateFinding(ABSENT, PLAINTEXT)
-    if request.seen and tracker.client_flight_seen:
+    if request.seen is False or (request.seen and tracker.client_flight_seen):
         return ClientCertificateFinding(ABSENT, PLAINTEXT)
     return ClientCertificateFinding(None, UNKNOWN)
 
 
-def _readable_certificate(message: CertificateMessage) -> ClientCertificateFinding:
+def _readable_certificate(message: CertificateMessage, evidence: str) -> ClientCertificateFinding:
     if message.empty:
-        return ClientCertificateFinding(EMPTY, PLAINTEXT)
+        return ClientCertificateFinding(EMPTY, evidence)
     chain: list[X509Summary] = []
     unreadable: list[str] = []
     for position, der in enumerate(message.certificates):
@@ -95,13 +116,101 @@ def _readable_certificate(message: CertificateMessage) -> ClientCertificateFindi
             chain.append(summarize_x509(der))
         except ParseError as error:
             unreadable.append(f"certificate {position}: {error.what}")
-    return ClientCertificateFinding(PRESENTED, PLAINTEXT, tuple(chain), len(message.certificates), tuple(unreadable))
+    return ClientCertificateFinding(PRESENTED, evidence, tuple(chain), len(message.certificates), tuple(unreadable))
+
+
+# ----- decrypted ---------------------------------------------------------------------------------
+
+
+def _decrypted_view(
+    tracker: ConnectionTracker, handshake: Handshake, decryption: Decryption
+) -> tuple[CertificateRequestFinding, ClientCertificateFinding, tuple[AlertFinding, ...], bool | None]:
+    """Findings once the protected records were opened: TLS 1.3 handshakes, TLS 1.2 renegotiations."""
+    messages = decryption.messages
+    # Decrypted alerts replace the placeholders the tracker kept for alert records it could not read.
+    alerts = tuple(
+        sorted(
+            [alert for alert in handshake.alerts if alert.level is not None] + list(decryption.alerts),
+            key=lambda alert: alert.timestamp,
+        )
+    )
+    version = handshake.version or TLS12
+    tls13 = version >= TLS13
+    # TLS 1.3 sends the CertificateRequest in the handshake; TLS 1.2 can only hide one in a renegotiation.
+    request_phase = HANDSHAKE_PHASE if tls13 else APPLICATION
+    request_message = _first(messages, SERVER, CERTIFICATE_REQUEST, request_phase)
+    server_finished = _first(messages, SERVER, FINISHED, HANDSHAKE_PHASE)
+    client_finished = _first(messages, CLIENT, FINISHED, HANDSHAKE_PHASE)
+
+    if request_message is not None:
+        try:
+            parsed: CertificateRequest | None = parse_certificate_request(
+                request_message.body, tls13=tls13, tls12=version == TLS12
+            )
+        except ParseError as error:
+            tracker.note(f"server_certificate_request_malformed: {error.what}")
+            parsed = None
+        request = CertificateRequestFinding(True, DECRYPTED, parsed)
+    elif not tls13:
+        request = certificate_request_finding(tracker)
+    elif server_finished is not None:
+        request = CertificateRequestFinding(False, DECRYPTED)
+    else:
+        request = CertificateRequestFinding(None, UNKNOWN)
+
+    certificate_message = _first(messages, CLIENT, CERTIFICATE, HANDSHAKE_PHASE if tls13 else APPLICATION)
+    if certificate_message is not None:
+        try:
+            certificate = _readable_certificate(parse_certificate(certificate_message.body, tls13=tls13), DECRYPTED)
+        except ParseError as error:
+            tracker.note(f"client_certificate_malformed: {error.what}")
+            certificate = ClientCertificateFinding(None, UNKNOWN)
+    elif not tls13:
+        certificate = client_certificate_finding(tracker, request)
+    elif client_finished is not None:
+        certificate = ClientCertificateFinding(ABSENT, DECRYPTED)
+    else:
+        certificate = ClientCertificateFinding(None, UNKNOWN)
+
+    established = handshake.established
+    if tls13:
+        established = _tls13_established(alerts, client_finished, decryption)
+    return request, certificate, alerts, established
+
+
+def _first(messages: tuple[DecryptedMessage, ...], sender: str, msg_type: int, phase: str) -> DecryptedMessage | None:
+    return next(
+        (item for item in messages if item.sender == sender and item.msg_type == msg_type and item.phase == phase),
+        None,
+    )
+
+
+def _tls13_established(
+    alerts: tuple[AlertFinding, ...], client_finished: DecryptedMessage | None, decryption: Decryption
+) -> bool | None:
+    """The server carried on after the client's Finished: it sent something other than a fatal alert."""
+    if client_finished is None:
+        return None
+    if any(alert.fatal and alert.sender == SERVER for alert in alerts):
+        return False
+    after_client = client_finished.timestamp
+    server_went_on = any(
+        sender == SERVER and timestamp >= after_client for sender, timestamp in decryption.application_records
+    ) or any(message.sender == SERVER and message.phase == APPLICATION for message in decryption.messages)
+    return True if server_went_on else None
+
+
+# ----- outcomes ----------------------------------------------------------------------------------
 
 
 def connection_outcome(
-    handshake: Handshake, request: CertificateRequestFinding, certificate: ClientCertificateFinding
+    handshake: Handshake,
+    alerts: tuple[AlertFinding, ...],
+    established: bool | None,
+    request: CertificateRequestFinding,
+    certificate: ClientCertificateFinding,
 ) -> tuple[str, str]:
-    fatal = [alert for alert in handshake.alerts if alert.fatal]
+    fatal = [alert for alert in alerts if alert.fatal]
     server_fatal = next((alert for alert in fatal if alert.sender == SERVER), None)
     certificate_flight = certificate.state is not None and request.seen is not False
     if server_fatal is not None and server_fatal.description in CERTIFICATE_REJECTION_ALERTS and certificate_flight:
@@ -111,10 +220,10 @@ def connection_outcome(
     if handshake.server_hello is None:
         return INCOMPLETE, PLAINTEXT
     if request.seen is None:
-        return UNKNOWN, UNKNOWN
+        return UNKNOWN, request.evidence
     if request.seen is False:
         return NOT_REQUESTED, request.evidence
-    if not handshake.established:
+    if not established:
         return UNKNOWN, UNKNOWN
     if certificate.state == PRESENTED:
         return AUTHENTICATED, _weakest(request.evidence, certificate.evidence)
@@ -125,7 +234,7 @@ def connection_outcome(
 
 def flag_outcome_of(handshake: Handshake, request: CertificateRequestFinding) -> tuple[str, str]:
     if request.seen is None:
-        return UNKNOWN, UNKNOWN
+        return UNKNOWN, request.evidence
     flagged = any(hello.request_mtls for hello in handshake.client_hellos)
     if flagged:
         return (HONORED if request.seen else IGNORED), request.evidence
@@ -133,7 +242,7 @@ def flag_outcome_of(handshake: Handshake, request: CertificateRequestFinding) ->
 
 
 # From the strongest to the weakest claim.
-_EVIDENCE_ORDER = (PLAINTEXT, DECRYPTED, INFERRED, UNKNOWN)
+_EVIDENCE_ORDER = (PLAINTEXT, DECRYPTED, INFERRED, DECRYPT_FAILED, UNKNOWN)
 
 
 def _weakest(*evidence: str) -> str:

@@ -102,7 +102,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "curve": _named(handshake.key_exchange_group, GROUP_NAMES)
             if handshake.key_exchange_group is not None
             else None,
-            "established": handshake.established,
+            "established": report.established,
             "resumed": handshake.resumed,
             "next_protocol": _selected_alpn(server_hello),
             "client": _tls_client(hello, leaf),
@@ -120,7 +120,12 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             },
             "certificate_request": _certificate_request(report),
             "client_certificate": _client_certificate(report.client_certificate),
-            "alerts": [_alert(alert) for alert in handshake.alerts],
+            "alerts": [_alert(alert) for alert in report.alerts],
+            "decryption": {
+                "status": report.decryption.status,
+                "reason": report.decryption.reason,
+                "records": report.decryption.records,
+            },
             "outcome": report.outcome,
             "outcome_evidence": report.outcome_evidence,
             "flag_outcome": report.flag_outcome,

@@ -11,17 +11,19 @@ from __future__ import annotations
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from parsers.errors import ParseError
 from parsers.hello import parse_sslv2_client_hello
+from parsers.keylog import CLIENT_RANDOM, KeyLog
 from parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
 from parsers.records import RecordReader
 from sniffer.correlate import conclude
 from sniffer.decode import Segment
+from sniffer.decryption import NOT_NEEDED, Decryption, decrypt
 from sniffer.reassembly import StreamReassembler
-from sniffer.report import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
+from sniffer.report import CLIENT, SERVER, ConnectionReport, DecryptionSummary, Preamble, TcpSummary
 from sniffer.stats import RunStats
 from sniffer.tracker import ConnectionTracker
 
@@ -104,8 +106,10 @@ class FlowTable:
         stats: RunStats,
         limits: Limits = DEFAULT_LIMITS,
         ports: frozenset[int] = frozenset(),
+        keys: KeyLog | None = None,
     ) -> None:
         self._emit = emit
+        self._keys = keys
         self._stats = stats
         self._limits = limits
         self._ports = ports
@@ -156,10 +160,20 @@ class FlowTable:
                 self._consume(flow, side, data, timestamp)
         if flags & (FIN | RST) and not flow.done:
             self._teardown(flow, side, flags)
-        elif not flow.done and flow.tracker.settled:
+        elif not flow.done and flow.tracker.settled and not self._follow_with_keys(flow.tracker):
             self._report(flow, HANDSHAKE_SETTLED)
         if timestamp >= self._next_sweep:
             self._sweep(timestamp)
+
+    def _follow_with_keys(self, tracker: ConnectionTracker) -> bool:
+        """Keep a finished TLS <= 1.2 connection open when the key log can read what follows."""
+        session = tracker.session()
+        if tracker.follow_after_handshake or tracker.tls13 or session is None or self._keys is None:
+            return False
+        if CLIENT_RANDOM not in self._keys.labels(session.client_random) or tracker.fatal_alert_seen:
+            return False
+        tracker.follow_after_handshake = True
+        return True
 
     def flush(self) -> None:
         """End of input: report every connection still open."""
@@ -342,9 +356,14 @@ class FlowTable:
             missing = client_stream.pending_bytes or client_stream.gaps
             tracker.note("client_hello_incomplete" + (": segments missing" if missing else ""))
         handshake = tracker.handshake()
+        session = tracker.session()
+        decryption = decrypt(session, tracker.protected, self._keys) if session else Decryption(NOT_NEEDED)
+        conclusion = conclude(tracker, handshake, decryption)
+        if len(tracker.anomalies) != len(handshake.anomalies):  # correlation found more to note
+            handshake = replace(handshake, anomalies=tuple(tracker.anomalies))
         if handshake.anomalies:
             stats.connections_with_anomalies += 1
-        conclusion = conclude(tracker, handshake)
+        stats.decryption[decryption.status] += 1
         client, server = flow.client, 1 - flow.client
         client_key = flow.keys[client]
         self._emit(
@@ -360,6 +379,9 @@ class FlowTable:
                 handshake=handshake,
                 certificate_request=conclusion.certificate_request,
                 client_certificate=conclusion.client_certificate,
+                alerts=conclusion.alerts,
+                established=conclusion.established,
+                decryption=DecryptionSummary(decryption.status, decryption.reason, decryption.records),
                 outcome=conclusion.outcome,
                 outcome_evidence=conclusion.outcome_evidence,
                 flag_outcome=conclusion.flag_outcome,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
+from parsers.keylog import KeyLog
 from sniffer.capture import CaptureReader, Truncation
 from sniffer.decode import decode
 from sniffer.events import Observer, build_event
@@ -15,12 +16,22 @@ from sniffer.stats import RunStats
 TCP = 6
 
 
-def feed_capture(reader: CaptureReader, table: FlowTable, stats: RunStats) -> Truncation | None:
-    """Run every packet of one capture through the flow table; return where the file was damaged."""
+def feed_capture(
+    reader: CaptureReader, table: FlowTable, stats: RunStats, keys: KeyLog | None = None
+) -> Truncation | None:
+    """Run every packet of one capture through the flow table; return where the file was damaged.
+
+    Secrets embedded in the capture (pcapng Decryption Secrets Blocks) join ``keys`` as they are met,
+    before the packets that follow them.
+    """
     stats.files += 1
     packet = table.packet
+    secrets = reader.secrets
+    absorbed = 0
     undecoded = tcp = frames = size = 0
     for timestamp, linktype, frame in reader:
+        if len(secrets) != absorbed and keys is not None:
+            absorbed = _absorb(secrets, absorbed, keys, stats)
         frames += 1
         size += len(frame)
         segment = decode(linktype, frame)
@@ -38,24 +49,32 @@ def feed_capture(reader: CaptureReader, table: FlowTable, stats: RunStats) -> Tr
     return reader.truncation
 
 
+def _absorb(secrets: list[bytes], absorbed: int, keys: KeyLog, stats: RunStats) -> int:
+    for block in secrets[absorbed:]:
+        before = len(keys)
+        keys.feed(block.decode("utf-8", "replace"))
+        keys.finish()
+        stats.keylog_secrets += len(keys) - before
+    return len(secrets)
+
+
 def analyze_files(
     readers: Iterable[CaptureReader],
     observer: Observer,
     limits: Limits = DEFAULT_LIMITS,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
+    keys: KeyLog | None = None,
 ) -> tuple[list[dict[str, Any]], RunStats]:
     """All events of some captures, in report order (for tests and library use)."""
     events: list[dict[str, Any]] = []
     stats = RunStats()
 
-    def emit(report: ConnectionReport) -> None:
-        event = build_event(report, observer)
-        events.append(event)
-        if on_event is not None:
-            on_event(event)
+    keys = KeyLog() if keys is None else keys
 
-    table = FlowTable(emit, stats, limits)
+    def emit(report: ConnectionReport) -> None:
+        events.append(build_event(report, observer))
+
+    table = FlowTable(emit, stats, limits, keys=keys)
     for reader in readers:
-        feed_capture(reader, table, stats)
+        feed_capture(reader, table, stats, keys)
     table.flush()
     return events, stats

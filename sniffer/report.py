@@ -122,6 +122,13 @@ class Handshake:
 
 
 @dataclass(frozen=True, slots=True)
+class DecryptionSummary:
+    status: str  # not_needed, no_keys, decrypted, decrypt_failed, unsupported
+    reason: str | None
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionReport:
     client_ip: str
     client_port: int
@@ -134,6 +141,9 @@ class ConnectionReport:
     handshake: Handshake
     certificate_request: CertificateRequestFinding
     client_certificate: ClientCertificateFinding
+    alerts: tuple[AlertFinding, ...]  # plaintext and decrypted, in time order
+    established: bool | None
+    decryption: DecryptionSummary
     outcome: str
     outcome_evidence: str
     flag_outcome: str

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import dataclass, field, fields
 
 
 @dataclass(slots=True)
@@ -26,6 +27,11 @@ class RunStats:
     overlap_conflicts: int = 0
     stream_gaps: int = 0
     connections_with_anomalies: int = 0
+    keylog_secrets: int = 0
+    decryption: Counter[str] = field(default_factory=Counter)  # connections by decryption status
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """Flat counters; decryption statuses become ``decryption_<status>``."""
+        flat = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "decryption"}
+        flat.update({f"decryption_{status}": count for status, count in sorted(self.decryption.items())})
+        return flat

@@ -28,12 +28,16 @@ from parsers.registry import (
     SERVER_HELLO_DONE,
     SERVER_KEY_EXCHANGE,
 )
+from sniffer.decryption import ProtectedRecord, Session
 from sniffer.report import CLIENT, PLAINTEXT, SERVER, AlertFinding, Handshake, RecordTrace
 
 TLS13: Final = 0x0304
 TLS12: Final = 0x0303
 # Enough records after the ServerHello to see both flights, the client's answer and the server's verdict.
 MAX_TRACED_RECORDS: Final = 64
+# Enough for both handshake flights with a long certificate chain and the first records after them.
+MAX_PROTECTED_BYTES: Final = 128 * 1024
+EARLY_DATA: Final = 42
 NAMED_CURVE: Final = 3
 
 
@@ -53,6 +57,9 @@ class ConnectionTracker:
         "client_hellos",
         "hello_retry_request",
         "key_exchange_group",
+        "follow_after_handshake",
+        "protected",
+        "_protected_bytes",
         "records",
         "server_flight_done",
         "server_hello",
@@ -74,6 +81,12 @@ class ConnectionTracker:
         self._broken = {CLIENT: False, SERVER: False}
         self.alerts: list[AlertFinding] = []
         self.records: list[RecordTrace] = []
+        # Encrypted records kept for the key log, in arrival order, within MAX_PROTECTED_BYTES.
+        self.protected: list[ProtectedRecord] = []
+        self._protected_bytes = 0
+        # Set when a key can open this TLS <= 1.2 connection: later alerts and renegotiations become
+        # readable, so the connection is followed past its Finished.
+        self.follow_after_handshake = False
         self.anomalies: list[str] = []
 
     # ----- derived state -------------------------------------------------------------------------
@@ -117,6 +130,8 @@ class ConnectionTracker:
             return True
         if self.tls13:
             return len(self.records) >= MAX_TRACED_RECORDS
+        if self.follow_after_handshake:
+            return self._protected_bytes >= MAX_PROTECTED_BYTES
         return bool(self.established)
 
     def handshake(self) -> Handshake:
@@ -157,17 +172,43 @@ class ConnectionTracker:
         if self.server_hello is not None and len(self.records) < MAX_TRACED_RECORDS:
             self.records.append(RecordTrace(sender, record.content_type, len(record.payload), timestamp))
         content_type = record.content_type
+        if content_type == CHANGE_CIPHER_SPEC:
+            self._ccs[sender] = True
+            return
+        protected = self._protected(sender) or (content_type == APPLICATION_DATA and self._early_data(sender))
+        if protected:
+            self._keep(sender, record, timestamp)
         if content_type == HANDSHAKE:
-            if self._protected(sender):
+            if protected:
                 self._encrypted_handshake[sender] += 1
             else:
                 self._handshake_fragment(sender, record.payload)
-        elif content_type == CHANGE_CIPHER_SPEC:
-            self._ccs[sender] = True
         elif content_type == ALERT:
             self._alert(sender, record.payload, timestamp)
-        elif content_type == APPLICATION_DATA and self.server_hello is None and not self._protected(sender):
+        elif content_type == APPLICATION_DATA and not protected:
             self.note(f"{sender}_application_data_before_server_hello")
+
+    def _early_data(self, sender: str) -> bool:
+        """Application data sent with the ClientHello (0-RTT) when the hello offered early_data."""
+        return (
+            sender == CLIENT
+            and self.server_hello is None
+            and any(EARLY_DATA in hello.extension_types for hello in self.client_hellos)
+        )
+
+    def _keep(self, sender: str, record: Record, timestamp: float) -> None:
+        size = len(record.payload)
+        if self._protected_bytes + size > MAX_PROTECTED_BYTES:
+            return
+        self._protected_bytes += size
+        self.protected.append(ProtectedRecord(sender, record.content_type, record.version, record.payload, timestamp))
+
+    def session(self) -> Session | None:
+        """The parameters decryption needs, once both hellos are known."""
+        hello, server = (self.client_hellos[0] if self.client_hellos else None), self.server_hello
+        if hello is None or server is None:
+            return None
+        return Session(hello.random, server.random, server.cipher_suite, server.version, server.compression_method)
 
     def _protected(self, sender: str) -> bool:
         """Whether this direction's records are encrypted by now, judged from the plaintext seen."""
