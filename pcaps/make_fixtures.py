@@ -100,6 +100,7 @@ class Scenario:
     client_groups: str | None = None  # s_client -groups (OpenSSL sends a key share for the first only)
     hello_retry: bool = False  # the server answers the first ClientHello with a HelloRetryRequest
     resume: bool = False  # two connections; the second resumes the first's session (s_client only)
+    record_padding: int = 0  # both peers pad every TLS 1.3 record to a multiple of this (-record_padding)
 
     @property
     def connections(self) -> int:
@@ -181,6 +182,11 @@ SCENARIOS: list[Scenario] = [
              "only P-256 and answers with a HelloRetryRequest; the client sends a second ClientHello "
              "in the same connection; no client certificate requested",
              NOT_REQUESTED, server_groups="P-256", client_groups="X25519:P-256", hello_retry=True),
+    Scenario("tls13-padded-required-presented", 47451, "1.3",
+             "TLS 1.3 with record padding on both peers (-record_padding 512): server requires a client "
+             "certificate, client presents a trusted one; every encrypted record is padded, so record "
+             "sizes no longer tell the messages apart",
+             AUTHENTICATED, REQUIRE, client_cert="client", record_padding=512),
     Scenario("tls12-resumed", 47442, "1.2",
              "TLS 1.2, two connections: a full handshake, then an abbreviated handshake resuming its "
              "session (ServerHello, ChangeCipherSpec, Finished); no client certificate requested",
@@ -372,6 +378,7 @@ def server_argv(sc: Scenario, keylog: Path) -> list[str]:
             keylog=keylog,
         ),
         *(("-groups", sc.server_groups) if sc.server_groups else ()),
+        *(("-record_padding", str(sc.record_padding)) if sc.record_padding else ()),
         *sc.server_auth,
     ]
 
@@ -404,6 +411,8 @@ def client_argv(sc: Scenario, index: int, session: Path) -> list[str]:
         )
     if sc.client_groups:
         command += ["-groups", sc.client_groups]
+    if sc.record_padding:
+        command += ["-record_padding", str(sc.record_padding)]
     if sc.resume:
         # The first connection saves its session (TLS 1.3: the last ticket received), the next offer it.
         command += ["-sess_out" if index == 0 else "-sess_in", str(session)]

@@ -182,7 +182,7 @@ def analyze(
 
 def _console(stream: IO[str]) -> Console:
     # Rich assumes 80 columns when not on a terminal; tables written to a file should not fold.
-    return Console(file=stream, width=None if stream.isatty() else 200)
+    return Console(file=stream, width=None if stream.isatty() else 240)
 
 
 def _open(path: str) -> CaptureReader:

@@ -21,6 +21,7 @@ from parsers.certs import (
 from parsers.errors import ParseError
 from parsers.registry import CERTIFICATE, CERTIFICATE_REJECTION_ALERTS, CERTIFICATE_REQUEST, FINISHED
 from sniffer.decryption import APPLICATION, DECRYPT_FAILED, DONE, HANDSHAKE_PHASE, DecryptedMessage, Decryption
+from sniffer.inference import ACCEPTED, ALERT_AND_CLOSE, Guess, infer, weakest
 from sniffer.report import (
     ABSENT,
     AUTHENTICATED,
@@ -59,18 +60,24 @@ class Conclusion:
     outcome_evidence: str
     flag_outcome: str
     flag_outcome_evidence: str
+    outcome_confidence: str | None = None
+    outcome_basis: str | None = None
 
 
-def conclude(tracker: ConnectionTracker, handshake: Handshake, decryption: Decryption) -> Conclusion:
+def conclude(
+    tracker: ConnectionTracker, handshake: Handshake, decryption: Decryption, server_closed: bool = False
+) -> Conclusion:
     if decryption.status == DONE:
         request, certificate, alerts, established = _decrypted_view(tracker, handshake, decryption)
     else:
         request = certificate_request_finding(tracker)
         certificate = client_certificate_finding(tracker, request)
         alerts, established = handshake.alerts, handshake.established
-        if decryption.status == DECRYPT_FAILED and tracker.tls13:
+        if tracker.tls13 and decryption.status == DECRYPT_FAILED:
             request = CertificateRequestFinding(None, DECRYPT_FAILED)
             certificate = ClientCertificateFinding(None, DECRYPT_FAILED)
+        elif tracker.tls13:
+            return _inferred_view(handshake, request, certificate, server_closed)
     outcome, outcome_evidence = connection_outcome(handshake, alerts, established, request, certificate)
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
     return Conclusion(request, certificate, alerts, established, outcome, outcome_evidence, flag_outcome, flag_evidence)
@@ -198,6 +205,77 @@ def _tls13_established(
         sender == SERVER and timestamp >= after_client for sender, timestamp in decryption.application_records
     ) or any(message.sender == SERVER and message.phase == APPLICATION for message in decryption.messages)
     return True if server_went_on else None
+
+
+# ----- inferred ----------------------------------------------------------------------------------
+
+
+def _inferred_view(
+    handshake: Handshake,
+    request: CertificateRequestFinding,
+    certificate: ClientCertificateFinding,
+    server_closed: bool,
+) -> Conclusion:
+    """TLS 1.3 without keys: plaintext facts first, then what the record sizes support."""
+    assert handshake.server_hello is not None
+    alerts = handshake.alerts
+    guess = infer(handshake.records, handshake.server_hello.cipher_suite, bool(handshake.resumed), server_closed)
+    if guess.certificate_request is not None:
+        request = CertificateRequestFinding(
+            bool(guess.certificate_request.value),
+            INFERRED,
+            confidence=guess.certificate_request.confidence,
+            basis=guess.certificate_request.basis,
+        )
+    if guess.client_certificate is not None:
+        certificate = ClientCertificateFinding(
+            str(guess.client_certificate.value),
+            INFERRED,
+            confidence=guess.client_certificate.confidence,
+            basis=guess.client_certificate.basis,
+        )
+    verdict = guess.server_verdict
+    established: bool | None = None
+    if verdict is not None:
+        established = verdict.value == ACCEPTED
+        if verdict.value == ALERT_AND_CLOSE:
+            last = next(record for record in reversed(handshake.records) if record.sender == SERVER)
+            alerts = (*alerts, AlertFinding(SERVER, None, None, INFERRED, last.timestamp))
+    flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
+    outcome, confidence, basis = _inferred_outcome(handshake, request, certificate, verdict)
+    return Conclusion(
+        request,
+        certificate,
+        alerts,
+        established,
+        outcome,
+        INFERRED if confidence else UNKNOWN,
+        flag_outcome,
+        flag_evidence,
+        confidence,
+        basis,
+    )
+
+
+def _inferred_outcome(
+    handshake: Handshake,
+    request: CertificateRequestFinding,
+    certificate: ClientCertificateFinding,
+    verdict: Guess | None,
+) -> tuple[str, str | None, str | None]:
+    if any(alert.fatal for alert in handshake.alerts):
+        return FAILED, None, None
+    if request.seen is None or request.confidence is None:
+        return UNKNOWN, None, None
+    if request.seen is False:
+        return NOT_REQUESTED, request.confidence, request.basis
+    if verdict is None or certificate.confidence is None:
+        return UNKNOWN, None, None
+    confidence = weakest(request.confidence, certificate.confidence, verdict.confidence)
+    basis = f"{request.basis};{verdict.basis}"
+    if verdict.value == ALERT_AND_CLOSE:
+        return REJECTED, confidence, basis
+    return (AUTHENTICATED if certificate.state == PRESENTED else DECLINED), confidence, basis
 
 
 # ----- outcomes ----------------------------------------------------------------------------------

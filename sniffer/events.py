@@ -128,6 +128,8 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             },
             "outcome": report.outcome,
             "outcome_evidence": report.outcome_evidence,
+            "outcome_confidence": report.outcome_confidence,
+            "outcome_basis": report.outcome_basis,
             "flag_outcome": report.flag_outcome,
             "flag_outcome_evidence": report.flag_outcome_evidence,
             "client_hello": _client_hello(hello) if hello else None,
@@ -195,6 +197,8 @@ def _ecs_x509(summary: X509Summary) -> dict[str, Any]:
 def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
     finding = report.certificate_request
     body: dict[str, Any] = {"seen": finding.seen, "evidence": finding.evidence}
+    if finding.confidence is not None:
+        body["confidence"], body["basis"] = finding.confidence, finding.basis
     message = finding.message
     if message is not None:
         body["signature_algorithms"] = list(message.signature_algorithms)
@@ -213,7 +217,9 @@ def _name_text(der_name: bytes) -> str:
 
 def _client_certificate(finding: ClientCertificateFinding) -> dict[str, Any]:
     body: dict[str, Any] = {"state": finding.state, "evidence": finding.evidence}
-    if finding.state == "presented":
+    if finding.confidence is not None:
+        body["confidence"], body["basis"] = finding.confidence, finding.basis
+    if finding.chain_length:
         body["chain_length"] = finding.chain_length
         body["chain"] = [_x509_summary(summary) for summary in finding.chain]
         if finding.unreadable:

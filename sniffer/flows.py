@@ -358,13 +358,14 @@ class FlowTable:
         handshake = tracker.handshake()
         session = tracker.session()
         decryption = decrypt(session, tracker.protected, self._keys) if session else Decryption(NOT_NEEDED)
-        conclusion = conclude(tracker, handshake, decryption)
+        client, server = flow.client, 1 - flow.client
+        server_closed = flow.sides[server].fin or flow.reset_by == server
+        conclusion = conclude(tracker, handshake, decryption, server_closed)
         if len(tracker.anomalies) != len(handshake.anomalies):  # correlation found more to note
             handshake = replace(handshake, anomalies=tuple(tracker.anomalies))
         if handshake.anomalies:
             stats.connections_with_anomalies += 1
         stats.decryption[decryption.status] += 1
-        client, server = flow.client, 1 - flow.client
         client_key = flow.keys[client]
         self._emit(
             ConnectionReport(
@@ -384,6 +385,8 @@ class FlowTable:
                 decryption=DecryptionSummary(decryption.status, decryption.reason, decryption.records),
                 outcome=conclusion.outcome,
                 outcome_evidence=conclusion.outcome_evidence,
+                outcome_confidence=conclusion.outcome_confidence,
+                outcome_basis=conclusion.outcome_basis,
                 flag_outcome=conclusion.flag_outcome,
                 flag_outcome_evidence=conclusion.flag_outcome_evidence,
                 preamble=_preamble(flow.sides[client].preamble, flow.sides[server].preamble),

@@ -75,7 +75,7 @@ def connections_table(events: Iterable[Mapping[str, Any]]) -> Table:
         table.add_column(column, overflow="fold")
     for event in events:
         scope = event["helloscope"]
-        alerts = ", ".join(f"{alert['sender']}:{alert['description'] or 'encrypted'}" for alert in scope["alerts"])
+        alerts = ", ".join(_alert_text(alert) for alert in scope["alerts"])
         request = scope["certificate_request"]
         table.add_row(
             safe_text(event["@timestamp"][11:23]),
@@ -91,6 +91,12 @@ def connections_table(events: Iterable[Mapping[str, Any]]) -> Table:
             safe_text(_with_evidence(scope["flag_outcome"], scope["flag_outcome_evidence"])),
         )
     return table
+
+
+def _alert_text(alert: Mapping[str, Any]) -> str:
+    if alert["evidence"] == "inferred":
+        return f"{alert['sender']}:alert? (inferred)"
+    return f"{alert['sender']}:{alert['description'] or 'encrypted'}"
 
 
 def _with_evidence(value: object, evidence: str) -> str:

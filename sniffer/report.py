@@ -44,6 +44,8 @@ class CertificateRequestFinding:
     seen: bool | None
     evidence: str
     message: CertificateRequest | None = None
+    confidence: str | None = None  # inferred findings only: high, medium, low
+    basis: str | None = None  # inferred findings only: the sizes the guess rests on
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class ClientCertificateFinding:
     chain: tuple[X509Summary, ...] = ()
     chain_length: int = 0
     unreadable: tuple[str, ...] = ()  # why a certificate of the chain could not be summarised
+    confidence: str | None = None
+    basis: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,8 @@ class ConnectionReport:
     decryption: DecryptionSummary
     outcome: str
     outcome_evidence: str
+    outcome_confidence: str | None
+    outcome_basis: str | None
     flag_outcome: str
     flag_outcome_evidence: str
     preamble: Preamble | None

@@ -1,0 +1,146 @@
+"""TLS 1.3 without keys: what record sizes, record order and TCP teardown say about client auth.
+
+After the server's flight the client answers with its own: only a Finished when no CertificateRequest
+was sent; an empty Certificate and a Finished when it was declined; a Certificate, a CertificateVerify
+and a Finished when a certificate was presented. Under an AEAD each of those has a length that the
+cipher suite fixes exactly (PROTOCOL.md). What the server sends next — a ticket or data, or an
+alert-sized record followed by a close — tells whether it accepted the flight.
+
+Every answer carries a confidence and a short ``basis`` naming the sizes it rests on. ``high`` is kept
+for exact, unambiguous size patterns; record padding, coalesced messages or a missing verdict lower
+it, and a pattern that fits nothing gives no answer at all rather than a guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from parsers.registry import APPLICATION_DATA
+from sniffer.report import ABSENT, CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
+
+HIGH: Final = "high"
+MEDIUM: Final = "medium"
+LOW: Final = "low"
+_RANK: Final = {HIGH: 3, MEDIUM: 2, LOW: 1}
+
+_SHA384_SUITES: Final = frozenset({0x1302})
+_SHORT_TAG_SUITES: Final = frozenset({0x1305})  # AES-128-CCM-8: 8-byte tag
+_EMPTY_CERTIFICATE: Final = 4 + 1 + 3  # header, empty request context, empty certificate_list
+_ALERT: Final = 2
+_INNER_TYPE: Final = 1
+# Record padding rounds the inner plaintext up to a block; lengths that are all multiples of this,
+# with a Finished that is not its exact size, are taken as padded.
+_PADDING_BLOCK: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """Ciphertext lengths of the messages that tell the flights apart, for one cipher suite."""
+
+    finished: int
+    empty_certificate: int
+    empty_certificate_and_finished: int
+    alert: int
+    tag: int
+
+    @classmethod
+    def for_suite(cls, cipher_suite: int) -> Sizes:
+        tag = 8 if cipher_suite in _SHORT_TAG_SUITES else 16
+        finished_body = 4 + (48 if cipher_suite in _SHA384_SUITES else 32)
+        overhead = _INNER_TYPE + tag
+        return cls(
+            finished=finished_body + overhead,
+            empty_certificate=_EMPTY_CERTIFICATE + overhead,
+            empty_certificate_and_finished=_EMPTY_CERTIFICATE + finished_body + overhead,
+            alert=_ALERT + overhead,
+            tag=tag,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Guess:
+    value: object
+    confidence: str
+    basis: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inference:
+    certificate_request: Guess | None
+    client_certificate: Guess | None
+    server_verdict: Guess | None  # "accepted" or "alert_and_close"
+
+
+ACCEPTED: Final = "accepted"
+ALERT_AND_CLOSE: Final = "alert_and_close"
+
+
+def weakest(*confidences: str) -> str:
+    return min(confidences, key=_RANK.__getitem__)
+
+
+def infer(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool) -> Inference:
+    """Guesses for one TLS 1.3 connection from the records after its ServerHello."""
+    sizes = Sizes.for_suite(cipher_suite)
+    protected = [record for record in records if record.content_type == APPLICATION_DATA]
+    flight, after = _client_flight(protected)
+    request, certificate = _flight_guesses(flight, sizes, resumed)
+    verdict = _server_verdict(after, sizes, server_closed) if flight else None
+    return Inference(request, certificate, verdict)
+
+
+def _client_flight(protected: list[RecordTrace]) -> tuple[list[int], list[RecordTrace]]:
+    """The client's first run of records (its answer to the server's flight) and what followed it."""
+    start = next((index for index, record in enumerate(protected) if record.sender == CLIENT), None)
+    if start is None:
+        return [], []
+    end = start
+    while end < len(protected) and protected[end].sender == CLIENT:
+        end += 1
+    return [record.length for record in protected[start:end]], protected[end:]
+
+
+def _flight_guesses(flight: list[int], sizes: Sizes, resumed: bool) -> tuple[Guess | None, Guess | None]:
+    if resumed:
+        # RFC 8446 4.3.2: a server authenticating with a PSK does not send a CertificateRequest.
+        return Guess(False, HIGH, "psk_resumption"), Guess(ABSENT, HIGH, "psk_resumption")
+    if not flight:
+        return None, None
+    basis = "client_flight=" + "+".join(map(str, flight[:4]))
+    first = flight[0]
+    if _padded(flight, sizes):
+        return None, None
+    if first == sizes.finished:
+        return Guess(False, HIGH, basis), Guess(ABSENT, HIGH, basis)
+    if first == sizes.empty_certificate_and_finished:
+        return Guess(True, HIGH, basis), Guess(EMPTY, HIGH, basis)
+    if first == sizes.empty_certificate:
+        confidence = HIGH if len(flight) > 1 and flight[1] == sizes.finished else MEDIUM
+        return Guess(True, confidence, basis), Guess(EMPTY, confidence, basis)
+    if first > sizes.empty_certificate_and_finished:
+        # A certificate chain: Certificate, CertificateVerify, Finished, one record each when exact.
+        exact = len(flight) >= 3 and flight[2] == sizes.finished and flight[1] < first
+        confidence = HIGH if exact else LOW
+        return Guess(True, confidence, basis), Guess(PRESENTED, confidence, basis)
+    return None, None
+
+
+def _padded(flight: list[int], sizes: Sizes) -> bool:
+    """Every record a multiple of the padding block and no exact Finished: sizes say nothing."""
+    inner = [length - sizes.tag for length in flight]
+    return sizes.finished not in flight and all(length % _PADDING_BLOCK == 0 for length in inner)
+
+
+def _server_verdict(after: list[RecordTrace], sizes: Sizes, server_closed: bool) -> Guess | None:
+    server = [record.length for record in after if record.sender == SERVER]
+    if not server:
+        return None
+    basis = "server_after_flight=" + "+".join(map(str, server[:3])) + (",server_closed" if server_closed else "")
+    if server[0] == sizes.alert:
+        if len(server) == 1 and server_closed:
+            # close_notify has the same size as a fatal alert: a server that accepted normally sends a
+            # ticket or data first, so an alert-sized record and a close is a rejection, not a certainty.
+            return Guess(ALERT_AND_CLOSE, MEDIUM, basis)
+        return None
+    return Guess(ACCEPTED, HIGH, basis)
