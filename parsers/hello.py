@@ -203,6 +203,23 @@ TLS_FLAGS_DECODERS: Final[DecoderTable] = {
 }
 
 
+def selected_alpn(extensions: Iterable[Extension]) -> bytes | None:
+    """The protocol a server selected (ServerHello in TLS <= 1.2, EncryptedExtensions in 1.3).
+
+    Its ProtocolNameList holds exactly one name; a malformed one gives None (the caller reports the
+    connection either way, and an unreadable choice is no choice it can name).
+    """
+    for extension in extensions:
+        if extension.type == ALPN:
+            reader = Reader(extension.data)
+            try:
+                with reader.pull_block(2, "alpn") as names:
+                    return names.pull_opaque(1, "protocol name")
+            except ParseError:
+                return None
+    return None
+
+
 def pull_signature_algorithms(reader: Reader) -> tuple[int, ...]:
     return reader.pull_list_uint16(2, "signature_algorithms")
 

@@ -25,8 +25,18 @@ from parsers.keylog import (
     KeyLog,
 )
 from parsers.records import HandshakeReader
-from parsers.registry import ALERT, FINISHED, HANDSHAKE
-from sniffer.report import CLIENT, DECRYPTED, SERVER, AlertFinding
+from parsers.registry import (
+    ALERT,
+    CERTIFICATE_REQUEST,
+    CERTIFICATE_VERIFY,
+    ENCRYPTED_EXTENSIONS,
+    FINISHED,
+    HANDSHAKE,
+    HANDSHAKE_TYPE_NAMES,
+    NEW_SESSION_TICKET,
+)
+from parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
+from sniffer.report import CLIENT, DECRYPTED, SERVER, AlertFinding, DecryptionSummary
 
 # decryption status values (helloscope.decryption.status)
 NOT_NEEDED: Final = "not_needed"  # nothing protected was seen
@@ -95,6 +105,38 @@ class Session:
     cipher_suite: int
     version: int
     compression: int
+
+
+def summarize(decryption: Decryption) -> DecryptionSummary:
+    """The report's view of a decryption: status, and what the opened handshake showed."""
+    messages = decryption.messages
+    kinds = {(message.sender, message.msg_type, message.phase) for message in messages}
+    tickets: list[NewSessionTicket] = []
+    alpn: bytes | None = None
+    anomalies: list[str] = []
+    for message in messages:
+        try:
+            if message.sender == SERVER and message.msg_type == NEW_SESSION_TICKET:
+                tickets.append(parse_new_session_ticket(message.body))
+            elif message.sender == SERVER and message.msg_type == ENCRYPTED_EXTENSIONS:
+                alpn = parse_encrypted_extensions(message.body).alpn
+        except ParseError as error:
+            anomalies.append(
+                f"server_{HANDSHAKE_TYPE_NAMES.get(message.msg_type, message.msg_type)}_malformed: {error.what}"
+            )
+    return DecryptionSummary(
+        status=decryption.status,
+        reason=decryption.reason,
+        records=decryption.records,
+        client_finished=(CLIENT, FINISHED, HANDSHAKE_PHASE) in kinds,
+        server_finished=(SERVER, FINISHED, HANDSHAKE_PHASE) in kinds,
+        certificate_verify=any(sender == CLIENT and kind == CERTIFICATE_VERIFY for sender, kind, _ in kinds),
+        post_handshake_certificate_request=(SERVER, CERTIFICATE_REQUEST, APPLICATION) in kinds,
+        tickets=len(tickets),
+        ticket_flags=tuple(sorted({flag for ticket in tickets if ticket.tls_flags for flag in ticket.tls_flags.flags})),
+        alpn=alpn,
+        anomalies=tuple(anomalies),
+    )
 
 
 def decrypt(session: Session, records: Sequence[ProtectedRecord], keys: KeyLog | None) -> Decryption:

@@ -15,7 +15,7 @@ from typing import Any
 from parsers.certs import X509Summary, name_to_text
 from parsers.errors import ParseError
 from parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string
-from parsers.hello import ClientHello, ServerHello
+from parsers.hello import ClientHello, ServerHello, selected_alpn
 from parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
 from sniffer import __version__
 from sniffer.report import (
@@ -29,7 +29,6 @@ from sniffer.report import (
     ConnectionReport,
 )
 
-ALPN_EXTENSION = 16
 ECS_VERSION = "8.11.0"
 _EVENT_OUTCOME = {
     AUTHENTICATED: "success",
@@ -104,7 +103,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             else None,
             "established": report.established,
             "resumed": handshake.resumed,
-            "next_protocol": _selected_alpn(server_hello),
+            "next_protocol": _next_protocol(report),
             "client": _tls_client(hello, leaf),
             "server": {"ja3s": ja3s(server_hello)} if server_hello else {},
         },
@@ -121,11 +120,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "certificate_request": _certificate_request(report),
             "client_certificate": _client_certificate(report.client_certificate),
             "alerts": [_alert(alert) for alert in report.alerts],
-            "decryption": {
-                "status": report.decryption.status,
-                "reason": report.decryption.reason,
-                "records": report.decryption.records,
-            },
+            "decryption": _decryption(report),
             "outcome": report.outcome,
             "outcome_evidence": report.outcome_evidence,
             "outcome_confidence": report.outcome_confidence,
@@ -149,19 +144,16 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             ),
             "tcp": _tcp(report),
             "end_reason": report.end_reason,
-            "anomalies": [*handshake.anomalies, *(hello.anomalies if hello else ())],
+            "anomalies": [*handshake.anomalies, *(hello.anomalies if hello else ()), *report.decryption.anomalies],
         },
     }
 
 
-def _selected_alpn(server_hello: ServerHello | None) -> str | None:
-    if server_hello is None:
-        return None
-    for extension in server_hello.extensions:
-        # ServerHello/EncryptedExtensions ALPN: list length, then exactly one length-prefixed name.
-        if extension.type == ALPN_EXTENSION and len(extension.data) >= 3:
-            return text_of(extension.data[3 : 3 + extension.data[2]])
-    return None
+def _next_protocol(report: ConnectionReport) -> str | None:
+    """ALPN the server selected: in the ServerHello (TLS <= 1.2) or the decrypted EncryptedExtensions."""
+    server_hello = report.handshake.server_hello
+    chosen = report.decryption.alpn or (selected_alpn(server_hello.extensions) if server_hello else None)
+    return text_of(chosen) if chosen is not None else None
 
 
 def _tls_client(hello: ClientHello | None, leaf: X509Summary | None) -> dict[str, Any]:
@@ -305,6 +297,21 @@ def _server_hello(hello: ServerHello) -> dict[str, Any]:
         "pre_shared_key": hello.has_pre_shared_key,
         "ja3s_full": ja3s_string(hello),
     }
+
+
+def _decryption(report: ConnectionReport) -> dict[str, Any]:
+    summary = report.decryption
+    body: dict[str, Any] = {"status": summary.status, "reason": summary.reason, "records": summary.records}
+    if summary.records:
+        body.update(
+            client_finished=summary.client_finished,
+            server_finished=summary.server_finished,
+            certificate_verify=summary.certificate_verify,
+            post_handshake_certificate_request=summary.post_handshake_certificate_request,
+            new_session_tickets=summary.tickets,
+            ticket_flags=list(summary.ticket_flags),
+        )
+    return body
 
 
 def _tcp(report: ConnectionReport) -> dict[str, Any] | None:

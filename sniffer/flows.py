@@ -21,9 +21,9 @@ from parsers.preamble import classify_preamble, find_client_hello, find_server_r
 from parsers.records import RecordReader
 from sniffer.correlate import conclude
 from sniffer.decode import Segment
-from sniffer.decryption import NOT_NEEDED, Decryption, decrypt
+from sniffer.decryption import NOT_NEEDED, Decryption, decrypt, summarize
 from sniffer.reassembly import StreamReassembler
-from sniffer.report import CLIENT, SERVER, ConnectionReport, DecryptionSummary, Preamble, TcpSummary
+from sniffer.report import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
 from sniffer.stats import RunStats
 from sniffer.tracker import ConnectionTracker
 
@@ -382,7 +382,7 @@ class FlowTable:
                 client_certificate=conclusion.client_certificate,
                 alerts=conclusion.alerts,
                 established=conclusion.established,
-                decryption=DecryptionSummary(decryption.status, decryption.reason, decryption.records),
+                decryption=summarize(decryption),
                 outcome=conclusion.outcome,
                 outcome_evidence=conclusion.outcome_evidence,
                 outcome_confidence=conclusion.outcome_confidence,

@@ -130,6 +130,15 @@ class DecryptionSummary:
     status: str  # not_needed, no_keys, decrypted, decrypt_failed, unsupported
     reason: str | None
     records: int
+    # What the decrypted handshake showed beyond the findings (all False/empty when not decrypted).
+    client_finished: bool = False
+    server_finished: bool = False
+    certificate_verify: bool = False  # the client proved possession of its certificate's key
+    post_handshake_certificate_request: bool = False
+    tickets: int = 0
+    ticket_flags: tuple[int, ...] = ()
+    alpn: bytes | None = None  # selected in EncryptedExtensions
+    anomalies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,3 +182,17 @@ def test_tls12_stream_ciphers_are_reported_unsupported(corpus: Path):
     folder = corpus / "wireshark-notes/tls/works"
     events = analyze_with_keys(folder / "dump.pcapng", folder / "premaster.txt")
     assert events and {event["helloscope"]["decryption"]["status"] for event in events} == {"unsupported"}
+
+
+@pytest.mark.parametrize("name", ["tls13-flag62-honored", "tls13-optional-missing", "tls13-required-presented"])
+def test_decrypted_handshake_details_match_tshark(name: str):
+    capture, keylog = PCAPS / f"{name}.pcap", PCAPS / f"{name}.keylog"
+    (event,) = analyze_with_keys(capture, keylog)
+    details = event["helloscope"]["decryption"]
+    keyed = ("-o", f"tls.keylog_file:{keylog}")
+    tickets = tshark_fields(capture, "tls.handshake.type == 4", ["tls.handshake.type"], *keyed)
+    verifies = tshark_fields(capture, "tls.handshake.type == 15", ["tcp.srcport"], *keyed)
+    client_port = event["source"]["port"]
+    assert details["new_session_tickets"] == sum(row[0].split(",").count("4") for row in tickets)
+    assert details["certificate_verify"] is any(int(row[0]) == client_port for row in verifies)
+    assert details["client_finished"] and details["server_finished"]
