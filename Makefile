@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CAPTURE ?= pcaps/tls12-required-missing.pcap
+CAPTURE ?= pcaps/tls13-flag62-required-missing.pcap
 
 .PHONY: venv demo test lint clean
 
