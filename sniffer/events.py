@@ -7,14 +7,16 @@ control characters and markup happens at display time in :mod:`sniffer.render`.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from parsers.certs import X509Summary, name_to_text
+from parsers.community_id import community_id
 from parsers.errors import ParseError
-from parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string
+from parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4, ja4_o, ja4_r, ja4_ro
 from parsers.hello import ClientHello, ServerHello, selected_alpn
 from parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
 from sniffer import __version__
@@ -38,6 +40,7 @@ _EVENT_OUTCOME = {
     FAILED: "failure",
 }
 _ALERT_LEVELS = {1: "warning", 2: "fatal"}
+_IANA_PROTOCOLS = {"tcp": 6, "udp": 17}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "transport": report.transport,
             "type": "ipv6" if ":" in report.client_ip else "ipv4",
             "protocol": "tls",
+            "community_id": _community_id(report),
         },
         "tls": {
             "version": version,
@@ -104,7 +108,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "established": report.established,
             "resumed": handshake.resumed,
             "next_protocol": _next_protocol(report),
-            "client": _tls_client(hello, leaf),
+            "client": _tls_client(hello, leaf, _ja4_transport(report)),
             "server": {"ja3s": ja3s(server_hello)} if server_hello else {},
         },
         "helloscope": {
@@ -127,10 +131,12 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "outcome_basis": report.outcome_basis,
             "flag_outcome": report.flag_outcome,
             "flag_outcome_evidence": report.flag_outcome_evidence,
-            "client_hello": _client_hello(hello) if hello else None,
+            "client_hello": _client_hello(hello, _ja4_transport(report)) if hello else None,
             "hello_retry_request": handshake.hello_retry_request is not None,
             "second_client_hello": (
-                _client_hello(handshake.client_hellos[1]) if len(handshake.client_hellos) > 1 else None
+                _client_hello(handshake.client_hellos[1], _ja4_transport(report))
+                if len(handshake.client_hellos) > 1
+                else None
             ),
             "server_hello": _server_hello(server_hello) if server_hello else None,
             "preamble": (
@@ -156,13 +162,29 @@ def _next_protocol(report: ConnectionReport) -> str | None:
     return text_of(chosen) if chosen is not None else None
 
 
-def _tls_client(hello: ClientHello | None, leaf: X509Summary | None) -> dict[str, Any]:
+def _community_id(report: ConnectionReport) -> str:
+    return community_id(
+        _IANA_PROTOCOLS[report.transport],
+        ipaddress.ip_address(report.client_ip).packed,
+        report.client_port,
+        ipaddress.ip_address(report.server_ip).packed,
+        report.server_port,
+    )
+
+
+def _ja4_transport(report: ConnectionReport) -> str:
+    # TLS over UDP that this sensor reads is QUIC: there is no DTLS parser.
+    return "t" if report.transport == "tcp" else "q"
+
+
+def _tls_client(hello: ClientHello | None, leaf: X509Summary | None, ja4_transport: str) -> dict[str, Any]:
     client: dict[str, Any] = {
         "server_name": text_of(hello.server_name) if hello and hello.server_name is not None else None,
     }
     if hello is not None:
         client["supported_ciphers"] = [_named(suite, CIPHER_SUITE_NAMES) for suite in hello.cipher_suites]
         client["ja3"] = ja3(hello)
+        client["ja4"] = ja4(hello, ja4_transport)
     if leaf is not None:
         client["hash"] = {"sha256": leaf.sha256.upper()}
         client["x509"] = _ecs_x509(leaf)
@@ -250,7 +272,7 @@ def _alert(alert: AlertFinding) -> dict[str, Any]:
     }
 
 
-def _client_hello(hello: ClientHello) -> dict[str, Any]:
+def _client_hello(hello: ClientHello, ja4_transport: str) -> dict[str, Any]:
     ech = hello.ech
     return {
         "legacy_version": hello.legacy_version,
@@ -284,6 +306,11 @@ def _client_hello(hello: ClientHello) -> dict[str, Any]:
         "grease": any(is_grease(value) for value in (*hello.cipher_suites, *hello.extension_types)),
         "sslv2": hello.sslv2,
         "ja3_full": ja3_string(hello),
+        # FoxIO's JA4.N numbering is client_hello (1) and second_client_hello (2).
+        "ja4": ja4(hello, ja4_transport),
+        "ja4_r": ja4_r(hello, ja4_transport),
+        "ja4_o": ja4_o(hello, ja4_transport),
+        "ja4_ro": ja4_ro(hello, ja4_transport),
     }
 
 
