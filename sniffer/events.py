@@ -20,6 +20,7 @@ from parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4, ja4_o,
 from parsers.hello import ClientHello, ServerHello, selected_alpn
 from parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
 from sniffer import __version__
+from sniffer.hygiene import certificate_findings
 from sniffer.report import (
     AUTHENTICATED,
     DECLINED,
@@ -122,7 +123,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
                 "observable": not (hello is not None and hello.ech is not None and hello.ech.ech_type == 0),
             },
             "certificate_request": _certificate_request(report),
-            "client_certificate": _client_certificate(report.client_certificate),
+            "client_certificate": _client_certificate(report.client_certificate, report.start),
             "alerts": [_alert(alert) for alert in report.alerts],
             "decryption": _decryption(report),
             "outcome": report.outcome,
@@ -229,13 +230,15 @@ def _name_text(der_name: bytes) -> str:
         return f"<unreadable name: {error.what}>"
 
 
-def _client_certificate(finding: ClientCertificateFinding) -> dict[str, Any]:
+def _client_certificate(finding: ClientCertificateFinding, captured_at: float) -> dict[str, Any]:
     body: dict[str, Any] = {"state": finding.state, "evidence": finding.evidence}
     if finding.confidence is not None:
         body["confidence"], body["basis"] = finding.confidence, finding.basis
     if finding.chain_length:
         body["chain_length"] = finding.chain_length
         body["chain"] = [_x509_summary(summary) for summary in finding.chain]
+        if finding.chain:
+            body["findings"] = certificate_findings(finding.chain[0], captured_at)
         if finding.unreadable:
             body["unreadable"] = list(finding.unreadable)
     return body
