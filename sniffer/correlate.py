@@ -195,16 +195,18 @@ def _first(messages: tuple[DecryptedMessage, ...], sender: str, msg_type: int, p
 def _tls13_established(
     alerts: tuple[AlertFinding, ...], client_finished: DecryptedMessage | None, decryption: Decryption
 ) -> bool | None:
-    """The server carried on after the client's Finished: it sent something other than a fatal alert."""
+    """The server carried on after the client's Finished: a ticket, data or a graceful close, no fatal alert."""
     if client_finished is None:
         return None
     if any(alert.fatal and alert.sender == SERVER for alert in alerts):
         return False
-    after_client = client_finished.timestamp
-    server_went_on = any(
-        sender == SERVER and timestamp >= after_client for sender, timestamp in decryption.application_records
-    ) or any(message.sender == SERVER and message.phase == APPLICATION for message in decryption.messages)
-    return True if server_went_on else None
+    after = client_finished.timestamp
+    went_on = (
+        any(sender == SERVER and timestamp >= after for sender, timestamp in decryption.application_records)
+        or any(message.sender == SERVER and message.phase == APPLICATION for message in decryption.messages)
+        or any(alert.sender == SERVER and alert.timestamp >= after for alert in decryption.alerts)
+    )
+    return True if went_on else None
 
 
 # ----- inferred ----------------------------------------------------------------------------------

@@ -80,37 +80,34 @@ def weakest(*confidences: str) -> str:
     return min(confidences, key=_RANK.__getitem__)
 
 
-def infer(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool) -> Inference:
+def infer(
+    records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool
+) -> Inference:
     """Guesses for one TLS 1.3 connection from the records after its ServerHello."""
     sizes = Sizes.for_suite(cipher_suite)
     protected = [record for record in records if record.content_type == APPLICATION_DATA]
-    flight, after = _client_flight(protected)
-    request, certificate = _flight_guesses(flight, sizes, resumed)
-    verdict = _server_verdict(after, sizes, server_closed) if flight else None
-    return Inference(request, certificate, verdict)
-
-
-def _client_flight(protected: list[RecordTrace]) -> tuple[list[int], list[RecordTrace]]:
-    """The client's first run of records (its answer to the server's flight) and what followed it."""
     start = next((index for index, record in enumerate(protected) if record.sender == CLIENT), None)
     if start is None:
-        return [], []
+        request, certificate = _flight_guesses([], sizes, resumed)
+        return Inference(request, certificate, None)
     end = start
     while end < len(protected) and protected[end].sender == CLIENT:
         end += 1
-    return [record.length for record in protected[start:end]], protected[end:]
+    flight = [record.length for record in protected[start:end]]
+    request, certificate = _flight_guesses(flight, sizes, resumed)
+    server_flight = [record.length for record in protected[:start] if record.sender == SERVER]
+    verdict = None if _padded(server_flight, sizes) else _server_verdict(protected[start:], sizes, server_closed)
+    return Inference(request, certificate, verdict)
 
 
 def _flight_guesses(flight: list[int], sizes: Sizes, resumed: bool) -> tuple[Guess | None, Guess | None]:
     if resumed:
         # RFC 8446 4.3.2: a server authenticating with a PSK does not send a CertificateRequest.
         return Guess(False, HIGH, "psk_resumption"), Guess(ABSENT, HIGH, "psk_resumption")
-    if not flight:
+    if not flight or _padded(flight, sizes):
         return None, None
     basis = "client_flight=" + "+".join(map(str, flight[:4]))
     first = flight[0]
-    if _padded(flight, sizes):
-        return None, None
     if first == sizes.finished:
         return Guess(False, HIGH, basis), Guess(ABSENT, HIGH, basis)
     if first == sizes.empty_certificate_and_finished:
@@ -126,21 +123,39 @@ def _flight_guesses(flight: list[int], sizes: Sizes, resumed: bool) -> tuple[Gue
     return None, None
 
 
-def _padded(flight: list[int], sizes: Sizes) -> bool:
+def _padded(lengths: list[int], sizes: Sizes) -> bool:
     """Every record a multiple of the padding block and no exact Finished: sizes say nothing."""
-    inner = [length - sizes.tag for length in flight]
-    return sizes.finished not in flight and all(length % _PADDING_BLOCK == 0 for length in inner)
+    return (
+        bool(lengths)
+        and sizes.finished not in lengths
+        and all((length - sizes.tag) % _PADDING_BLOCK == 0 for length in lengths)
+    )
 
 
-def _server_verdict(after: list[RecordTrace], sizes: Sizes, server_closed: bool) -> Guess | None:
-    server = [record.length for record in after if record.sender == SERVER]
+def _server_verdict(after_flight: list[RecordTrace], sizes: Sizes, server_closed: bool) -> Guess | None:
+    """Whether the server carried on after the client's flight, from what both sides sent next.
+
+    A close_notify is as long as a fatal alert, and some servers send tickets before rejecting, so an
+    alert-sized last record only means a rejection when the client had not started closing first.
+    """
+    server = [record for record in after_flight if record.sender == SERVER]
     if not server:
         return None
-    basis = "server_after_flight=" + "+".join(map(str, server[:3])) + (",server_closed" if server_closed else "")
-    if server[0] == sizes.alert:
-        if len(server) == 1 and server_closed:
-            # close_notify has the same size as a fatal alert: a server that accepted normally sends a
-            # ticket or data first, so an alert-sized record and a close is a rejection, not a certainty.
-            return Guess(ALERT_AND_CLOSE, MEDIUM, basis)
-        return None
-    return Guess(ACCEPTED, HIGH, basis)
+    basis = "server_after_flight=" + "+".join(str(record.length) for record in server[:3])
+    basis += ",server_closed" if server_closed else ""
+    last = server[-1]
+    ends_with_alert = last.length == sizes.alert and server_closed
+    if not ends_with_alert:
+        if any(record.length == sizes.alert for record in server):
+            return None  # an alert-sized record, then more: a warning or a key update, not a verdict
+        return Guess(ACCEPTED, HIGH, basis)
+    client_closed_first = any(
+        record.sender == CLIENT and record.length == sizes.alert and record.timestamp <= last.timestamp
+        for record in after_flight
+    )
+    if client_closed_first:
+        # The server's alert answers the client's close_notify: it had carried on.
+        return Guess(ACCEPTED, MEDIUM, basis + ",client_closed_first")
+    if len(server) > 1:
+        return None  # tickets or data, then an alert: a graceful close or a late rejection
+    return Guess(ALERT_AND_CLOSE, MEDIUM, basis)

@@ -166,6 +166,11 @@ class ConnectionTracker:
             self._broken[sender] = True
             self.note(f"{sender}_{reason}")
 
+    def handshake_data(self, sender: str, data: bytes) -> None:
+        """Handshake bytes that arrive without a record layer (QUIC CRYPTO frames), in stream order."""
+        if not self._broken[sender]:
+            self._handshake_fragment(sender, data)
+
     def record(self, sender: str, record: Record, timestamp: float) -> None:
         if self._broken[sender]:
             return
@@ -204,8 +209,12 @@ class ConnectionTracker:
         self.protected.append(ProtectedRecord(sender, record.content_type, record.version, record.payload, timestamp))
 
     def session(self) -> Session | None:
-        """The parameters decryption needs, once both hellos are known."""
-        hello, server = (self.client_hellos[0] if self.client_hellos else None), self.server_hello
+        """The parameters decryption needs, once both hellos are known.
+
+        The ServerHello answers the last ClientHello; after a HelloRetryRequest some clients (scapy) send
+        a new random, and key logs name the connection by the random of the hello that was answered.
+        """
+        hello, server = (self.client_hellos[-1] if self.client_hellos else None), self.server_hello
         if hello is None or server is None:
             return None
         return Session(hello.random, server.random, server.cipher_suite, server.version, server.compression_method)
