@@ -1,4 +1,4 @@
-"""Command line: ``helloscope analyze FILE...``.
+"""Command line: ``helloscope analyze FILE...`` and ``helloscope summary FILE.jsonl``.
 
 Exit status: 0 success; 1 ``--strict`` and the run met damage or anomalies; 2 the user must act
 (unreadable input, bad option); 130 interrupted. Messages are one line on stderr, never a traceback.
@@ -6,6 +6,7 @@ Exit status: 0 success; 1 ``--strict`` and the run met damage or anomalies; 2 th
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -111,6 +112,12 @@ def main() -> None:
     multiple=True,
     help="SSLKEYLOGFILE to decrypt with (repeatable). Secrets embedded in pcapng files are used too.",
 )
+@click.option(
+    "--fields",
+    default=None,
+    metavar="A,B,C",
+    help="JSON output keeps only these dotted paths (e.g. source.ip,tls.client.ja4); absent ones are null.",
+)
 @click.option("--sensor-name", default=None, help="observer.name in events (default: host name).")
 @click.option("--strict", is_flag=True, help="Exit 1 if a capture is damaged or a connection had parse anomalies.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
@@ -124,6 +131,7 @@ def analyze(
     max_preamble_bytes: int,
     idle_timeout: float,
     keylogs: tuple[str, ...],
+    fields: str | None,
     sensor_name: str | None,
     strict: bool,
     quiet: bool,
@@ -131,6 +139,7 @@ def analyze(
     """Read pcap/pcapng FILEs (or - for stdin) and report every TLS connection."""
     if captures.count("-") > 1:
         raise _Fail("standard input (-) can be read only once")
+    selected = _field_paths(fields, output_format, output)
     for path in captures:
         if path != "-":
             _open(path).close()  # refuse a bad file list before any event is written
@@ -155,7 +164,7 @@ def analyze(
             if output_format == "table":
                 table_events.append(event)
             if sink is not None:
-                sink.write(to_json_line(event))
+                sink.write(to_json_line(select_fields(event, selected) if selected else event))
                 sink.flush()
 
         table = FlowTable(emit, stats, limits, frozenset(ports), keys)
@@ -178,6 +187,61 @@ def analyze(
     if strict and (damaged or stats.connections_with_anomalies or stats.overlap_conflicts):
         _warn("--strict: the run met damaged input or protocol anomalies")
         sys.exit(EXIT_STRICT)
+
+
+@cli.command()
+@click.argument("events_file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document with the aggregates instead of tables.")
+def summary(events_file: str, as_json: bool) -> None:
+    """Aggregate stored events (analyze's JSON lines) by client, JA4 and server name."""
+    totals = Summary()
+    try:
+        with click.open_file(events_file, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    _add_stored(totals, events_file, number, line)
+    except OSError as error:
+        raise _Fail(f"cannot read {events_file}: {error.strerror}") from None
+    if as_json:
+        click.echo(json.dumps(totals.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        print_summary(_console(sys.stdout), totals)
+
+
+def _add_stored(totals: Summary, path: str, number: int, line: str) -> None:
+    """Count one stored event; a line that is not a whole event (``--fields`` output is not) is the user's to fix."""
+    try:
+        totals.add(json.loads(line))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise _Fail(f"{path}:{number}: not a complete helloscope event") from None
+
+
+def _field_paths(fields: str | None, output_format: str, output: str | None) -> tuple[tuple[str, ...], ...]:
+    if fields is None:
+        return ()
+    if output_format == "table" and output is None:
+        raise _Fail("--fields selects fields of JSON output; it has no effect with --format table")
+    paths = tuple(tuple(path.strip().split(".")) for path in fields.split(",") if path.strip())
+    if not paths or any("" in path for path in paths):
+        raise _Fail(f"--fields needs dotted paths separated by commas, like source.ip,tls.client.ja4: {fields!r}")
+    for path in paths:
+        if any(other != path and other[: len(path)] == path for other in paths):
+            raise _Fail(f"--fields: {'.'.join(path)} already includes the longer paths under it")
+    return paths
+
+
+def select_fields(event: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    """Only ``paths`` of ``event``, nested as in the event, so jq filters work unchanged; absent ones null."""
+    selected: dict[str, Any] = {}
+    for path in paths:
+        value: Any = event
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        target = selected
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return selected
 
 
 def _console(stream: IO[str]) -> Console:
