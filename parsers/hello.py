@@ -338,6 +338,16 @@ _RETRY_DECODERS: Final[DecoderTable] = {**_SERVER_DECODERS, KEY_SHARE: ("key_sha
 # --- messages -------------------------------------------------------------------------------------
 
 
+def _framing_anomalies(session_id: bytes, reader: Reader) -> list[str]:
+    """What both hellos can get wrong outside their extensions: an oversized session id, trailing bytes."""
+    anomalies: list[str] = []
+    if len(session_id) > MAX_SESSION_ID:
+        anomalies.append("session_id_too_long")
+    if not reader.eof():
+        anomalies.append("trailing_data")
+    return anomalies
+
+
 def _unique(codes: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))
 
@@ -357,11 +367,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
     compression_methods = tuple(reader.pull_opaque(1, "legacy_compression_methods"))
     extensions = _pull_optional_extensions(reader)
 
-    anomalies: list[str] = []
-    if len(session_id) > MAX_SESSION_ID:
-        anomalies.append("session_id_too_long")
-    if not reader.eof():
-        anomalies.append("trailing_data")
+    anomalies = _framing_anomalies(session_id, reader)
     values, extension_anomalies = decode_extensions(extensions, _CLIENT_DECODERS)
     anomalies += extension_anomalies
     types = [ext.type for ext in extensions]
@@ -403,11 +409,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
     compression_method = reader.pull_uint8("legacy_compression_method")
     extensions = _pull_optional_extensions(reader)
 
-    anomalies: list[str] = []
-    if len(session_id) > MAX_SESSION_ID:
-        anomalies.append("session_id_too_long")
-    if not reader.eof():
-        anomalies.append("trailing_data")
+    anomalies = _framing_anomalies(session_id, reader)
     is_retry = random == HELLO_RETRY_REQUEST_RANDOM
     values, extension_anomalies = decode_extensions(extensions, _RETRY_DECODERS if is_retry else _SERVER_DECODERS)
     anomalies += extension_anomalies
