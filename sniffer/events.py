@@ -18,6 +18,7 @@ from parsers.community_id import community_id
 from parsers.errors import ParseError
 from parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4, ja4_o, ja4_r, ja4_ro
 from parsers.hello import ClientHello, ServerHello, selected_alpn
+from parsers.quic import VERSION_NAMES as QUIC_VERSION_NAMES
 from parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
 from sniffer import __version__
 from sniffer.hygiene import certificate_findings
@@ -96,7 +97,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
         "network": {
             "transport": report.transport,
             "type": "ipv6" if ":" in report.client_ip else "ipv4",
-            "protocol": "tls",
+            "protocol": "quic" if report.quic is not None else "tls",
             "community_id": _community_id(report),
         },
         "tls": {
@@ -150,6 +151,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
                 else None
             ),
             "tcp": _tcp(report),
+            "quic": _quic(report),
             "end_reason": report.end_reason,
             "anomalies": [*handshake.anomalies, *(hello.anomalies if hello else ()), *report.decryption.anomalies],
         },
@@ -359,4 +361,38 @@ def _tcp(report: ConnectionReport) -> dict[str, Any] | None:
         "client_fin": tcp.client_fin,
         "server_fin": tcp.server_fin,
         "reset_by": tcp.reset_by,
+    }
+
+
+def _quic(report: ConnectionReport) -> dict[str, Any] | None:
+    quic = report.quic
+    if quic is None:
+        return None
+    close = quic.close
+    return {
+        "version": f"0x{quic.version:08x}",
+        "version_name": QUIC_VERSION_NAMES.get(quic.version),
+        "original_dcid": quic.original_dcid.hex(),
+        "retry": quic.retry,
+        "client_initial_packets": quic.client_packets,
+        "server_initial_packets": quic.server_packets,
+        "undecryptable_initial_packets": quic.undecryptable,
+        "handshake_packets": quic.handshake_packets,
+        "crypto_duplicates": quic.crypto_duplicates,
+        # bytes values (connection IDs, tokens, preferred_address) as hex; GREASE ids can repeat, so a list
+        "transport_parameters": [
+            {"name": name, "value": value.hex() if isinstance(value, bytes) else value}
+            for name, value in quic.transport_parameters
+        ],
+        "connection_close": (
+            {
+                "sender": close.sender,
+                "error_code": close.error_code,
+                "frame_type": close.frame_type,
+                "application": close.application,
+                "reason": text_of(close.reason),
+            }
+            if close is not None
+            else None
+        ),
     }

@@ -116,6 +116,11 @@ class FlowTable:
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
         self._order: deque[_Flow] = deque()  # creation order, for flow-cap eviction and idle sweeps
         self._next_sweep = 0.0
+        # QUIC connections share the sinks, limits and key log; imported here because sniffer.quic
+        # builds on this module.
+        from sniffer.quic import QuicTable
+
+        self.quic = QuicTable(emit, stats, limits, keys)
 
     def __len__(self) -> int:
         return len(self._flows) // 2
@@ -181,6 +186,7 @@ class FlowTable:
             if self._flows.get(flow.keys[0]) is flow:
                 self._finish(flow, CAPTURE_END)
         self._order.clear()
+        self.quic.flush()
 
     # ----- flow lifecycle ------------------------------------------------------------------------
 

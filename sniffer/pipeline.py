@@ -14,6 +14,7 @@ from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
 
 TCP = 6
+UDP = 17
 
 
 def feed_capture(
@@ -26,6 +27,7 @@ def feed_capture(
     """
     stats.files += 1
     packet = table.packet
+    datagram = table.quic.datagram
     secrets = reader.secrets
     absorbed = 0
     undecoded = tcp = frames = size = 0
@@ -40,6 +42,8 @@ def feed_capture(
         elif segment.proto == TCP:
             tcp += 1
             packet(timestamp, segment)
+        elif segment.proto == UDP:
+            datagram(timestamp, segment)
     stats.packets += frames
     stats.bytes += size
     stats.undecoded_frames += undecoded

@@ -110,6 +110,33 @@ class TcpSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class QuicClose:
+    """A CONNECTION_CLOSE read from an Initial packet."""
+
+    sender: str
+    error_code: int
+    frame_type: int | None
+    reason: bytes
+    application: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuicSummary:
+    """What the Initial packets of a QUIC connection showed beside the TLS handshake."""
+
+    version: int  # of the last Initial read: a compatible version negotiation can switch v1 to v2
+    original_dcid: bytes
+    retry: bool
+    client_packets: int  # Initial packets opened, per sender
+    server_packets: int
+    undecryptable: int  # Initial packets that did not authenticate, or with malformed frames
+    handshake_packets: int  # Handshake-level long-header packets seen (protected, not opened)
+    crypto_duplicates: int
+    transport_parameters: tuple[tuple[str, int | bytes], ...]  # the ClientHello's, in order
+    close: QuicClose | None
+
+
+@dataclass(frozen=True, slots=True)
 class Handshake:
     """What the tracker saw of the handshake, before any conclusion is drawn."""
 
@@ -165,6 +192,7 @@ class ConnectionReport:
     flag_outcome_evidence: str
     preamble: Preamble | None
     tcp: TcpSummary | None
+    quic: QuicSummary | None = None
 
     @property
     def client_hello(self) -> ClientHello | None:
