@@ -101,6 +101,7 @@ class Scenario:
     hello_retry: bool = False  # the server answers the first ClientHello with a HelloRetryRequest
     resume: bool = False  # two connections; the second resumes the first's session (s_client only)
     record_padding: int = 0  # both peers pad every TLS 1.3 record to a multiple of this (-record_padding)
+    ciphersuites: str | None = None  # both peers' TLS 1.3 suites (-ciphersuites; CCM needs it on both)
 
     @property
     def connections(self) -> int:
@@ -182,6 +183,18 @@ SCENARIOS: list[Scenario] = [
              "only P-256 and answers with a HelloRetryRequest; the client sends a second ClientHello "
              "in the same connection; no client certificate requested",
              NOT_REQUESTED, server_groups="P-256", client_groups="X25519:P-256", hello_retry=True),
+    Scenario("tls13-chacha20-required-presented", 47461, "1.3",
+             "TLS 1.3 with TLS_CHACHA20_POLY1305_SHA256: server requires a client certificate, client "
+             "presents a trusted one",
+             AUTHENTICATED, REQUIRE, client_cert="client", ciphersuites="TLS_CHACHA20_POLY1305_SHA256"),
+    Scenario("tls13-ccm-untrusted", 47462, "1.3",
+             "TLS 1.3 with TLS_AES_128_CCM_SHA256: server requires a trusted client certificate, client "
+             "presents one from an unknown CA; OpenSSL answers unknown_ca (encrypted)",
+             UNKNOWN_CA, REQUIRE_TRUSTED, client_cert="untrusted-client", ciphersuites="TLS_AES_128_CCM_SHA256"),
+    Scenario("tls13-ccm8-required-missing", 47463, "1.3",
+             "TLS 1.3 with TLS_AES_128_CCM_8_SHA256 (8-byte tags): server requires a client certificate, "
+             "client sends an empty Certificate; OpenSSL answers certificate_required (encrypted)",
+             Truth(True, "empty", 116, "rejected"), REQUIRE, ciphersuites="TLS_AES_128_CCM_8_SHA256"),
     Scenario("tls13-padded-required-presented", 47451, "1.3",
              "TLS 1.3 with record padding on both peers (-record_padding 512): server requires a client "
              "certificate, client presents a trusted one; every encrypted record is padded, so record "
@@ -379,6 +392,7 @@ def server_argv(sc: Scenario, keylog: Path) -> list[str]:
         ),
         *(("-groups", sc.server_groups) if sc.server_groups else ()),
         *(("-record_padding", str(sc.record_padding)) if sc.record_padding else ()),
+        *(("-ciphersuites", sc.ciphersuites) if sc.ciphersuites else ()),
         *sc.server_auth,
     ]
 
@@ -413,6 +427,8 @@ def client_argv(sc: Scenario, index: int, session: Path) -> list[str]:
         command += ["-groups", sc.client_groups]
     if sc.record_padding:
         command += ["-record_padding", str(sc.record_padding)]
+    if sc.ciphersuites:
+        command += ["-ciphersuites", sc.ciphersuites]
     if sc.resume:
         # The first connection saves its session (TLS 1.3: the last ticket received), the next offer it.
         command += ["-sess_out" if index == 0 else "-sess_in", str(session)]
