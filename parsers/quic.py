@@ -18,10 +18,9 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from parsers.buffer import Reader
-from parsers.decrypt import DecryptError, hkdf_expand_label
+from parsers.decrypt import AES_GCM, CHACHA20_POLY1305, TLS13_SUITES, DecryptError, _make_aead, hkdf_expand_label
 from parsers.errors import ParseError
 
 QUIC_V1: Final = 0x00000001
@@ -32,6 +31,7 @@ VERSION_NAMES: Final = {QUIC_V1: "v1", QUIC_V2: "v2"}
 INITIAL: Final = "initial"
 ZERO_RTT: Final = "0rtt"
 HANDSHAKE: Final = "handshake"
+ONE_RTT: Final = "1rtt"  # short header
 RETRY: Final = "retry"
 VERSION_NEGOTIATION: Final = "version_negotiation"
 _TYPE_BITS: Final = {
@@ -49,8 +49,11 @@ SERVER_IN: Final = b"server in"
 
 MAX_CID_LENGTH: Final = 20  # RFC 9000 §17.2: a v1/v2 endpoint drops longer connection IDs
 _SAMPLE_LENGTH: Final = 16
-_TAG_LENGTH: Final = 16
+INITIAL_SUITE: Final = 0x1301  # Initial packets always use AEAD_AES_128_GCM (RFC 9001 §5.2)
+# QUIC uses every TLS 1.3 suite but TLS_AES_128_CCM_8_SHA256, whose 8-byte tag it forbids (RFC 9001 §5.3).
+QUIC_SUITES: Final = frozenset({0x1301, 0x1302, 0x1303, 0x1304})
 _MAX_PN_LENGTH: Final = 4
+_TAG_LENGTH: Final = 16
 _RETRY_TAG_LENGTH: Final = 16
 
 # Frame types an Initial or Handshake packet may carry (RFC 9000 §12.4, Table 3).
@@ -86,11 +89,12 @@ def pull_varint(reader: Reader, what: str = "varint") -> int:
 
 @dataclass(frozen=True, slots=True)
 class PacketKeys:
-    """AES-128-GCM packet protection for one direction (key 16, iv 12, header protection 16)."""
+    """Packet protection for one direction at one encryption level: AEAD key, iv, header protection."""
 
     key: bytes
     iv: bytes
     hp: bytes
+    aead: str = AES_GCM  # parsers.decrypt AEAD names; header protection is AES except for ChaCha20
 
     def __repr__(self) -> str:  # key material never reaches logs
         return "PacketKeys(<redacted>)"
@@ -106,15 +110,26 @@ def initial_secret(version: int, dcid: bytes, label: bytes) -> bytes:
     return hkdf_expand_label(extract.finalize(), label, b"", 32, "sha256")
 
 
-def packet_keys(version: int, secret: bytes, key_length: int = 16) -> PacketKeys:
-    """The key, iv and hp of one direction from its traffic secret, with the version's labels."""
+def packet_keys(version: int, secret: bytes, cipher_suite: int = INITIAL_SUITE) -> PacketKeys:
+    """The key, iv and hp of one direction from its traffic secret, with the version's labels.
+
+    Handshake and 1-RTT secrets come from a key log (the TLS 1.3 labels) and the suite from the
+    ServerHello.
+    """
     prefix = _LABEL_PREFIX.get(version)
     if prefix is None:
         raise ParseError(f"no key labels for QUIC version 0x{version:08x}")
+    if cipher_suite not in QUIC_SUITES:
+        raise ParseError(f"cipher suite 0x{cipher_suite:04x} cannot protect QUIC packets")
+    suite = TLS13_SUITES[cipher_suite]
+    if len(secret) != suite.hash_length:
+        raise ParseError(f"a {len(secret)}-byte secret does not fit {suite.name}")
+    length, hash_name = suite.key_length, suite.hash_name
     return PacketKeys(
-        hkdf_expand_label(secret, prefix + b"key", b"", key_length, "sha256"),
-        hkdf_expand_label(secret, prefix + b"iv", b"", 12, "sha256"),
-        hkdf_expand_label(secret, prefix + b"hp", b"", key_length, "sha256"),
+        hkdf_expand_label(secret, prefix + b"key", b"", length, hash_name),
+        hkdf_expand_label(secret, prefix + b"iv", b"", 12, hash_name),
+        hkdf_expand_label(secret, prefix + b"hp", b"", length, hash_name),
+        suite.aead,
     )
 
 
@@ -126,12 +141,13 @@ def initial_keys(version: int, dcid: bytes, label: bytes) -> PacketKeys:
 
 
 @dataclass(frozen=True, slots=True)
-class LongHeader:
-    """One long-header packet of a datagram, its protected part not yet opened.
+class Header:
+    """One packet of a datagram, its protected part not yet opened.
 
     ``pn_offset`` is where the (protected) packet number starts and ``end`` where the packet ends, both
     relative to the datagram. Retry and Version Negotiation packets have no packet number
     (``pn_offset`` is ``end``); an unsupported version gives type ``None`` and runs to the datagram's end.
+    A short header (``ONE_RTT``) has no version or SCID and always runs to the datagram's end.
     """
 
     packet_type: str | None
@@ -144,13 +160,13 @@ class LongHeader:
     end: int
 
 
-def parse_datagram(datagram: bytes) -> tuple[LongHeader, ...]:
+def parse_datagram(datagram: bytes) -> tuple[Header, ...]:
     """The long-header packets coalesced in one UDP datagram (RFC 9000 §12.2), in order.
 
     A short-header packet or the zero padding some stacks add after the last packet ends the list; a
     datagram that does not start with a long header gives ``()``. Malformed headers raise ParseError.
     """
-    packets: list[LongHeader] = []
+    packets: list[Header] = []
     offset = 0
     while offset < len(datagram) and datagram[offset] & 0x80:
         packet = _long_header(datagram, offset)
@@ -159,7 +175,15 @@ def parse_datagram(datagram: bytes) -> tuple[LongHeader, ...]:
     return tuple(packets)
 
 
-def _long_header(datagram: bytes, start: int) -> LongHeader:
+def short_header(datagram: bytes, start: int, version: int, dcid: bytes) -> Header | None:
+    """The 1-RTT packet at ``start`` if it is addressed to ``dcid`` (whose length only the peers know)."""
+    end = start + 1 + len(dcid)
+    if start >= len(datagram) or datagram[start] & 0x80 or datagram[start + 1 : end] != dcid:
+        return None
+    return Header(ONE_RTT, version, dcid, b"", b"", start, end, len(datagram))
+
+
+def _long_header(datagram: bytes, start: int) -> Header:
     reader = Reader(datagram, start)
     first = reader.pull_uint8("long header")
     version = reader.pull_uint32("version")
@@ -167,11 +191,10 @@ def _long_header(datagram: bytes, start: int) -> LongHeader:
     scid = reader.pull_opaque(1, "source connection id")
     if version == 0:
         # Version Negotiation: the rest of the datagram lists the server's versions.
-        return LongHeader(VERSION_NEGOTIATION, 0, dcid, scid, b"", start, len(datagram), len(datagram))
+        return Header(VERSION_NEGOTIATION, 0, dcid, scid, b"", start, len(datagram), len(datagram))
     if not supported(version):
-        return LongHeader(None, version, dcid, scid, b"", start, len(datagram), len(datagram))
-    if not first & 0x40:
-        raise ParseError("QUIC fixed bit is zero", start)
+        return Header(None, version, dcid, scid, b"", start, len(datagram), len(datagram))
+    # The fixed bit (0x40) is not checked: a peer that advertised grease_quic_bit lets it vary (RFC 9287).
     if len(dcid) > MAX_CID_LENGTH or len(scid) > MAX_CID_LENGTH:
         raise ParseError("connection id longer than 20 bytes", start)
     packet_type = _TYPE_BITS[version][(first >> 4) & 0x03]
@@ -180,12 +203,12 @@ def _long_header(datagram: bytes, start: int) -> LongHeader:
         if reader.remaining < _RETRY_TAG_LENGTH:
             raise ParseError("truncated Retry integrity tag", reader.position)
         token = reader.pull_bytes(reader.remaining - _RETRY_TAG_LENGTH, "retry token")
-        return LongHeader(RETRY, version, dcid, scid, token, start, len(datagram), len(datagram))
+        return Header(RETRY, version, dcid, scid, token, start, len(datagram), len(datagram))
     token = reader.pull_bytes(pull_varint(reader, "token length"), "token") if packet_type == INITIAL else b""
     length = pull_varint(reader, "packet length")
     pn_offset = reader.position
     reader.pull_bytes(length, "packet payload")
-    return LongHeader(packet_type, version, dcid, scid, token, start, pn_offset, pn_offset + length)
+    return Header(packet_type, version, dcid, scid, token, start, pn_offset, pn_offset + length)
 
 
 # ----- protection ---------------------------------------------------------------------------------
@@ -193,32 +216,58 @@ def _long_header(datagram: bytes, start: int) -> LongHeader:
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    header: LongHeader
-    packet_number: int  # truncated packet number as sent (the observer does not track the full space)
+    header: Header
+    packet_number: int  # decoded against the largest packet number seen before (RFC 9000 §A.3)
     payload: bytes  # the frames
 
 
-def unprotect(datagram: bytes, header: LongHeader, keys: PacketKeys) -> Packet:
-    """Remove header protection (AES, RFC 9001 §5.4.3) and open the AES-128-GCM payload (§5.3)."""
+def unprotect(datagram: bytes, header: Header, keys: PacketKeys, largest: int = -1) -> Packet:
+    """Remove header protection (RFC 9001 §5.4) and open the payload (§5.3).
+
+    ``largest`` is the largest packet number already opened in this packet number space: the
+    nonce needs the full number, the header carries only its low 1-4 bytes.
+    """
     pn_offset, end = header.pn_offset, header.end
     sample_at = pn_offset + _MAX_PN_LENGTH
-    if header.packet_type not in (INITIAL, ZERO_RTT, HANDSHAKE) or sample_at + _SAMPLE_LENGTH > end:
+    if header.packet_type not in (INITIAL, ZERO_RTT, HANDSHAKE, ONE_RTT) or sample_at + _SAMPLE_LENGTH > end:
         raise ParseError("packet too short to sample for header protection", header.start)
-    encryptor = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
-    mask = encryptor.update(datagram[sample_at : sample_at + _SAMPLE_LENGTH]) + encryptor.finalize()
-    first = datagram[header.start] ^ (mask[0] & 0x0F)
+    mask = _header_mask(keys, datagram[sample_at : sample_at + _SAMPLE_LENGTH])
+    # Long headers protect the low 4 bits of the first byte, short headers 5 (with the key phase).
+    first = datagram[header.start] ^ (mask[0] & (0x1F if header.packet_type == ONE_RTT else 0x0F))
     pn_length = (first & 0x03) + 1
-    packet_number = 0
+    truncated = 0
     for i in range(pn_length):
-        packet_number = packet_number << 8 | (datagram[pn_offset + i] ^ mask[1 + i])
+        truncated = truncated << 8 | (datagram[pn_offset + i] ^ mask[1 + i])
     payload_start = pn_offset + pn_length
-    aad = bytes([first]) + datagram[header.start + 1 : pn_offset] + packet_number.to_bytes(pn_length, "big")
+    aad = bytes([first]) + datagram[header.start + 1 : pn_offset] + truncated.to_bytes(pn_length, "big")
+    packet_number = decode_packet_number(truncated, pn_length * 8, largest)
     nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(len(keys.iv), "big")
     try:
-        payload = AESGCM(keys.key).decrypt(nonce, datagram[payload_start:end], aad)
+        payload = _make_aead(keys.aead, keys.key, _TAG_LENGTH).decrypt(nonce, datagram[payload_start:end], aad)
     except InvalidTag:
         raise DecryptError("QUIC packet authentication failed", header.start) from None
     return Packet(header, packet_number, payload)
+
+
+def decode_packet_number(truncated: int, bits: int, largest: int) -> int:
+    """The packet number closest to ``largest + 1`` whose low ``bits`` are ``truncated`` (RFC 9000 §A.3)."""
+    expected = largest + 1
+    window = 1 << bits
+    half = window // 2
+    candidate = (expected & ~(window - 1)) | truncated
+    if candidate <= expected - half and candidate < (1 << 62) - window:
+        return candidate + window
+    if candidate > expected + half and candidate >= window:
+        return candidate - window
+    return candidate
+
+
+def _header_mask(keys: PacketKeys, sample: bytes) -> bytes:
+    if keys.aead == CHACHA20_POLY1305:
+        # ChaCha20 with the sample as counter (4 bytes, little-endian) and nonce (12): RFC 9001 §5.4.4
+        return Cipher(algorithms.ChaCha20(keys.hp, sample), None).encryptor().update(bytes(5))
+    encryptor = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
+    return encryptor.update(sample) + encryptor.finalize()
 
 
 # ----- frames -------------------------------------------------------------------------------------
@@ -249,36 +298,92 @@ class ConnectionClose:
 class Frames:
     crypto: tuple[CryptoFrame, ...]
     close: ConnectionClose | None
-    ping: bool
+    types: frozenset[int]  # every frame type present: tells what else the packet did (PING, HANDSHAKE_DONE)
 
 
-def parse_frames(payload: bytes) -> Frames:
-    """The frames of an Initial or Handshake packet; any other frame type is a ParseError there."""
+HANDSHAKE_DONE: Final = 0x1E
+NEW_TOKEN: Final = 0x07
+NEW_CONNECTION_ID: Final = 0x18
+# 1-RTT frames the observer skips, by how many varints their body holds (RFC 9000 §19, RFC 9221).
+_VARINT_FRAMES: Final = {
+    0x04: 3,  # RESET_STREAM
+    0x05: 2,  # STOP_SENDING
+    0x10: 1,  # MAX_DATA
+    0x11: 2,  # MAX_STREAM_DATA
+    0x12: 1,  # MAX_STREAMS (bidi)
+    0x13: 1,  # MAX_STREAMS (uni)
+    0x14: 1,  # DATA_BLOCKED
+    0x15: 2,  # STREAM_DATA_BLOCKED
+    0x16: 1,  # STREAMS_BLOCKED (bidi)
+    0x17: 1,  # STREAMS_BLOCKED (uni)
+    0x19: 1,  # RETIRE_CONNECTION_ID
+    HANDSHAKE_DONE: 0,
+}
+_PATH_FRAMES: Final = frozenset({0x1A, 0x1B})  # PATH_CHALLENGE, PATH_RESPONSE: 8 bytes of data
+_STREAM_FRAMES: Final = range(0x08, 0x10)  # low bits: OFF (0x04), LEN (0x02), FIN (0x01)
+_DATAGRAM_FRAMES: Final = frozenset({0x30, 0x31})  # 0x31 has a length
+
+
+def parse_frames(payload: bytes, application: bool = False) -> Frames:
+    """The frames of a packet. Initial and Handshake packets may carry only PADDING, PING, ACK, CRYPTO
+    and CONNECTION_CLOSE (RFC 9000 §12.4); ``application`` (1-RTT) allows the rest, which are skipped.
+    An unknown frame type is a ParseError: frames carry no length, so nothing after it can be read."""
     reader = Reader(payload)
     crypto: list[CryptoFrame] = []
     close: ConnectionClose | None = None
-    ping = False
+    types: set[int] = set()
     while not reader.eof():
         frame_type = pull_varint(reader, "frame type")
-        if frame_type == PADDING:
+        types.add(frame_type)
+        if frame_type in (PADDING, PING):
             continue
-        if frame_type == PING:
-            ping = True
-        elif frame_type in (ACK, ACK_ECN):
+        if frame_type in (ACK, ACK_ECN):
             _skip_ack(reader, frame_type == ACK_ECN)
         elif frame_type == CRYPTO:
             offset = pull_varint(reader, "CRYPTO offset")
             data = reader.pull_bytes(pull_varint(reader, "CRYPTO length"), "CRYPTO data")
             crypto.append(CryptoFrame(offset, data))
         elif frame_type in (CONNECTION_CLOSE, CONNECTION_CLOSE_APPLICATION):
-            application = frame_type == CONNECTION_CLOSE_APPLICATION
+            is_application = frame_type == CONNECTION_CLOSE_APPLICATION
             error_code = pull_varint(reader, "CONNECTION_CLOSE error code")
-            trigger = None if application else pull_varint(reader, "CONNECTION_CLOSE frame type")
+            trigger = None if is_application else pull_varint(reader, "CONNECTION_CLOSE frame type")
             reason = reader.pull_bytes(pull_varint(reader, "CONNECTION_CLOSE reason length"), "reason")
-            close = ConnectionClose(error_code, trigger, reason, application)
+            close = ConnectionClose(error_code, trigger, reason, is_application)
+        elif application:
+            _skip_application_frame(reader, frame_type)
         else:
             raise ParseError(f"frame type 0x{frame_type:x} not allowed in Initial/Handshake", reader.position)
-    return Frames(tuple(crypto), close, ping)
+    return Frames(tuple(crypto), close, frozenset(types))
+
+
+def _skip_application_frame(reader: Reader, frame_type: int) -> None:
+    if frame_type in _VARINT_FRAMES:
+        for _ in range(_VARINT_FRAMES[frame_type]):
+            pull_varint(reader, "frame field")
+    elif frame_type in _STREAM_FRAMES:
+        pull_varint(reader, "STREAM id")
+        if frame_type & 0x04:
+            pull_varint(reader, "STREAM offset")
+        if frame_type & 0x02:
+            reader.pull_bytes(pull_varint(reader, "STREAM length"), "STREAM data")
+        else:
+            reader.pull_rest()  # no length: the data runs to the end of the packet
+    elif frame_type == NEW_TOKEN:
+        reader.pull_bytes(pull_varint(reader, "NEW_TOKEN length"), "NEW_TOKEN token")
+    elif frame_type == NEW_CONNECTION_ID:
+        pull_varint(reader, "NEW_CONNECTION_ID sequence")
+        pull_varint(reader, "NEW_CONNECTION_ID retire prior to")
+        reader.pull_opaque(1, "NEW_CONNECTION_ID connection id")
+        reader.pull_bytes(16, "NEW_CONNECTION_ID stateless reset token")
+    elif frame_type in _PATH_FRAMES:
+        reader.pull_bytes(8, "PATH data")
+    elif frame_type in _DATAGRAM_FRAMES:
+        if frame_type & 0x01:
+            reader.pull_bytes(pull_varint(reader, "DATAGRAM length"), "DATAGRAM data")
+        else:
+            reader.pull_rest()
+    else:
+        raise ParseError(f"unknown frame type 0x{frame_type:x}", reader.position)
 
 
 def _skip_ack(reader: Reader, ecn: bool) -> None:

@@ -387,6 +387,7 @@ def _quic(report: ConnectionReport) -> dict[str, Any] | None:
         "connection_close": (
             {
                 "sender": close.sender,
+                "packet_type": close.packet_type,
                 "error_code": close.error_code,
                 "frame_type": close.frame_type,
                 "application": close.application,

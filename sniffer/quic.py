@@ -13,7 +13,10 @@ CID length and nothing readable, so they are dropped after one byte test.
 
 Without keys a QUIC connection settles once the client has moved on to Handshake packets after the
 ServerHello (the server then discards its Initial keys, so no Initial CONNECTION_CLOSE can follow) or
-when a CONNECTION_CLOSE is read.
+when a CONNECTION_CLOSE is read. With the connection's secrets in the key log (the TLS 1.3 labels),
+Handshake and 1-RTT packets are opened as they come: the CertificateRequest, the client's Certificate
+and Finished, and the server's verdict (HANDSHAKE_DONE and data, or CONNECTION_CLOSE with a crypto
+error) feed the same correlation as decrypted TCP; the connection settles on that verdict.
 """
 
 from __future__ import annotations
@@ -24,35 +27,179 @@ from dataclasses import replace
 from typing import Final
 
 from parsers.errors import ParseError
-from parsers.keylog import KeyLog
+from parsers.keylog import (
+    CLIENT_HANDSHAKE_TRAFFIC_SECRET,
+    CLIENT_TRAFFIC_SECRET_0,
+    SERVER_HANDSHAKE_TRAFFIC_SECRET,
+    SERVER_TRAFFIC_SECRET_0,
+    KeyLog,
+)
 from parsers.quic import (
     CLIENT_IN,
     HANDSHAKE,
     INITIAL,
+    ONE_RTT,
     RETRY,
     SERVER_IN,
+    ConnectionClose,
     CryptoStream,
-    LongHeader,
+    Header,
     PacketKeys,
     initial_keys,
+    packet_keys,
     parse_datagram,
     parse_frames,
     parse_transport_parameters,
+    short_header,
     unprotect,
 )
+from parsers.records import HandshakeReader
+from parsers.registry import FINISHED
 from sniffer.correlate import conclude
 from sniffer.decode import Segment
-from sniffer.decryption import NO_KEYS, NOT_NEEDED, UNSUPPORTED, Decryption, summarize
+from sniffer.decryption import (
+    APPLICATION,
+    DECRYPT_FAILED,
+    DONE,
+    HANDSHAKE_PHASE,
+    NO_KEYS,
+    NOT_NEEDED,
+    DecryptedMessage,
+    Decryption,
+    Session,
+    summarize,
+)
 from sniffer.flows import CAPTURE_END, DEFAULT_LIMITS, EVICTED, HANDSHAKE_SETTLED, IDLE, Limits, _ip_text
-from sniffer.report import CLIENT, PLAINTEXT, SERVER, AlertFinding, ConnectionReport, QuicClose, QuicSummary
+from sniffer.report import (
+    CLIENT,
+    DECRYPTED,
+    PLAINTEXT,
+    SERVER,
+    AlertFinding,
+    ConnectionReport,
+    QuicClose,
+    QuicSummary,
+)
 from sniffer.stats import RunStats
-from sniffer.tracker import ConnectionTracker
+from sniffer.tracker import MAX_TRACED_RECORDS, ConnectionTracker
 
 QUIC_TRANSPORT_PARAMETERS: Final = 0x39
 FATAL: Final = 2
 
 Endpoint = tuple[bytes, int]
-CidKey = tuple[bytes, int, bytes, int, bytes]  # src, sport, dst, dport, destination connection id
+Path = tuple[bytes, int, bytes, int]  # src, sport, dst, dport
+CidKey = tuple[bytes, int, bytes, int, bytes]  # the path and the destination connection id
+
+_SECRETS: Final = {
+    (CLIENT, HANDSHAKE): CLIENT_HANDSHAKE_TRAFFIC_SECRET,
+    (SERVER, HANDSHAKE): SERVER_HANDSHAKE_TRAFFIC_SECRET,
+    (CLIENT, ONE_RTT): CLIENT_TRAFFIC_SECRET_0,
+    (SERVER, ONE_RTT): SERVER_TRAFFIC_SECRET_0,
+}
+_PHASES: Final = {HANDSHAKE: HANDSHAKE_PHASE, ONE_RTT: APPLICATION}
+# Frames that do not show an endpoint carrying on with the connection.
+_HOUSEKEEPING: Final = frozenset({0x00, 0x02, 0x03})  # PADDING, ACK, ACK_ECN
+NO_ERROR: Final = 0x00
+
+
+class _Opener:
+    """Opens the Handshake and 1-RTT packets of one connection with key-log secrets, as they arrive."""
+
+    __slots__ = (
+        "alerts",
+        "application",
+        "failures",
+        "keylog",
+        "keys",
+        "largest",
+        "messages",
+        "opened",
+        "readers",
+        "session",
+    )
+
+    def __init__(self, keylog: KeyLog, session: Session) -> None:
+        self.keylog = keylog
+        self.session = session
+        self.keys: dict[tuple[str, str, int], PacketKeys | None] = {}
+        self.readers: dict[tuple[str, str], tuple[CryptoStream, HandshakeReader]] = {}
+        self.messages: list[DecryptedMessage] = []
+        self.alerts: list[AlertFinding] = []
+        self.application: list[tuple[str, float]] = []
+        self.opened = 0
+        self.failures: dict[str, int] = {}
+        self.largest: dict[tuple[str, str], int] = {}  # packet number spaces, for decoding the numbers
+
+    def _packet_keys(self, sender: str, level: str, version: int) -> PacketKeys | None:
+        slot = (sender, level, version)
+        if slot not in self.keys:
+            secret = self.keylog.secret(_SECRETS[(sender, level)], self.session.client_random)
+            try:
+                self.keys[slot] = None if secret is None else packet_keys(version, secret, self.session.cipher_suite)
+            except ParseError as error:
+                self._fail(error.what)
+                self.keys[slot] = None
+        return self.keys[slot]
+
+    def _fail(self, reason: str) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+    def packet(
+        self, sender: str, datagram: bytes, header: Header, timestamp: float, version: int
+    ) -> ConnectionClose | None:
+        """Open one packet; return the CONNECTION_CLOSE it carries, if any."""
+        level = header.packet_type or ""
+        keys = self._packet_keys(sender, level, version)
+        if keys is None:
+            self._fail(f"no {_SECRETS[(sender, level)]}")
+            return None
+        space = (sender, level)
+        try:
+            packet = unprotect(datagram, header, keys, self.largest.get(space, -1))
+            frames = parse_frames(packet.payload, application=level == ONE_RTT)
+        except ParseError as error:
+            self._fail(error.what)
+            return None
+        self.largest[space] = max(self.largest.get(space, -1), packet.packet_number)
+        self.opened += 1
+        phase = _PHASES[level]
+        if frames.crypto:
+            stream, reader = self.readers.setdefault(space, (CryptoStream(), HandshakeReader()))
+            for frame in frames.crypto:
+                data = stream.add(frame.offset, frame.data)
+                try:
+                    messages = reader.feed(data) if data else []
+                except ParseError as error:
+                    self._fail(f"{sender} handshake framing: {error.what}")
+                    continue
+                self.messages.extend(
+                    DecryptedMessage(sender, message.msg_type, message.body, phase, timestamp) for message in messages
+                )
+        close = frames.close
+        if close is not None and close.tls_alert is not None:
+            self.alerts.append(AlertFinding(sender, FATAL, close.tls_alert, DECRYPTED, timestamp))
+        elif (close is not None and close.error_code == NO_ERROR) or (
+            level == ONE_RTT and frames.types - _HOUSEKEEPING - {0x1C, 0x1D}
+        ):
+            # Data, HANDSHAKE_DONE, new CIDs or a clean close: this side went on with the connection.
+            self.application.append((sender, timestamp))
+        return close
+
+    @property
+    def verdict(self) -> bool:
+        """The client has finished and the server has answered it: nothing later changes the outcome."""
+        finished = next((m.timestamp for m in self.messages if m.sender == CLIENT and m.msg_type == FINISHED), None)
+        if finished is None:
+            return False
+        return any(alert.sender == SERVER for alert in self.alerts) or any(
+            sender == SERVER and timestamp >= finished for sender, timestamp in self.application
+        )
+
+    def result(self) -> Decryption:
+        if not self.opened:
+            reason = ", ".join(sorted(self.failures)) or "no Handshake packet seen"
+            return Decryption(DECRYPT_FAILED, reason)
+        return Decryption(DONE, None, tuple(self.messages), tuple(self.alerts), self.opened, tuple(self.application))
 
 
 class _Connection:
@@ -61,12 +208,15 @@ class _Connection:
         "client",
         "client_handshake",
         "client_packets",
+        "client_scid",
         "close",
         "done",
         "handshake_packets",
         "initial_dcid",
         "keys",
+        "largest",
         "last_seen",
+        "opener",
         "original_dcid",
         "reported",
         "retry",
@@ -80,13 +230,14 @@ class _Connection:
         "version",
     )
 
-    def __init__(self, client: Endpoint, server: Endpoint, header: LongHeader, timestamp: float) -> None:
+    def __init__(self, client: Endpoint, server: Endpoint, header: Header, timestamp: float) -> None:
         self.client = client
         self.server = server
         self.version = header.version
         self.original_dcid = header.dcid
         self.initial_dcid = header.dcid  # what Initial keys derive from; a Retry replaces it
         self.keys: dict[tuple[int, bytes], PacketKeys] = {}
+        self.largest = {CLIENT: -1, SERVER: -1}  # Initial packet numbers, for decoding them
         self.cids: list[CidKey] = []
         self.server_cid: bytes | None = None
         self.start = timestamp
@@ -96,7 +247,9 @@ class _Connection:
         self.retry = False
         self.client_handshake = False  # the client sent a Handshake packet: its Initial phase is over
         self.client_packets = self.server_packets = self.undecryptable = self.handshake_packets = 0
+        self.client_scid = header.scid
         self.close: QuicClose | None = None
+        self.opener: _Opener | None = None  # set once the ServerHello is known and the key log has secrets
         self._restart()
 
     def _restart(self) -> None:
@@ -122,7 +275,15 @@ class _Connection:
         tracker = self.tracker
         if self.close is not None or tracker.fatal_alert_seen:
             return True
+        if self.opener is not None:
+            return self.opener.verdict or self.opener.opened + sum(self.opener.failures.values()) >= MAX_TRACED_RECORDS
         return tracker.server_hello is not None and self.client_handshake
+
+    def closed(self, sender: str, packet_type: str, close: ConnectionClose) -> None:
+        if self.close is None:
+            self.close = QuicClose(
+                sender, packet_type, close.error_code, close.frame_type, close.reason, close.application
+            )
 
 
 class QuicTable:
@@ -138,6 +299,9 @@ class QuicTable:
         self._limits = limits
         self._keys = keys
         self._by_cid: dict[CidKey, _Connection] = {}
+        # The latest connection on each path, both directions: short headers carry a DCID of unknown
+        # length, so a 1-RTT packet is matched against that connection's CIDs.
+        self._paths: dict[Path, _Connection] = {}
         self._order: deque[_Connection] = deque()  # creation order, for the connection cap and idle sweeps
         self._next_sweep = 0.0
 
@@ -148,23 +312,51 @@ class QuicTable:
 
     def datagram(self, timestamp: float, segment: Segment) -> None:
         payload = segment.payload
-        if payload and payload[0] & 0x80:  # a long header; anything else is 1-RTT data or not QUIC
+        source: Endpoint = (segment.src, segment.sport)
+        destination: Endpoint = (segment.dst, segment.dport)
+        touched: _Connection | None = None
+        end = 0
+        if payload and payload[0] & 0x80:  # a long header
             try:
                 packets = parse_datagram(payload)
             except ParseError:
                 packets = ()
-            source: Endpoint = (segment.src, segment.sport)
-            destination: Endpoint = (segment.dst, segment.dport)
-            touched: _Connection | None = None
             for header in packets:
                 touched = self._packet(timestamp, payload, header, source, destination) or touched
-            if touched is not None and not touched.done and touched.settled:
-                self._report(touched, HANDSHAKE_SETTLED)
+                end = header.end
+        if end < len(payload) and self._paths:  # a short header, alone or after the long ones
+            touched = self._one_rtt(timestamp, payload, end, source, destination) or touched
+        if touched is not None and not touched.done and touched.settled:
+            self._report(touched, HANDSHAKE_SETTLED)
         if timestamp >= self._next_sweep:
             self._sweep(timestamp)
 
+    def _one_rtt(
+        self, timestamp: float, datagram: bytes, start: int, source: Endpoint, destination: Endpoint
+    ) -> _Connection | None:
+        connection = self._paths.get((*source, *destination))
+        if connection is None or connection.done or connection.opener is None:
+            return None
+        sender = CLIENT if source == connection.client else SERVER
+        dcid = connection.server_cid if sender == CLIENT else connection.client_scid
+        header = short_header(datagram, start, connection.version, dcid) if dcid is not None else None
+        if header is None:
+            return None
+        connection.last_seen = timestamp
+        self._open_protected(connection, sender, datagram, header, timestamp)
+        return connection
+
+    @staticmethod
+    def _open_protected(
+        connection: _Connection, sender: str, datagram: bytes, header: Header, timestamp: float
+    ) -> None:
+        assert connection.opener is not None
+        close = connection.opener.packet(sender, datagram, header, timestamp, connection.version)
+        if close is not None:
+            connection.closed(sender, header.packet_type or "", close)
+
     def _packet(
-        self, timestamp: float, datagram: bytes, header: LongHeader, source: Endpoint, destination: Endpoint
+        self, timestamp: float, datagram: bytes, header: Header, source: Endpoint, destination: Endpoint
     ) -> _Connection | None:
         if header.packet_type is None or header.version == 0:
             return None  # Version Negotiation, or a version without public Initial keys
@@ -184,12 +376,14 @@ class QuicTable:
         elif header.packet_type == HANDSHAKE:
             connection.handshake_packets += 1
             connection.client_handshake |= sender == CLIENT
+            if connection.opener is not None:
+                self._open_protected(connection, sender, datagram, header, timestamp)
         elif header.packet_type == INITIAL:
             self._initial(connection, timestamp, datagram, header, sender)
         return connection
 
     def _open(
-        self, timestamp: float, datagram: bytes, header: LongHeader, client: Endpoint, server: Endpoint
+        self, timestamp: float, datagram: bytes, header: Header, client: Endpoint, server: Endpoint
     ) -> _Connection | None:
         """A client Initial for a DCID not seen before: a new connection if it opens with that DCID."""
         try:
@@ -206,6 +400,7 @@ class QuicTable:
         self._stats.flows_tracked += 1
         self._register(connection, (*client, *server, header.dcid))
         self._register(connection, (*server, *client, header.scid))
+        self._paths[(*client, *server)] = self._paths[(*server, *client)] = connection
         self._initial(connection, timestamp, datagram, header, CLIENT)
         return connection
 
@@ -213,15 +408,16 @@ class QuicTable:
         self._by_cid[key] = connection
         connection.cids.append(key)
 
-    def _initial(
-        self, connection: _Connection, timestamp: float, datagram: bytes, header: LongHeader, sender: str
-    ) -> None:
+    def _initial(self, connection: _Connection, timestamp: float, datagram: bytes, header: Header, sender: str) -> None:
         try:
-            packet = unprotect(datagram, header, connection.packet_keys(header.version, sender))
+            packet = unprotect(
+                datagram, header, connection.packet_keys(header.version, sender), connection.largest[sender]
+            )
             frames = parse_frames(packet.payload)
         except ParseError:
             connection.undecryptable += 1
             return
+        connection.largest[sender] = max(connection.largest[sender], packet.packet_number)
         connection.version = header.version
         tracker = connection.tracker
         if sender == CLIENT:
@@ -239,10 +435,14 @@ class QuicTable:
                 tracker.handshake_data(sender, data)
         close = frames.close
         if close is not None and connection.close is None:
-            connection.close = QuicClose(sender, close.error_code, close.frame_type, close.reason, close.application)
+            connection.closed(sender, INITIAL, close)
             alert = close.tls_alert
             if alert is not None:
                 tracker.alerts.append(AlertFinding(sender, FATAL, alert, PLAINTEXT, timestamp))
+        if connection.opener is None and tracker.server_hello is not None and self._keys is not None:
+            session = tracker.session()
+            if session is not None and self._keys.labels(session.client_random):
+                connection.opener = _Opener(self._keys, session)
 
     # ----- lifecycle -----------------------------------------------------------------------------
 
@@ -258,6 +458,10 @@ class QuicTable:
         for key in connection.cids:
             if self._by_cid.get(key) is connection:
                 del self._by_cid[key]
+        client, server = connection.client, connection.server
+        for path in ((*client, *server), (*server, *client)):
+            if self._paths.get(path) is connection:
+                del self._paths[path]
 
     def _sweep(self, now: float) -> None:
         idle = self._limits.idle_timeout
@@ -349,11 +553,10 @@ class QuicTable:
             tracker.note(f"client_quic_transport_parameters_malformed: {error.what}")
             return ()
 
-    def _decryption(self, tracker: ConnectionTracker, connection: _Connection) -> Decryption:
-        """Handshake packets are not opened yet: say whether keys were there to do it."""
-        session = tracker.session()
-        if session is None or not connection.handshake_packets:
+    @staticmethod
+    def _decryption(tracker: ConnectionTracker, connection: _Connection) -> Decryption:
+        if connection.opener is not None:
+            return connection.opener.result()
+        if tracker.session() is None or not connection.handshake_packets:
             return Decryption(NOT_NEEDED)
-        if self._keys is not None and self._keys.labels(session.client_random):
-            return Decryption(UNSUPPORTED, "QUIC Handshake packets are not decrypted")
         return Decryption(NO_KEYS)

@@ -111,9 +111,10 @@ class TcpSummary:
 
 @dataclass(frozen=True, slots=True)
 class QuicClose:
-    """A CONNECTION_CLOSE read from an Initial packet."""
+    """A CONNECTION_CLOSE read from an Initial packet, or with keys from a Handshake or 1-RTT packet."""
 
     sender: str
+    packet_type: str  # initial, handshake or 1rtt
     error_code: int
     frame_type: int | None
     reason: bytes

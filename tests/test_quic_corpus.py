@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from parsers.keylog import KeyLog
+from sniffer.capture import open_capture
+from sniffer.events import Observer
+from sniffer.pipeline import analyze_files
 from tests.helpers import CORPUS, analyze, tshark_fields
 
 PCAP = CORPUS / "nDPI" / "tests" / "cfgs" / "default" / "pcap"
@@ -87,10 +91,46 @@ def test_every_quic_client_hello_tshark_finds_is_found(capture: Path) -> None:
         assert event["network"]["transport"] == "udp"
         assert event["helloscope"]["quic"]["version"] in VERSIONS
         assert event["tls"]["client"]["ja4"].startswith("q13")
-        # Without a Handshake-packet decryption nothing shows the certificate exchange, except that a
-        # resumed (PSK) handshake cannot carry a CertificateRequest.
-        outcomes = {"unknown", "incomplete", "failed"} | ({"not_requested"} if event["tls"]["resumed"] else set())
-        assert event["helloscope"]["outcome"] in outcomes
+        # Without keys nothing shows the certificate exchange, except that a resumed (PSK) handshake
+        # cannot carry a CertificateRequest; captures with embedded secrets are decrypted.
+        if event["helloscope"]["decryption"]["status"] != "decrypted":
+            outcomes = {"unknown", "incomplete", "failed"} | ({"not_requested"} if event["tls"]["resumed"] else set())
+            assert event["helloscope"]["outcome"] in outcomes
+
+
+KEYED = [
+    (
+        CORPUS / "illustrated-quic" / "captures" / "capture.pcap",
+        CORPUS / "illustrated-quic" / "captures" / "keylog.txt",
+    ),
+    (JA4_PCAP / "chrome-cloudflare-quic-with-secrets.pcapng", None),  # secrets embedded in the pcapng
+    (PCAP / "quic-33.pcapng", None),
+    (PCAP / "quic-v2.pcapng", None),  # QUIC v2 Handshake and 1-RTT keys use the "quicv2" labels
+]
+
+
+@pytest.mark.parametrize(("capture", "keylog"), KEYED, ids=lambda path: path.name if path else "embedded")
+def test_handshake_packets_open_with_keys_as_tshark_does(capture: Path, keylog: Path | None) -> None:
+    extra = ("-o", f"tls.keylog_file:{keylog}") if keylog else ()
+    shown = {
+        int(kind)
+        for (kinds,) in tshark_fields(capture, "quic", ["tls.handshake.type"], *extra)
+        for kind in kinds.split(",")
+        if kind
+    }
+    assert {1, 2, 15, 20} <= shown  # tshark opened the Handshake packets too
+    keys = KeyLog()
+    if keylog:
+        keys.feed(keylog.read_text())
+        keys.finish()
+    events, _ = analyze_files([open_capture(str(capture))], Observer("test"), keys=keys)
+    (event,) = [event for event in events if event["network"]["protocol"] == "quic"]
+    scope = event["helloscope"]
+    assert scope["decryption"]["status"] == "decrypted"
+    assert scope["decryption"]["client_finished"] and scope["decryption"]["server_finished"]
+    assert scope["certificate_request"] == {"seen": 13 in shown, "evidence": "decrypted"}
+    assert (scope["outcome"], scope["outcome_evidence"]) == ("not_requested", "decrypted")
+    assert event["tls"]["established"] is True
 
 
 @pytest.mark.parametrize("name", ["chrome-cloudflare-quic-with-secrets.pcapng", "quic-tls-handshake.pcapng"])

@@ -161,3 +161,15 @@ V2_SERVER_INITIAL = bytes.fromhex(
    4bed8521e2e140
 """
 )
+
+# RFC 9001 A.5 / RFC 9369 A.5: a ChaCha20-Poly1305 short-header packet (empty DCID) holding one PING
+CHACHA_SECRET = bytes.fromhex("9ac312a7f877468ebe69422748ad00a1 5443f18203a07d6060f688f30f21632b")
+V1_CHACHA_KEY = bytes.fromhex("c6d98ff3441c3fe1b2182094f69caa2e d4b716b65488960a7a984979fb23e1c8")
+V1_CHACHA_IV = bytes.fromhex("e0459b3474bdd0e44a41c144")
+V1_CHACHA_HP = bytes.fromhex("25a282b9e82f06f21f488917a4fc8f1b 73573685608597d0efcb076b0ab7a7a4")
+V1_CHACHA_PACKET = bytes.fromhex("4cfe4189655e5cd55c41f69080575d7999c25a5bfb")
+V2_CHACHA_KEY = bytes.fromhex("3bfcddd72bcf02541d7fa0dd1f5f9eee a817e09a6963a0e6c7df0f9a1bab90f2")
+V2_CHACHA_IV = bytes.fromhex("a6b5bc6ab7dafce30ffff5dd")
+V2_CHACHA_HP = bytes.fromhex("d659760d2ba434a226fd37b35c69e2da 8211d10c4f12538787d65645d5d1b8e2")
+V2_CHACHA_PACKET = bytes.fromhex("5558b1c60ae7b6b932bc27d786f4bc2bb20f2162ba")
+CHACHA_PACKET_NUMBER = 654360564  # sent as its low 3 bytes, 0x00bff4

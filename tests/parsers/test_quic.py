@@ -12,9 +12,14 @@ from parsers.decrypt import DecryptError
 from parsers.errors import ParseError
 from parsers.hello import parse_client_hello, parse_server_hello
 from parsers.quic import (
+    ACK_ECN,
     CLIENT_IN,
+    CRYPTO,
     HANDSHAKE,
     INITIAL,
+    ONE_RTT,
+    PADDING,
+    PING,
     QUIC_V1,
     QUIC_V2,
     RETRY,
@@ -22,11 +27,14 @@ from parsers.quic import (
     VERSION_NEGOTIATION,
     ConnectionClose,
     CryptoStream,
+    decode_packet_number,
     initial_keys,
     initial_secret,
+    packet_keys,
     parse_datagram,
     parse_frames,
     parse_transport_parameters,
+    short_header,
     unprotect,
 )
 from parsers.records import HandshakeReader
@@ -59,7 +67,7 @@ def test_client_initial_opens_to_the_rfc_payload(datagram: bytes, version: int) 
     assert len(packet.payload) == rfc.CLIENT_PAYLOAD_LENGTH
     assert packet.payload == rfc.CLIENT_CRYPTO_FRAME + bytes(rfc.CLIENT_PAYLOAD_LENGTH - len(rfc.CLIENT_CRYPTO_FRAME))
     frames = parse_frames(packet.payload)
-    assert frames.close is None and not frames.ping
+    assert frames.close is None and frames.types == {CRYPTO, PADDING}
     (crypto,) = frames.crypto
     assert crypto.offset == 0
     (message,) = HandshakeReader().feed(crypto.data)
@@ -91,6 +99,58 @@ def test_server_initial_opens_with_server_keys(datagram: bytes, version: int) ->
     (crypto,) = parse_frames(packet.payload).crypto  # the leading ACK frame is skipped
     (message,) = HandshakeReader().feed(crypto.data)
     assert parse_server_hello(message.body).cipher_suite == 0x1301
+
+
+@pytest.mark.parametrize(
+    ("version", "key", "iv", "hp", "packet"),
+    [
+        (QUIC_V1, rfc.V1_CHACHA_KEY, rfc.V1_CHACHA_IV, rfc.V1_CHACHA_HP, rfc.V1_CHACHA_PACKET),
+        (QUIC_V2, rfc.V2_CHACHA_KEY, rfc.V2_CHACHA_IV, rfc.V2_CHACHA_HP, rfc.V2_CHACHA_PACKET),
+    ],
+)
+def test_chacha20_short_header_packet(version: int, key: bytes, iv: bytes, hp: bytes, packet: bytes) -> None:
+    keys = packet_keys(version, rfc.CHACHA_SECRET, 0x1303)
+    assert (keys.key, keys.iv, keys.hp) == (key, iv, hp)
+    header = short_header(packet, 0, version, b"")
+    assert header is not None and header.packet_type == ONE_RTT
+    opened = unprotect(packet, header, keys, largest=rfc.CHACHA_PACKET_NUMBER - 1)
+    assert (opened.packet_number, opened.payload) == (rfc.CHACHA_PACKET_NUMBER, b"\x01")
+    with pytest.raises(DecryptError):
+        unprotect(packet, header, keys)  # the nonce needs the full packet number
+    assert parse_frames(opened.payload, application=True).types == {PING}
+    assert short_header(packet, 0, version, b"\x01") is None  # addressed to another connection ID
+    with pytest.raises(ParseError):
+        packet_keys(version, rfc.CHACHA_SECRET, 0x1305)  # CCM_8 cannot protect QUIC packets
+    with pytest.raises(ParseError):
+        packet_keys(version, rfc.CHACHA_SECRET, 0x1302)  # a SHA-384 suite needs a 48-byte secret
+
+
+def test_packet_number_decoding_rfc9000_a3() -> None:
+    assert decode_packet_number(0x9B32, 16, 0xA82F30EA) == 0xA82F9B32  # RFC 9000 A.3's example
+    assert decode_packet_number(0xBFF4, 24, 654360563) == 654360564
+    assert decode_packet_number(2, 8, -1) == 2
+    assert decode_packet_number(0x01, 8, 0xFF) == 0x101
+
+
+def test_application_frames_are_skipped_in_1rtt_only() -> None:
+    payload = (
+        b"\x1e"  # HANDSHAKE_DONE
+        + b"\x0f\x00\x05\x02hi"  # STREAM with offset, length and FIN
+        + b"\x18\x01\x00\x04abcd"
+        + bytes(16)  # NEW_CONNECTION_ID
+        + b"\x07\x02tk"  # NEW_TOKEN
+        + b"\x1a"
+        + bytes(8)  # PATH_CHALLENGE
+        + b"\x1d\x00\x00"  # application CONNECTION_CLOSE, no error
+        + b"\x08\x04rest of the packet"  # STREAM without length runs to the end
+    )
+    frames = parse_frames(payload, application=True)
+    assert frames.types == {0x1E, 0x0F, 0x18, 0x07, 0x1A, 0x1D, 0x08}
+    assert frames.close == ConnectionClose(0, None, b"", True)
+    with pytest.raises(ParseError):
+        parse_frames(payload)
+    with pytest.raises(ParseError):
+        parse_frames(b"\x21", application=True)  # unknown: nothing after it could be framed
 
 
 def test_wrong_keys_or_version_fail_authentication() -> None:
@@ -147,7 +207,7 @@ def test_frames_ack_with_ranges_and_ecn_then_close() -> None:
         + bytes(5)
     )
     frames = parse_frames(payload)
-    assert frames.ping
+    assert PING in frames.types and ACK_ECN in frames.types
     assert [(frame.offset, frame.data) for frame in frames.crypto] == [(5, b"abc")]
     assert frames.close == ConnectionClose(0x012A, 0x06, b"oops", False)
     assert frames.close.tls_alert == 42
