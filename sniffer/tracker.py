@@ -225,8 +225,9 @@ class ConnectionTracker:
             # After a TLS 1.3 ServerHello both sides switch to handshake keys; only CCS stays clear.
             return True
         retry = self.hello_retry_request
-        if retry is not None and retry.version >= TLS13:
-            # The ChangeCipherSpec around a HelloRetryRequest is middlebox-compatibility noise.
+        if self.server_hello is None or (retry is not None and retry.version >= TLS13):
+            # Before a ServerHello, or around a HelloRetryRequest, a ChangeCipherSpec is TLS 1.3's
+            # middlebox-compatibility noise: no keys exist yet.
             return False
         return self._ccs[sender]
 

@@ -23,10 +23,6 @@ VARIANTS = ("JA4", "JA4_r", "JA4_o", "JA4_ro")
 # Event object holding FoxIO's hello number N.
 HELLO_FIELDS = {1: "client_hello", 2: "second_client_hello"}
 
-# tls-sni.pcapng holds only the client side of these streams: two ClientHellos back to back, the
-# HelloRetryRequest between them not captured. The connection tracker records a second ClientHello
-# only after it has seen an HRR, so helloscope reports JA4.1 there and FoxIO also JA4.2.
-SECOND_HELLO_WITHOUT_HRR = {("tls-sni.pcapng", stream) for stream in (38, 41, 42, 44, 45)}
 
 
 def _tcp_entries(expected: Path) -> list[dict]:
@@ -47,7 +43,6 @@ def test_ja4_equals_foxio_reference(expected: Path) -> None:
     for event in analyze(capture):
         source, destination = event["source"], event["destination"]
         events_by_flow[(source["ip"], source["port"], destination["ip"], destination["port"])].append(event)
-    missing_second = set()
     for entry in entries:
         flow = (entry["src"], int(entry["srcport"]), entry["dst"], int(entry["dstport"]))
         assert events_by_flow[flow], f"stream {entry['stream']}: no event for {flow}"
@@ -55,12 +50,9 @@ def test_ja4_equals_foxio_reference(expected: Path) -> None:
         assert event["tls"]["client"]["ja4"] == entry["JA4.1"], f"stream {entry['stream']}"
         for number in _hello_numbers(entry):
             hello = event["helloscope"][HELLO_FIELDS[number]]
-            if hello is None:
-                missing_second.add((capture.name, entry["stream"]))
-                continue
+            assert hello is not None, f"stream {entry['stream']}: no ClientHello {number}"
             for variant in VARIANTS:
                 assert hello[variant.lower()] == entry[f"{variant}.{number}"], f"stream {entry['stream']} {variant}"
-    assert missing_second == {gap for gap in SECOND_HELLO_WITHOUT_HRR if gap[0] == capture.name}
 
 
 def test_the_golden_covers_hello_retry_and_many_streams() -> None:
