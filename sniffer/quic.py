@@ -35,10 +35,15 @@ from parsers.keylog import (
     KeyLog,
 )
 from parsers.quic import (
+    ACK,
+    ACK_ECN,
     CLIENT_IN,
+    CONNECTION_CLOSE,
+    CONNECTION_CLOSE_APPLICATION,
     HANDSHAKE,
     INITIAL,
     ONE_RTT,
+    PADDING,
     RETRY,
     SERVER_IN,
     ConnectionClose,
@@ -98,7 +103,7 @@ _SECRETS: Final = {
 }
 _PHASES: Final = {HANDSHAKE: HANDSHAKE_PHASE, ONE_RTT: APPLICATION}
 # Frames that do not show an endpoint carrying on with the connection.
-_HOUSEKEEPING: Final = frozenset({0x00, 0x02, 0x03})  # PADDING, ACK, ACK_ECN
+_NOT_CARRYING_ON: Final = frozenset({PADDING, ACK, ACK_ECN, CONNECTION_CLOSE, CONNECTION_CLOSE_APPLICATION})
 NO_ERROR: Final = 0x00
 
 
@@ -176,10 +181,8 @@ class _Opener:
                     DecryptedMessage(sender, message.msg_type, message.body, phase, timestamp) for message in messages
                 )
         close = frames.close
-        if close is not None and close.tls_alert is not None:
-            self.alerts.append(AlertFinding(sender, FATAL, close.tls_alert, DECRYPTED, timestamp))
-        elif (close is not None and close.error_code == NO_ERROR) or (
-            level == ONE_RTT and frames.types - _HOUSEKEEPING - {0x1C, 0x1D}
+        if (close is not None and close.error_code == NO_ERROR) or (
+            level == ONE_RTT and frames.types - _NOT_CARRYING_ON
         ):
             # Data, HANDSHAKE_DONE, new CIDs or a clean close: this side went on with the connection.
             self.application.append((sender, timestamp))
@@ -350,10 +353,15 @@ class QuicTable:
     def _open_protected(
         connection: _Connection, sender: str, datagram: bytes, header: Header, timestamp: float
     ) -> None:
-        assert connection.opener is not None
-        close = connection.opener.packet(sender, datagram, header, timestamp, connection.version)
-        if close is not None:
+        opener = connection.opener
+        assert opener is not None
+        close = opener.packet(sender, datagram, header, timestamp, connection.version)
+        # Peers repeat their CONNECTION_CLOSE in every packet type the other side may read: the first
+        # one seen (in an Initial, or opened here) is the connection's one alert.
+        if close is not None and connection.close is None:
             connection.closed(sender, header.packet_type or "", close)
+            if close.tls_alert is not None:
+                opener.alerts.append(AlertFinding(sender, FATAL, close.tls_alert, DECRYPTED, timestamp))
 
     def _packet(
         self, timestamp: float, datagram: bytes, header: Header, source: Endpoint, destination: Endpoint
