@@ -1,0 +1,65 @@
+"""QUIC fixtures recorded from aioquic over loopback (pcaps/make_quic_fixtures.py): with the key log
+helloscope reports the truth tshark saw with it (NAME.expected.json). The expectations without keys
+are checked for every fixture by tests/test_fixtures.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from parsers.keylog import KeyLog
+from sniffer.capture import open_capture
+from sniffer.events import Observer
+from sniffer.pipeline import analyze_files
+from tests.helpers import PCAPS
+
+NAMES = [
+    "quic-mtls-authenticated",
+    "quic-mtls-declined",
+    "quic-mtls-rejected",
+    "quic-split-hello",
+    "quic-split-hello-reordered",
+]
+
+
+def _event(capture: Path, keylog: Path | None) -> dict:
+    keys = KeyLog()
+    if keylog is not None:
+        keys.feed(keylog.read_text())
+        keys.finish()
+    events, stats = analyze_files([open_capture(str(capture))], Observer("test"), keys=keys)
+    (event,) = events
+    assert stats.tls_connections == 1
+    return event
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_with_keys_the_report_equals_the_truth(name: str) -> None:
+    spec = json.loads((PCAPS / f"{name}.expected.json").read_text())
+    (connection,) = spec["connections"]
+    truth = connection["truth"]
+    event = _event(PCAPS / f"{name}.pcap", PCAPS / spec["keylog"])
+    scope = event["helloscope"]
+    assert event["tls"]["client"]["server_name"] == connection["expected"]["tls.client.server_name"]
+    assert scope["decryption"]["status"] == "decrypted"
+    assert scope["decryption"]["client_finished"] and scope["decryption"]["server_finished"]
+    assert scope["certificate_request"]["seen"] is truth["certificate_request"]
+    assert scope["client_certificate"]["state"] == truth["client_certificate"]
+    assert [alert["code"] for alert in scope["alerts"] if alert["sender"] == "server"] == (
+        [truth["server_alert"]] if truth["server_alert"] is not None else []
+    )
+    assert (scope["outcome"], scope["outcome_evidence"]) == (truth["outcome"], "decrypted")
+    assert scope["flag_outcome"] == truth["flag_outcome"]
+    assert scope["end_reason"] == "handshake_settled"  # settled on the server's verdict, not at capture end
+    assert not scope["anomalies"]
+
+
+def test_split_hello_spans_two_initial_packets_and_survives_reordering() -> None:
+    plain = _event(PCAPS / "quic-split-hello.pcap", None)["helloscope"]
+    reordered = _event(PCAPS / "quic-split-hello-reordered.pcap", None)["helloscope"]
+    assert len(plain["client_hello"]["alpn"]) == 151
+    assert plain["client_hello"] == reordered["client_hello"]
+    assert (plain["quic"]["crypto_duplicates"], reordered["quic"]["crypto_duplicates"]) == (0, 1)
+    assert plain["quic"]["client_initial_packets"] >= 2
