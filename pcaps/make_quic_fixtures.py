@@ -44,6 +44,9 @@ from aioquic import tls
 from aioquic.asyncio import connect, serve
 from aioquic.quic.configuration import QuicConfiguration
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from parsers.flags import REQUEST_MTLS, encode_tls_flags  # noqa: E402  (the bytes are checked with tshark)
+
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
 PKI = PCAPS / "pki"
@@ -62,6 +65,7 @@ class Scenario:
     client_identity: str | None  # pki/<name>.pem and .key
     verify_client: bool = False
     alpn: tuple[str, ...] = ("h3",)
+    tls_flags: int | None = None  # codepoint of a tls_flags extension carrying request_mtls (80)
 
 
 SCENARIOS = (
@@ -74,6 +78,14 @@ SCENARIOS = (
         True,
         "untrusted-client",
         verify_client=True,
+    ),
+    Scenario(
+        "quic-flag-honored",
+        "QUIC v1, tls_flags (codepoint 0xfe01) with request_mtls; certificate requested and presented",
+        24435,
+        True,
+        "client",
+        tls_flags=0xFE01,
     ),
     Scenario(
         "quic-split-hello",
@@ -90,6 +102,7 @@ _SCENARIO = {"current": SCENARIOS[0]}  # which scenario the patched tls.Context 
 def _patch_aioquic() -> None:
     original_init = tls.Context.__init__
     original_certificate = tls.Context._server_handle_certificate
+    original_client_hello = tls.Context._client_send_hello
 
     def init(self: tls.Context, *args: object, **kwargs: object) -> None:
         original_init(self, *args, **kwargs)  # type: ignore[arg-type]
@@ -107,7 +120,15 @@ def _patch_aioquic() -> None:
             tls.verify_certificate(certificate=chain[0], chain=chain[1:], cafile=str(PKI / "ca.pem"))
         original_certificate(self, input_buf)  # type: ignore[arg-type]
 
+    def client_hello(self: tls.Context, output_buf: object) -> None:
+        # aioquic sends no tls_flags: add the extension to the ClientHello's extensions here.
+        codepoint = _SCENARIO["current"].tls_flags
+        if codepoint is not None:
+            self.handshake_extensions = [*self.handshake_extensions, (codepoint, encode_tls_flags({REQUEST_MTLS}))]
+        original_client_hello(self, output_buf)  # type: ignore[arg-type]
+
     tls.Context.__init__ = init  # type: ignore[method-assign]
+    tls.Context._client_send_hello = client_hello  # type: ignore[method-assign]
     tls.Context._server_handle_certificate = handle_certificate  # type: ignore[method-assign]
 
 
@@ -169,15 +190,29 @@ def _truth(scenario: Scenario, capture: Path, keylog: Path) -> dict[str, object]
     rows = _tshark(
         capture,
         keylog,
-        ["udp.srcport", "tls.handshake.type", "tls.handshake.certificates_length", "quic.cc.error_code"],
+        [
+            "udp.srcport",
+            "tls.handshake.type",
+            "tls.handshake.certificates_length",
+            "quic.cc.error_code",
+            "tls.handshake.extension.type",
+            "tls.handshake.extension.data",
+        ],
     )
     client_types: list[int] = []
     server_types: list[int] = []
     client_certificate = "absent"
     server_alert = None
-    for sport, types, certificate_lengths, errors in rows:
+    flagged = False
+    for sport, types, certificate_lengths, errors, extension_types, extension_data in rows:
         kinds = [int(kind) for kind in types.split(",") if kind]
         from_server = int(sport) == scenario.port
+        if not from_server and 1 in kinds and scenario.tls_flags is not None:
+            # One length byte, then the flag bits: request_mtls (80) is bit 0 of the 11th byte. tshark
+            # prints extension data only for extensions it does not know, as tls_flags.
+            flagged = str(scenario.tls_flags) in extension_types.split(",") and (
+                "0b" + "00" * 10 + "01" in extension_data.split(",")
+            )
         (server_types if from_server else client_types).extend(kinds)
         if not from_server and 11 in kinds:
             client_certificate = "presented" if any(int(n) for n in certificate_lengths.split(",") if n) else "empty"
@@ -186,6 +221,7 @@ def _truth(scenario: Scenario, capture: Path, keylog: Path) -> dict[str, object]
                 server_alert = error - CRYPTO_ERROR
     request = 13 in server_types
     assert request == scenario.request_certificate, (scenario.name, server_types)
+    assert flagged == (scenario.tls_flags is not None), scenario.name
     assert 1 in client_types and 2 in server_types and 20 in server_types and 20 in client_types, scenario.name
     if server_alert in REJECTION_ALERTS and client_certificate != "absent":
         outcome = "rejected"
@@ -200,7 +236,8 @@ def _truth(scenario: Scenario, capture: Path, keylog: Path) -> dict[str, object]
         "client_certificate": client_certificate,
         "server_alert": server_alert,
         "outcome": outcome,
-        "flag_outcome": "unsolicited" if request else "none",  # aioquic sends no tls_flags
+        "flag_outcome": ("honored" if request else "ignored") if flagged else ("unsolicited" if request else "none"),
+        "request_mtls": flagged,
     }
 
 
@@ -212,7 +249,6 @@ EXPECTED_WITHOUT_KEYS = {
     "tls.version": "1.3",
     "tls.client.server_name": SNI,
     "helloscope.quic.version": "0x00000001",
-    "helloscope.request_mtls": False,
     "helloscope.certificate_request.seen": None,
     "helloscope.certificate_request.evidence": "unknown",
     "helloscope.client_certificate.state": None,
@@ -241,12 +277,13 @@ def _reorder(source: str, target: str, port: int) -> None:
 
 
 def _spec(description: str, keylog: str, port: int, truth: dict[str, object]) -> dict[str, object]:
+    expected = dict(EXPECTED_WITHOUT_KEYS, **{"helloscope.request_mtls": truth["request_mtls"]})
     return {
         "description": description,
         "generator": f"aioquic {aioquic.__version__} client and server (pcaps/make_quic_fixtures.py)",
         "keylog": keylog,
         "server_port": port,
-        "connections": [{"expected": EXPECTED_WITHOUT_KEYS, "truth": truth}],
+        "connections": [{"expected": expected, "truth": truth}],
     }
 
 

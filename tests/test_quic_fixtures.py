@@ -19,6 +19,7 @@ NAMES = [
     "quic-mtls-authenticated",
     "quic-mtls-declined",
     "quic-mtls-rejected",
+    "quic-flag-honored",
     "quic-split-hello",
     "quic-split-hello-reordered",
 ]
@@ -51,7 +52,7 @@ def test_with_keys_the_report_equals_the_truth(name: str) -> None:
         [truth["server_alert"]] if truth["server_alert"] is not None else []
     )
     assert (scope["outcome"], scope["outcome_evidence"]) == (truth["outcome"], "decrypted")
-    assert scope["flag_outcome"] == truth["flag_outcome"]
+    assert (scope["request_mtls"], scope["flag_outcome"]) == (truth["request_mtls"], truth["flag_outcome"])
     assert scope["end_reason"] == "handshake_settled"  # settled on the server's verdict, not at capture end
     assert not scope["anomalies"]
 
