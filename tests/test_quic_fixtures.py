@@ -8,11 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parsers.keylog import KeyLog
 from sniffer.capture import open_capture
+from sniffer.decode import Segment, decode
 from sniffer.events import Observer
 from sniffer.pipeline import analyze_files
+from sniffer.quic import QuicTable
+from sniffer.report import ConnectionReport
+from sniffer.stats import RunStats
 from tests.helpers import PCAPS
 
 NAMES = [
@@ -64,3 +70,36 @@ def test_split_hello_spans_two_initial_packets_and_survives_reordering() -> None
     assert plain["client_hello"] == reordered["client_hello"]
     assert (plain["quic"]["crypto_duplicates"], reordered["quic"]["crypto_duplicates"]) == (0, 1)
     assert plain["quic"]["client_initial_packets"] >= 2
+
+
+def _segments(name: str) -> list[tuple[float, Segment]]:
+    segments = []
+    for timestamp, linktype, frame in open_capture(str(PCAPS / f"{name}.pcap")):
+        segment = decode(linktype, frame)
+        assert segment is not None
+        segments.append((timestamp, segment))
+    return segments
+
+
+MTLS_SEGMENTS = _segments("quic-mtls-authenticated")
+MTLS_KEYS = KeyLog()
+MTLS_KEYS.feed((PCAPS / "quic-mtls-authenticated.keylog").read_text())
+MTLS_KEYS.finish()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(MTLS_SEGMENTS) - 1), st.integers(0, 1500), st.integers(1, 255))))
+def test_damaged_datagrams_with_keys_never_raise(flips: list[tuple[int, int, int]]) -> None:
+    """Bit flips anywhere (headers, CIDs, lengths, protected payloads) in a keyed connection."""
+    payloads = [bytearray(segment.payload) for _, segment in MTLS_SEGMENTS]
+    for index, offset, mask in flips:
+        if offset < len(payloads[index]):
+            payloads[index][offset] ^= mask
+    reports: list[ConnectionReport] = []
+    table = QuicTable(reports.append, RunStats(), keys=MTLS_KEYS)
+    for (timestamp, segment), payload in zip(MTLS_SEGMENTS, payloads, strict=True):
+        table.datagram(timestamp, segment._replace(payload=bytes(payload)))
+    table.flush()
+    assert len(reports) <= 1
+    if not flips:
+        assert reports[0].outcome == "authenticated"
