@@ -120,7 +120,7 @@ class FlowTable:
         # builds on this module.
         from sniffer.quic import QuicTable
 
-        self.quic = QuicTable(emit, stats, limits, keys)
+        self.quic = QuicTable(emit, stats, limits, keys, ports)
 
     def __len__(self) -> int:
         return len(self._flows) // 2

@@ -296,8 +296,10 @@ class QuicTable:
         stats: RunStats,
         limits: Limits = DEFAULT_LIMITS,
         keys: KeyLog | None = None,
+        ports: frozenset[int] = frozenset(),
     ) -> None:
         self._emit = emit
+        self._ports = ports  # when given, only connections to or from these ports are followed
         self._stats = stats
         self._limits = limits
         self._keys = keys
@@ -394,6 +396,8 @@ class QuicTable:
         self, timestamp: float, datagram: bytes, header: Header, client: Endpoint, server: Endpoint
     ) -> _Connection | None:
         """A client Initial for a DCID not seen before: a new connection if it opens with that DCID."""
+        if self._ports and client[1] not in self._ports and server[1] not in self._ports:
+            return None
         try:
             unprotect(datagram, header, initial_keys(header.version, header.dcid, CLIENT_IN))
         except ParseError:

@@ -164,6 +164,14 @@ def test_two_connections_from_one_port_stay_apart() -> None:
     assert [report.quic.original_dcid for report in reports if report.quic] == [b"\x01" * 8, b"\x02" * 8]
 
 
+def test_port_filter_applies_to_quic() -> None:
+    reports: list[ConnectionReport] = []
+    table = QuicTable(reports.append, RunStats(), ports=frozenset({443}))
+    table.datagram(1.0, _segment(rfc.V1_CLIENT_INITIAL))  # to port 8443
+    table.flush()
+    assert reports == []
+
+
 def test_server_initial_alone_and_short_headers_are_ignored() -> None:
     table, reports = _table()
     table.datagram(1.0, _segment(rfc.V1_SERVER_INITIAL, from_client=False))
