@@ -1,13 +1,14 @@
-"""QUIC v1/v2 long-header packets: Initial unprotection and CRYPTO-frame reassembly (RFC 9000, 9001, 9369).
+"""QUIC v1/v2 packet protection, frames and CRYPTO reassembly for a passive observer (RFC 9000, 9001, 9369).
 
 Sans-IO like the rest of :mod:`parsers`: bytes in, frozen values out, and :class:`ParseError` (or its
 :class:`~parsers.decrypt.DecryptError` subclass when authentication fails) for anything malformed.
 
 Initial packets are protected with keys derived from the Destination Connection ID of the client's first
 Initial, which travels in clear: anyone on the path can read the ClientHello and ServerHello they carry.
-Only what a passive observer needs is here: the long header (short-header 1-RTT packets end a datagram,
-since their length is implicit), header protection with AES, AES-128-GCM payloads, and the frames an
-Initial or Handshake packet may carry (RFC 9000 §12.4).
+Handshake and 1-RTT packets open with the TLS 1.3 traffic secrets of a key log. Long headers are parsed
+on their own; a short header's DCID length is known only to the peers, so the caller names the DCID it
+expects. Frames are read as far as an observer needs: CRYPTO data and CONNECTION_CLOSE, every other
+frame skipped by type.
 """
 
 from __future__ import annotations
