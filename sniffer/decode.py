@@ -40,6 +40,7 @@ class Segment(NamedTuple):
 
 LINKTYPE_NULL: Final = 0  # BSD loopback, 4-byte address family in the writer's byte order
 LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_PPP: Final = 9
 LINKTYPE_RAW_DLT12: Final = 12  # DLT_RAW as most BSDs number it
 LINKTYPE_RAW_DLT14: Final = 14  # DLT_RAW as OpenBSD numbers it
 LINKTYPE_RAW: Final = 101
@@ -47,11 +48,14 @@ LINKTYPE_LOOP: Final = 108  # OpenBSD loopback, address family in network byte o
 LINKTYPE_LINUX_SLL: Final = 113
 LINKTYPE_IPV4: Final = 228
 LINKTYPE_IPV6: Final = 229
+LINKTYPE_PPP_HDLC: Final = 50
 LINKTYPE_LINUX_SLL2: Final = 276
 SUPPORTED_LINKTYPES: Final = frozenset(
     {
         LINKTYPE_NULL,
         LINKTYPE_ETHERNET,
+        LINKTYPE_PPP,
+        LINKTYPE_PPP_HDLC,
         LINKTYPE_RAW_DLT12,
         LINKTYPE_RAW_DLT14,
         LINKTYPE_RAW,
@@ -66,7 +70,8 @@ _RAW_IP = frozenset({LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_DLT14})
 
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_IPV6 = 0x86DD
-_IP_VERSIONS = {4: _ETHERTYPE_IPV4, 6: _ETHERTYPE_IPV6}  # raw IP has no link header to say which
+_IP_VERSIONS = {4: _ETHERTYPE_IPV4, 6: _ETHERTYPE_IPV6}
+_PPP_PROTOCOLS = {0x0021: _ETHERTYPE_IPV4, 0x0057: _ETHERTYPE_IPV6}  # raw IP has no link header to say which
 # Headers between the link layer and IP that end in the next EtherType -> their length: 802.1Q, 802.1ad,
 # the pre-standard QinQ tag, and Cisco MetaData (TrustSec SGT) as switches insert it.
 _SHIMS = {0x8100: 4, 0x88A8: 4, 0x9100: 4, 0x8909: 8}
@@ -107,6 +112,11 @@ def decode(linktype: int, frame: bytes) -> Segment | None:
         elif linktype == LINKTYPE_IPV6:
             ethertype = _ETHERTYPE_IPV6
             off = 0
+        elif linktype in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
+            # Address and control bytes (ff 03) are optional; then the 2-byte PPP protocol number.
+            off = 2 if frame[0] == 0xFF and frame[1] == 0x03 else 0
+            ethertype = _PPP_PROTOCOLS.get(frame[off] << 8 | frame[off + 1], 0)
+            off += 2
         elif linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
             if frame[1] or frame[2]:
                 return None

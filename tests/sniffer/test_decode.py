@@ -53,7 +53,7 @@ FIELDS = [
     "udp.length",
 ]
 # dissector names tshark may list before the IP layer we decode, and between IPv6 and the transport
-LINK_LAYERS = {"eth", "ethertype", "vlan", "ieee8021ad", "cmd", "sll", "null", "raw"}
+LINK_LAYERS = {"eth", "ethertype", "vlan", "ieee8021ad", "cmd", "sll", "null", "raw", "ppp"}
 IPV6_EXTENSIONS = {"ipv6.hopopts", "ipv6.routing", "ipv6.fraghdr", "ipv6.dstopts", "ah"}
 
 Summary = tuple[int, bytes, bytes, int, int, int, int] | None
@@ -201,7 +201,7 @@ def compare_with_tshark(path: Path, lying: Collection[int] = ()) -> Counter[int 
         (RAW_IPV4, {17}),
         (NDPI + "psiphon3.pcap", {6}),  # LINKTYPE_RAW
         (NDPI + "ossfuzz_seed_fake_traces_1.pcapng", {6}),  # LINKTYPE_IPV4
-        ("mercury/unit_tests/pcaps/quic_ppp.pcap", {None}),  # PPP is not a supported link type
+        ("mercury/unit_tests/pcaps/quic_ppp.pcap", {17}),  # PPP (protocol 0x0021 IPv4, 0x0057 IPv6)
     ],
 )
 def test_matches_tshark(corpus: Path, name: str, must_have: set[int | None]) -> None:
