@@ -80,9 +80,7 @@ def weakest(*confidences: str) -> str:
     return min(confidences, key=_RANK.__getitem__)
 
 
-def infer(
-    records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool
-) -> Inference:
+def infer(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool) -> Inference:
     """Guesses for one TLS 1.3 connection from the records after its ServerHello."""
     sizes = Sizes.for_suite(cipher_suite)
     protected = [record for record in records if record.content_type == APPLICATION_DATA]

@@ -24,7 +24,6 @@ VARIANTS = ("JA4", "JA4_r", "JA4_o", "JA4_ro")
 HELLO_FIELDS = {1: "client_hello", 2: "second_client_hello"}
 
 
-
 def _tcp_entries(expected: Path) -> list[dict]:
     return [entry for entry in json.loads(expected.read_text()) if not entry.get("JA4.1", "q").startswith("q")]
 
