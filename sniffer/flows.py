@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from parsers.errors import ParseError
@@ -19,11 +19,11 @@ from parsers.hello import parse_sslv2_client_hello
 from parsers.keylog import CLIENT_RANDOM, KeyLog
 from parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
 from parsers.records import RecordReader
-from sniffer.correlate import conclude
 from sniffer.decode import Segment
-from sniffer.decryption import NOT_NEEDED, Decryption, decrypt, summarize
+from sniffer.decryption import NOT_NEEDED, Decryption, decrypt
 from sniffer.reassembly import StreamReassembler
 from sniffer.report import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
+from sniffer.reporting import Endpoints, report_connection
 from sniffer.stats import RunStats
 from sniffer.tracker import ConnectionTracker
 
@@ -356,58 +356,36 @@ class FlowTable:
             direction.records = None
         if not flow.tls or flow.client is None:
             return
-        stats.tls_connections += 1
-        if not tracker.client_hellos and not any("client_hello" in note for note in tracker.anomalies):
-            client_stream = streams[flow.client]
-            missing = client_stream.pending_bytes or client_stream.gaps
-            tracker.note("client_hello_incomplete" + (": segments missing" if missing else ""))
-        handshake = tracker.handshake()
+        client_stream = streams[flow.client]
+        missing = ": segments missing" if client_stream.pending_bytes or client_stream.gaps else ""
         session = tracker.session()
         decryption = decrypt(session, tracker.protected, self._keys) if session else Decryption(NOT_NEEDED)
         client, server = flow.client, 1 - flow.client
-        server_closed = flow.sides[server].fin or flow.reset_by == server
-        conclusion = conclude(tracker, handshake, decryption, server_closed)
-        if len(tracker.anomalies) != len(handshake.anomalies):  # correlation found more to note
-            handshake = replace(handshake, anomalies=tuple(tracker.anomalies))
-        if handshake.anomalies:
-            stats.connections_with_anomalies += 1
-        stats.decryption[decryption.status] += 1
         client_key = flow.keys[client]
+        endpoints = Endpoints(_ip_text(client_key[0]), client_key[1], _ip_text(client_key[2]), client_key[3], "tcp")
+        tcp = TcpSummary(
+            client_bytes=streams[client].delivered,
+            server_bytes=streams[server].delivered,
+            out_of_order=sum(stream.out_of_order for stream in streams),
+            retransmitted=sum(stream.retransmitted for stream in streams),
+            overlap_conflicts=sum(stream.conflicts for stream in streams),
+            gaps=sum(stream.gaps for stream in streams),
+            byte_cap_reached=any(stream.capped for stream in streams),
+            client_fin=flow.sides[client].fin,
+            server_fin=flow.sides[server].fin,
+            reset_by=None if flow.reset_by is None else flow.role(flow.reset_by),
+        )
         self._emit(
-            ConnectionReport(
-                client_ip=_ip_text(client_key[0]),
-                client_port=client_key[1],
-                server_ip=_ip_text(client_key[2]),
-                server_port=client_key[3],
-                transport="tcp",
-                start=flow.start,
-                end=flow.last_seen,
-                end_reason=reason,
-                handshake=handshake,
-                certificate_request=conclusion.certificate_request,
-                client_certificate=conclusion.client_certificate,
-                alerts=conclusion.alerts,
-                established=conclusion.established,
-                decryption=summarize(decryption),
-                outcome=conclusion.outcome,
-                outcome_evidence=conclusion.outcome_evidence,
-                outcome_confidence=conclusion.outcome_confidence,
-                outcome_basis=conclusion.outcome_basis,
-                flag_outcome=conclusion.flag_outcome,
-                flag_outcome_evidence=conclusion.flag_outcome_evidence,
+            report_connection(
+                tracker,
+                decryption,
+                endpoints,
+                (flow.start, flow.last_seen, reason),
+                stats,
+                missing_hello_detail=missing,
+                server_closed=flow.sides[server].fin or flow.reset_by == server,
                 preamble=_preamble(flow.sides[client].preamble, flow.sides[server].preamble),
-                tcp=TcpSummary(
-                    client_bytes=streams[client].delivered,
-                    server_bytes=streams[server].delivered,
-                    out_of_order=sum(stream.out_of_order for stream in streams),
-                    retransmitted=sum(stream.retransmitted for stream in streams),
-                    overlap_conflicts=sum(stream.conflicts for stream in streams),
-                    gaps=sum(stream.gaps for stream in streams),
-                    byte_cap_reached=any(stream.capped for stream in streams),
-                    client_fin=flow.sides[client].fin,
-                    server_fin=flow.sides[server].fin,
-                    reset_by=None if flow.reset_by is None else flow.role(flow.reset_by),
-                ),
+                tcp=tcp,
             )
         )
 

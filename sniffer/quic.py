@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Final
 
 from parsers.errors import ParseError
@@ -60,7 +59,6 @@ from parsers.quic import (
 )
 from parsers.records import HandshakeReader
 from parsers.registry import FINISHED
-from sniffer.correlate import conclude
 from sniffer.decode import Segment
 from sniffer.decryption import (
     APPLICATION,
@@ -72,7 +70,6 @@ from sniffer.decryption import (
     DecryptedMessage,
     Decryption,
     Session,
-    summarize,
 )
 from sniffer.flows import CAPTURE_END, DEFAULT_LIMITS, EVICTED, HANDSHAKE_SETTLED, IDLE, Limits, _ip_text
 from sniffer.report import (
@@ -85,6 +82,7 @@ from sniffer.report import (
     QuicClose,
     QuicSummary,
 )
+from sniffer.reporting import Endpoints, report_connection
 from sniffer.stats import RunStats
 from sniffer.tracker import MAX_TRACED_RECORDS, ConnectionTracker
 
@@ -493,59 +491,35 @@ class QuicTable:
     def _report(self, connection: _Connection, reason: str) -> None:
         connection.done = True
         connection.reported = True
-        stats = self._stats
         tracker = connection.tracker
-        stats.tls_connections += 1
-        client_stream = connection.streams[CLIENT]
-        if not tracker.client_hellos and not any("client_hello" in note for note in tracker.anomalies):
-            tracker.note("client_hello_incomplete" + (": CRYPTO data missing" if client_stream.pending_bytes else ""))
+        missing = ": CRYPTO data missing" if connection.streams[CLIENT].pending_bytes else ""
         if any(stream.capped for stream in connection.streams.values()):
             tracker.note("quic_crypto_byte_cap_reached")
         parameters = self._transport_parameters(tracker)
-        handshake = tracker.handshake()
         decryption = self._decryption(tracker, connection)
-        conclusion = conclude(tracker, handshake, decryption)
-        if len(tracker.anomalies) != len(handshake.anomalies):
-            handshake = replace(handshake, anomalies=tuple(tracker.anomalies))
-        if handshake.anomalies:
-            stats.connections_with_anomalies += 1
-        stats.decryption[decryption.status] += 1
+        endpoints = Endpoints(
+            _ip_text(connection.client[0]),
+            connection.client[1],
+            _ip_text(connection.server[0]),
+            connection.server[1],
+            "udp",
+        )
+        quic = QuicSummary(
+            version=connection.version,
+            original_dcid=connection.original_dcid,
+            retry=connection.retry,
+            client_packets=connection.client_packets,
+            server_packets=connection.server_packets,
+            undecryptable=connection.undecryptable,
+            handshake_packets=connection.handshake_packets,
+            crypto_duplicates=sum(stream.duplicates for stream in connection.streams.values()),
+            transport_parameters=parameters,
+            close=connection.close,
+        )
+        span = (connection.start, connection.last_seen, reason)
         self._emit(
-            ConnectionReport(
-                client_ip=_ip_text(connection.client[0]),
-                client_port=connection.client[1],
-                server_ip=_ip_text(connection.server[0]),
-                server_port=connection.server[1],
-                transport="udp",
-                start=connection.start,
-                end=connection.last_seen,
-                end_reason=reason,
-                handshake=handshake,
-                certificate_request=conclusion.certificate_request,
-                client_certificate=conclusion.client_certificate,
-                alerts=conclusion.alerts,
-                established=conclusion.established,
-                decryption=summarize(decryption),
-                outcome=conclusion.outcome,
-                outcome_evidence=conclusion.outcome_evidence,
-                outcome_confidence=conclusion.outcome_confidence,
-                outcome_basis=conclusion.outcome_basis,
-                flag_outcome=conclusion.flag_outcome,
-                flag_outcome_evidence=conclusion.flag_outcome_evidence,
-                preamble=None,
-                tcp=None,
-                quic=QuicSummary(
-                    version=connection.version,
-                    original_dcid=connection.original_dcid,
-                    retry=connection.retry,
-                    client_packets=connection.client_packets,
-                    server_packets=connection.server_packets,
-                    undecryptable=connection.undecryptable,
-                    handshake_packets=connection.handshake_packets,
-                    crypto_duplicates=sum(stream.duplicates for stream in connection.streams.values()),
-                    transport_parameters=parameters,
-                    close=connection.close,
-                ),
+            report_connection(
+                tracker, decryption, endpoints, span, self._stats, missing_hello_detail=missing, quic=quic
             )
         )
 
