@@ -51,12 +51,14 @@ from typing import Any
 from xml.etree import ElementTree
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "pcaps"))
+from peers import Peer  # noqa: E402  (shared with pcaps/make_fixtures.py)
+
 PKI = REPO / "pcaps" / "pki"
 SNI = "server.helloscope.test"
 HOST = "127.0.0.1"
 BASE_PORT = 21000  # + scenario index; below /proc/sys/net/ipv4/ip_local_port_range (32768-60999)
 
-READY_TIMEOUT = 10.0  # tcpdump / server start-up
 CLIENT_TIMEOUT = 20.0  # one s_client process
 CONNECTION_BUDGET = 10.0  # per connection, for peers that make or accept several
 LINGER = 0.6  # seconds a client keeps the connection open after sending its data
@@ -380,65 +382,6 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
 # --------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------
-
-
-class Peer:
-    """A child process whose merged output is collected by a thread."""
-
-    def __init__(self, argv: list[str], log: list[str], name: str, stdin: int | None = subprocess.DEVNULL) -> None:
-        self.name = name
-        self.log = log
-        self.lines: list[str] = []
-        log.append(f"$ {' '.join(argv)}")
-        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in list(self.lines)):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"{self.name} never printed {text!r}:\n" + "\n".join(self.lines[-30:]))
-
-    def write(self, data: bytes) -> None:
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
-
-    def close_stdin(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                self.proc.stdin.close()
-
-    def wait(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.log.append(f"[{self.name}] still running after {timeout:.0f}s: killed")
-            self.kill()
-            code = self.proc.wait()
-        self._reader.join(timeout=2)
-        self.log.extend(f"[{self.name}] {line}" for line in self.lines)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # this process only (by its own handle), never by name
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
 
 
 def self_peer(spec: dict[str, Any]) -> list[str]:

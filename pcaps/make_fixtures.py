@@ -33,7 +33,6 @@ Needs: openssl (3.0), tcpdump, tshark (4.0), scapy >= 2.6 (TLS 1.3 client automa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -42,12 +41,13 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
+
+from peers import Peer  # pcaps/peers.py: this script's directory is on sys.path when it runs
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
@@ -63,7 +63,6 @@ TLS_FLAGS_CODEPOINTS = (62, 0xFE01)
 FLAG_80_EXTENSION_DATA = bytes([11]) + bytes(10) + b"\x01"
 
 PEER_TIMEOUT = 20.0  # seconds any client or server may live
-READY_TIMEOUT = 10.0  # seconds to wait for tcpdump / s_server to be ready
 CLIENT_LINGER = 1.0  # seconds s_client keeps stdin open so the server's answer (or alert) arrives
 SPLIT_PIECES = 5
 
@@ -215,58 +214,6 @@ SCENARIOS: list[Scenario] = [
 # --------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------
-
-
-class Peer:
-    """A child process whose merged output is collected by a thread, so it can be waited on."""
-
-    def __init__(
-        self, argv: list[str], log: list[str], name: str, stdin: int | None = None, cwd: Path | None = None
-    ) -> None:
-        self.name = name
-        self.log = log
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        log.append(f"$ {' '.join(argv)}")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"{self.name} never printed {text!r}:\n" + "\n".join(self.lines))
-
-    def wait(self, timeout: float) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.log.append(f"[{self.name}] still running after {timeout}s: killed")
-            self.kill()
-            code = self.proc.wait()
-        self._reader.join(timeout=2)
-        self.log.extend(f"[{self.name}] {line}" for line in self.lines)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def close_stdin(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                self.proc.stdin.close()
 
 
 def argv(template: str, **values: object) -> list[str]:
