@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Final, NamedTuple
 
 from parsers.hello import ClientHello, ServerHello
-from parsers.registry import ALPN, SERVER_NAME, is_grease
+from parsers.registry import ALPN, SERVER_NAME
+
+# RFC 8701: 0x?A?A with both bytes equal. A set look-up is what makes the per-value filter cheap.
+_GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))
 
 
 def _join(values: Iterable[int]) -> str:
-    return "-".join(str(v) for v in values if not is_grease(v))
+    return "-".join(str(v) for v in values if v not in _GREASE)
 
 
 def _md5(text: str) -> str:
@@ -83,7 +87,7 @@ _JA4_UNSORTED_ONLY = frozenset({f"{SERVER_NAME:04x}", f"{ALPN:04x}"})
 
 
 def _hex4(values: Iterable[int]) -> list[str]:
-    return [f"{value:04x}" for value in values if not is_grease(value)]
+    return [f"{value:04x}" for value in values if value not in _GREASE]
 
 
 def _sha256_12(text: str) -> str:
@@ -109,13 +113,22 @@ def _alpn_code(hello: ClientHello) -> str:
     return f"{first[0]:02x}"[0] + f"{first[-1]:02x}"[1]
 
 
-def _ja4_parts(hello: ClientHello, transport: str, original_order: bool) -> tuple[str, str, str, bool]:
-    """``(a, ciphers, extensions[_sigalgs], has_extensions)``, lists as comma-joined hex, unhashed.
+class Ja4(NamedTuple):
+    """The four JA4 forms of one hello: hashed or raw (``_r``), sorted or original order (``_o``)."""
+
+    ja4: str
+    ja4_r: str
+    ja4_o: str
+    ja4_ro: str
+
+
+def ja4_variants(hello: ClientHello, transport: str = "t") -> Ja4:
+    """All four JA4 forms from one pass over the hello (an event shows all four).
 
     The sorted form leaves SNI and ALPN out of the extension list because part ``a`` already says
     whether they are present; the original-order form (``_o``) keeps them, as FoxIO's output does.
-    ``has_extensions`` is about the list without SNI and ALPN in both forms: when it is empty the
-    reference prints the all-zero hash even for ``_o`` (a hello with only an SNI extension).
+    When the list without SNI and ALPN is empty, the reference prints the all-zero hash even for
+    ``_o`` (a hello with only an SNI extension).
     """
     if transport not in JA4_TRANSPORTS:
         raise ValueError(f"JA4 transport must be one of t, q, d, not {transport!r}")
@@ -127,39 +140,40 @@ def _ja4_parts(hello: ClientHello, transport: str, original_order: bool) -> tupl
         f"{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}{_alpn_code(hello)}"
     )
     fingerprinted = [ext for ext in extensions if ext not in _JA4_UNSORTED_ONLY]
-    if original_order:
-        listed = extensions
-    else:
-        ciphers.sort()
-        listed = sorted(fingerprinted)
-    extension_text = ",".join(listed)
-    sigalgs = _hex4(hello.signature_algorithms)
-    if sigalgs and extension_text:
-        extension_text += "_" + ",".join(sigalgs)
-    return prefix, ",".join(ciphers), extension_text, bool(fingerprinted)
+    sigalgs = ",".join(_hex4(hello.signature_algorithms))
 
+    def with_sigalgs(listed: list[str]) -> str:
+        text = ",".join(listed)
+        return f"{text}_{sigalgs}" if sigalgs and text else text
 
-def _ja4(hello: ClientHello, transport: str, original_order: bool, raw: bool) -> str:
-    prefix, ciphers, extensions, has_extensions = _ja4_parts(hello, transport, original_order)
-    if raw:
-        return f"{prefix}_{ciphers}_{extensions}"
-    return f"{prefix}_{_sha256_12(ciphers)}_{_sha256_12(extensions) if has_extensions else _JA4_EMPTY}"
+    def hashed(ciphers_text: str, extension_text: str) -> str:
+        extension_hash = _sha256_12(extension_text) if fingerprinted else _JA4_EMPTY
+        return f"{prefix}_{_sha256_12(ciphers_text)}_{extension_hash}"
+
+    sorted_ciphers, sorted_extensions = ",".join(sorted(ciphers)), with_sigalgs(sorted(fingerprinted))
+    wire_ciphers, wire_extensions = ",".join(ciphers), with_sigalgs(extensions)
+    return Ja4(
+        ja4=hashed(sorted_ciphers, sorted_extensions),
+        ja4_r=f"{prefix}_{sorted_ciphers}_{sorted_extensions}",
+        ja4_o=hashed(wire_ciphers, wire_extensions),
+        ja4_ro=f"{prefix}_{wire_ciphers}_{wire_extensions}",
+    )
 
 
 def ja4(hello: ClientHello, transport: str = "t") -> str:
     """JA4: sorted lists, hashed. ``transport`` is t (TLS over TCP), q (QUIC) or d (DTLS)."""
-    return _ja4(hello, transport, original_order=False, raw=False)
+    return ja4_variants(hello, transport).ja4
 
 
 def ja4_r(hello: ClientHello, transport: str = "t") -> str:
     """JA4_r: the sorted lists in clear, for looking at what a JA4 hash stands for."""
-    return _ja4(hello, transport, original_order=False, raw=True)
+    return ja4_variants(hello, transport).ja4_r
 
 
 def ja4_o(hello: ClientHello, transport: str = "t") -> str:
     """JA4_o: lists in wire order, hashed; tells apart clients that only reorder extensions."""
-    return _ja4(hello, transport, original_order=True, raw=False)
+    return ja4_variants(hello, transport).ja4_o
 
 
 def ja4_ro(hello: ClientHello, transport: str = "t") -> str:
-    return _ja4(hello, transport, original_order=True, raw=True)
+    return ja4_variants(hello, transport).ja4_ro

@@ -16,7 +16,7 @@ from typing import Any
 from parsers.certs import X509Summary, name_to_text
 from parsers.community_id import community_id
 from parsers.errors import ParseError
-from parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4, ja4_o, ja4_r, ja4_ro
+from parsers.fingerprints import Ja4, ja3, ja3_string, ja3s, ja3s_string, ja4_variants
 from parsers.hello import ClientHello, ServerHello, selected_alpn
 from parsers.quic import VERSION_NAMES as QUIC_VERSION_NAMES
 from parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
@@ -77,6 +77,8 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
     version, protocol = version_text(handshake.version) if handshake.version is not None else (None, None)
     flags = report.tls_flags
     leaf = report.client_certificate.chain[0] if report.client_certificate.chain else None
+    # tls.client and helloscope.client_hello both show the first hello's JA4: computed once.
+    fingerprints = ja4_variants(hello, _ja4_transport(report)) if hello is not None else None
     return {
         "@timestamp": _iso(report.start),
         "event": {
@@ -110,7 +112,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "established": report.established,
             "resumed": handshake.resumed,
             "next_protocol": _next_protocol(report),
-            "client": _tls_client(hello, leaf, _ja4_transport(report)),
+            "client": _tls_client(hello, leaf, fingerprints),
             "server": {"ja3s": ja3s(server_hello)} if server_hello else {},
         },
         "helloscope": {
@@ -133,10 +135,12 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "outcome_basis": report.outcome_basis,
             "flag_outcome": report.flag_outcome,
             "flag_outcome_evidence": report.flag_outcome_evidence,
-            "client_hello": _client_hello(hello, _ja4_transport(report)) if hello else None,
+            "client_hello": _client_hello(hello, fingerprints) if hello and fingerprints else None,
             "hello_retry_request": handshake.hello_retry_request is not None,
             "second_client_hello": (
-                _client_hello(handshake.client_hellos[1], _ja4_transport(report))
+                _client_hello(
+                    handshake.client_hellos[1], ja4_variants(handshake.client_hellos[1], _ja4_transport(report))
+                )
                 if len(handshake.client_hellos) > 1
                 else None
             ),
@@ -180,14 +184,14 @@ def _ja4_transport(report: ConnectionReport) -> str:
     return "t" if report.transport == "tcp" else "q"
 
 
-def _tls_client(hello: ClientHello | None, leaf: X509Summary | None, ja4_transport: str) -> dict[str, Any]:
+def _tls_client(hello: ClientHello | None, leaf: X509Summary | None, fingerprints: Ja4 | None) -> dict[str, Any]:
     client: dict[str, Any] = {
         "server_name": text_of(hello.server_name) if hello and hello.server_name is not None else None,
     }
-    if hello is not None:
+    if hello is not None and fingerprints is not None:
         client["supported_ciphers"] = [_named(suite, CIPHER_SUITE_NAMES) for suite in hello.cipher_suites]
         client["ja3"] = ja3(hello)
-        client["ja4"] = ja4(hello, ja4_transport)
+        client["ja4"] = fingerprints.ja4
     if leaf is not None:
         client["hash"] = {"sha256": leaf.sha256.upper()}
         client["x509"] = _ecs_x509(leaf)
@@ -277,7 +281,7 @@ def _alert(alert: AlertFinding) -> dict[str, Any]:
     }
 
 
-def _client_hello(hello: ClientHello, ja4_transport: str) -> dict[str, Any]:
+def _client_hello(hello: ClientHello, fingerprints: Ja4) -> dict[str, Any]:
     ech = hello.ech
     return {
         "legacy_version": hello.legacy_version,
@@ -312,10 +316,10 @@ def _client_hello(hello: ClientHello, ja4_transport: str) -> dict[str, Any]:
         "sslv2": hello.sslv2,
         "ja3_full": ja3_string(hello),
         # FoxIO's JA4.N numbering is client_hello (1) and second_client_hello (2).
-        "ja4": ja4(hello, ja4_transport),
-        "ja4_r": ja4_r(hello, ja4_transport),
-        "ja4_o": ja4_o(hello, ja4_transport),
-        "ja4_ro": ja4_ro(hello, ja4_transport),
+        "ja4": fingerprints.ja4,
+        "ja4_r": fingerprints.ja4_r,
+        "ja4_o": fingerprints.ja4_o,
+        "ja4_ro": fingerprints.ja4_ro,
     }
 
 
