@@ -287,7 +287,9 @@ def _run(reader: CaptureReader, table: FlowTable, stats: RunStats, keys: KeyLog)
 
 @contextmanager
 def _event_sink(output: str | None, output_format: str) -> Iterator[IO[str] | None]:
-    if output is not None:
+    if output == "-":  # the usual spelling of stdout, also with --format table
+        yield sys.stdout
+    elif output is not None:
         try:
             with open(output, "a", encoding="utf-8") as handle:
                 yield handle

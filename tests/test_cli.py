@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from sniffer.cli import cli
-from tests.helpers import PCAPS, field
+from tests.helpers import PCAPS, REPO, field
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"
 # The fields later tools rely on (issue #2's fixed contract), with the JSON types they may take.
@@ -159,3 +160,16 @@ def test_garbage_inside_a_stream_is_an_anomaly_not_a_failure(tmp_path: Path):
     assert any("record_layer" in anomaly for anomaly in broken["helloscope"]["anomalies"])
     assert intact["helloscope"]["outcome"] == "rejected"
     assert run("analyze", "-q", "--strict", str(damaged)).returncode == 1
+
+
+def test_output_dash_means_stdout(tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sniffer.cli", "analyze", "-q", "-o", "-", str(FIXTURE)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,  # where a file named "-" would appear
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0 and len(events_of(result.stdout)) == 1
+    assert not (tmp_path / "-").exists()
