@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CAPTURE ?= pcaps/tls13-flag62-required-missing.pcap
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ lint: venv
 	$(BIN)/pip install --quiet ruff mypy
 	$(BIN)/ruff check parsers sniffer tests
 	$(BIN)/mypy
+
+# Long coverage-guided runs of every parser harness (fuzz/), FUZZ_JOBS at a time; exits 1 on a finding.
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS ?= 2
+CORPUS ?= ../shared/corpus
+fuzz: venv
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	$(BIN)/python -m fuzz.campaign --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) $(if $(wildcard $(CORPUS)),--corpus $(CORPUS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache *.egg-info
