@@ -23,7 +23,7 @@ test: venv
 
 lint: venv
 	$(BIN)/pip install --quiet ruff mypy
-	$(BIN)/ruff check parsers sniffer tests
+	$(BIN)/ruff check parsers sniffer tests fuzz bench pcaps
 	$(BIN)/mypy
 
 # Long coverage-guided runs of every parser harness (fuzz/), FUZZ_JOBS at a time; exits 1 on a finding.
