@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Measure helloscope's memory under hostile load: floods and a huge out-of-order stream.
+
+Three captures are made from the real packets of pcaps/tls12-noauth.pcap with rewritten addresses,
+ports and sequence numbers, then analysed by ``helloscope analyze`` in a child process whose peak RSS
+is read with wait4:
+
+- ``syn-flood``: N SYNs from distinct client endpoints (default 1,000,000), never answered;
+- ``hello-flood``: N connections that send a ClientHello and never hear back (default 200,000);
+- ``hole``: one connection whose client sends the hello, then skips a segment and sends B bytes
+  (default 1 GiB) of out-of-order data that can never be delivered.
+
+    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B]
+
+Captures go to bench/out/ (gitignored). Prints a Markdown table with packets, seconds, peak RSS and
+the run statistics that show the limits at work (default limits: 200,000 flows, 64 KiB held out of
+order per direction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sniffer.capture import open_capture  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+TEMPLATE = REPO / "pcaps" / "tls12-noauth.pcap"
+ETHERNET, IPV4 = 14, 20
+SYN = 0x02
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+
+
+def template_frames() -> tuple[bytes, bytes]:
+    """The client's SYN and its ClientHello segment, as captured."""
+    syn = hello = None
+    with open_capture(str(TEMPLATE)) as reader:
+        for _, _, frame in reader:
+            flags = frame[ETHERNET + IPV4 + 13]
+            payload = frame[ETHERNET + IPV4 + (frame[ETHERNET + IPV4 + 12] >> 4) * 4 :]
+            if flags & SYN and not flags & 0x10 and syn is None:
+                syn = bytes(frame)
+            elif payload[:1] == b"\x16" and len(payload) > 5 and payload[5] == 1 and hello is None:
+                hello = bytes(frame)
+    assert syn is not None and hello is not None, "template has no SYN or ClientHello"
+    return syn, hello
+
+
+def rewrite(frame: bytes, index: int, seq: int | None = None, payload: bytes | None = None) -> bytes:
+    """Give a frame its own client endpoint (10.x.y.z would be private: use 198.18.0.0/15)."""
+    data = bytearray(frame if payload is None else frame[: ETHERNET + IPV4 + 20] + payload)
+    if payload is not None:
+        struct.pack_into("!H", data, ETHERNET + 2, IPV4 + 20 + len(payload))
+        data[ETHERNET + IPV4 + 12] = 5 << 4  # no TCP options in the rewritten header
+    struct.pack_into("!BBH", data, ETHERNET + 12, 198, 18 + (index >> 24 & 1), index >> 8 & 0xFFFF)
+    struct.pack_into("!H", data, ETHERNET + IPV4, 1024 + (index & 0xFF) * 200 % 64000)
+    if seq is not None:
+        struct.pack_into("!I", data, ETHERNET + IPV4 + 4, seq & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def write(path: Path, frames: Iterator[bytes]) -> int:
+    count = 0
+    with path.open("wb") as handle:
+        handle.write(PCAP_HEADER)
+        for count, frame in enumerate(frames, 1):
+            handle.write(struct.pack("<IIII", count // 1000, count % 1000 * 1000, len(frame), len(frame)))
+            handle.write(frame)
+    return count
+
+
+def syn_flood(syn: bytes, count: int) -> Iterator[bytes]:
+    return (rewrite(syn, index) for index in range(count))
+
+
+def hello_flood(syn: bytes, hello: bytes, count: int) -> Iterator[bytes]:
+    for index in range(count):
+        yield rewrite(syn, index)
+        yield rewrite(hello, index)
+
+
+def hole(syn: bytes, hello: bytes, total: int) -> Iterator[bytes]:
+    yield rewrite(syn, 0)
+    yield rewrite(hello, 0)
+    tcp = ETHERNET + IPV4
+    start = struct.unpack_from("!I", hello, tcp + 4)[0] + len(hello) - tcp - (hello[tcp + 12] >> 4) * 4
+    chunk = b"\x17\x03\x03" + bytes(1397)
+    # Skip one segment after the hello: everything after it waits for bytes that never come.
+    for offset in range(len(chunk), total, len(chunk)):
+        yield rewrite(hello, 0, seq=start + offset, payload=chunk)
+
+
+# The analyze pipeline without output, printing its run statistics: what the CLI does per event,
+# minus writing JSON, so peak RSS is the sensor's own.
+_CHILD = """
+import json, sys
+from sniffer.capture import open_capture
+from sniffer.events import Observer, build_event
+from sniffer.flows import FlowTable
+from sniffer.pipeline import feed_capture
+from sniffer.stats import RunStats
+stats, observer = RunStats(), Observer("bench")
+table = FlowTable(lambda report: build_event(report, observer), stats)
+with open_capture(sys.argv[1]) as reader:
+    feed_capture(reader, table, stats)
+table.flush()
+print(json.dumps(stats.as_dict()))
+"""
+
+
+def measure(capture: Path) -> tuple[float, int, dict[str, int]]:
+    """Seconds, peak RSS in MB and run statistics of one analysis in a child process."""
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(capture)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status:
+        raise SystemExit(f"analysis of {capture} failed (status {status})")
+    return time.perf_counter() - began, round(usage.ru_maxrss / 1024), json.loads(output)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--syns", type=int, default=1_000_000)
+    parser.add_argument("--hellos", type=int, default=200_000)
+    parser.add_argument("--hole-bytes", type=int, default=1 << 30)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    syn, hello = template_frames()
+    scenarios = {
+        "syn-flood": lambda: syn_flood(syn, args.syns),
+        "hello-flood": lambda: hello_flood(syn, hello, args.hellos),
+        "hole": lambda: hole(syn, hello, args.hole_bytes),
+    }
+    print("| scenario | packets | MB | seconds | peak RSS MB | flows tracked | flow-cap evictions | stream gaps |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    for name, frames in scenarios.items():
+        capture = OUT / f"{name}.pcap"
+        packets = write(capture, frames())
+        seconds, rss, stats = measure(capture)
+        print(
+            f"| {name} | {packets:,} | {capture.stat().st_size / 1e6:.0f} | {seconds:.1f} | {rss} | "
+            f"{stats['flows_tracked']:,} | {stats['flow_cap_evictions']:,} | {stats['stream_gaps']} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
