@@ -153,6 +153,8 @@ class FlowTable:
             direction.stream.syn(segment.seq)
             if flow.client is None:
                 flow.client = 1 - side if flags & ACK else side
+        # Only bytes reaching the tracker can settle a connection: a bare ACK skips that check.
+        tracked = False
         if segment.payload and not direction.broken:
             gaps = direction.stream.gaps
             data = direction.stream.add(segment.seq, segment.payload)
@@ -162,11 +164,13 @@ class FlowTable:
                 # Record framing cannot survive lost bytes; what was seen before the hole stands.
                 flow.tracker.stream_broken(flow.role(side), "stream_gap")
                 direction.stop()
+                tracked = True
             elif data:
                 self._consume(flow, side, data, timestamp)
+                tracked = True
         if flags & (FIN | RST) and not flow.done:
             self._teardown(flow, side, flags)
-        elif not flow.done and flow.tracker.settled and not self._follow_with_keys(flow.tracker):
+        elif tracked and not flow.done and flow.tracker.settled and not self._follow_with_keys(flow.tracker):
             self._report(flow, HANDSHAKE_SETTLED)
         if timestamp >= self._next_sweep:
             self._sweep(timestamp)
