@@ -185,6 +185,15 @@ class FlowTable:
         tracker.follow_after_handshake = True
         return True
 
+    def expire(self, now: float) -> None:
+        """Report and drop TCP and QUIC flows silent for longer than the idle timeout at ``now``.
+
+        Packets drive this on their own; a live sensor also calls it on a quiet link, where no packet
+        arrives to advance the clock.
+        """
+        self._sweep(now)
+        self.quic.expire(now)
+
     def flush(self) -> None:
         """End of input: report every connection still open."""
         for flow in list(self._order):

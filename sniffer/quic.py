@@ -332,7 +332,7 @@ class QuicTable:
         if touched is not None and not touched.done and touched.settled:
             self._report(touched, HANDSHAKE_SETTLED)
         if timestamp >= self._next_sweep:
-            self._sweep(timestamp)
+            self.expire(timestamp)
 
     def _one_rtt(
         self, timestamp: float, datagram: bytes, start: int, source: Endpoint, destination: Endpoint
@@ -473,7 +473,8 @@ class QuicTable:
             if self._paths.get(path) is connection:
                 del self._paths[path]
 
-    def _sweep(self, now: float) -> None:
+    def expire(self, now: float) -> None:
+        """Report and drop connections silent for longer than the idle timeout at ``now``."""
         idle = self._limits.idle_timeout
         self._next_sweep = now + max(1.0, idle / 10)
         kept: deque[_Connection] = deque()
