@@ -1,0 +1,333 @@
+"""Live capture from Linux network interfaces with AF_PACKET sockets, with libpcap's semantics.
+
+One packet socket per interface, polled together. Each socket is opened with protocol 0, so the kernel
+delivers nothing to it until it is bound; a drop-all filter goes on before the bind and the user's filter
+replaces it only once the socket has joined its fanout group, so no unfiltered packet and no packet meant
+for another fanout member ever reaches the queue.
+
+The filter is the user's tcpdump expression compiled to classic BPF by libpcap (through ctypes, with the
+interface's link type) and always ends in ``ret #snaplen``, which is how the kernel truncates packets to
+the snap length; with no expression the filter is that one instruction.
+
+Link types follow libpcap: Ethernet-like devices (loopback too) give Ethernet frames (linktype 1),
+devices without a link-layer header (tun, raw IP) give raw IP (linktype 101). On loopback the kernel
+hands a packet socket every packet twice, once outgoing and once incoming; the outgoing copy is dropped,
+as libpcap does, but already in the kernel by a check in front of the filter.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import math
+import os
+import pwd
+import select
+import socket
+import struct
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Self
+
+# <linux/if_ether.h>, <linux/if_packet.h>, <asm-generic/socket.h>
+_ETH_P_ALL: Final = 0x0003
+_SOL_PACKET: Final = 263
+_PACKET_ADD_MEMBERSHIP: Final = 1
+_PACKET_STATISTICS: Final = 6
+_PACKET_FANOUT: Final = 18
+_PACKET_MR_PROMISC: Final = 1
+_PACKET_FANOUT_HASH: Final = 0
+_PACKET_FANOUT_FLAG_DEFRAG: Final = 0x8000
+_PACKET_OUTGOING: Final = 4
+_SO_ATTACH_FILTER: Final = 26
+_SO_TIMESTAMPNS: Final = 35
+_SO_RCVBUFFORCE: Final = 33
+
+# <linux/if_arp.h> device types and the link type libpcap gives them.
+_ARPHRD_LOOPBACK: Final = 772
+_ETHERNET_LIKE: Final = frozenset({1, 6, _ARPHRD_LOOPBACK})  # ETHER, IEEE802, LOOPBACK
+_RAW_IP_DEVICES: Final = frozenset({0xFFFE, 519, 768, 769, 776})  # NONE, RAWIP, TUNNEL, TUNNEL6, SIT
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW: Final = 101
+
+_BPF_INSN: Final = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+_BPF_RET_K: Final = 0x06
+_DROP_ALL: Final = _BPF_INSN.pack(_BPF_RET_K, 0, 0, 0)
+# Loopback: skip the outgoing copy in the kernel (ld pkttype; jeq #OUTGOING, drop; else fall into the filter).
+_SKF_AD_PKTTYPE: Final = 0xFFFFF000 + 4
+_SKIP_OUTGOING: Final = (
+    _BPF_INSN.pack(0x20, 0, 0, _SKF_AD_PKTTYPE) + _BPF_INSN.pack(0x15, 0, 1, _PACKET_OUTGOING) + _DROP_ALL
+)
+_TIMESPEC: Final = struct.Struct("=qq")
+
+
+class LiveCaptureError(Exception):
+    """A capture that cannot start, in one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOptions:
+    """What to capture: interfaces, a tcpdump filter, snap length, promiscuous mode, a fanout group."""
+
+    interfaces: tuple[str, ...]
+    bpf: str | None = None  # tcpdump filter syntax
+    snaplen: int = 262_144
+    promiscuous: bool = True
+    fanout_group: int | None = None  # join PACKET_FANOUT in hash mode: both directions of a flow, one member
+    buffer_mb: int = 64  # kernel buffer per interface
+
+
+@dataclass(frozen=True, slots=True)
+class KernelStats:
+    """The kernel's counters, cumulative and summed over interfaces, with tcpdump's meaning.
+
+    ``received`` counts the packets that passed the filter ("received by filter"), ``dropped`` those of
+    them the kernel had to drop because our buffer was full ("dropped by kernel").
+    """
+
+    received: int
+    dropped: int
+
+
+Packet = tuple[float, int, bytes]  # (timestamp, linktype, frame), as sniffer.capture.CaptureReader yields
+
+
+class _BpfInsn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_BpfInsn))]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_PCAP_NETMASK_UNKNOWN: Final = 0xFFFFFFFF
+_libpcap: ctypes.CDLL | None = None
+
+
+def _load_libpcap() -> ctypes.CDLL:
+    global _libpcap
+    if _libpcap is None:
+        name = ctypes.util.find_library("pcap")
+        if name is None:
+            raise LiveCaptureError("a --bpf filter needs libpcap (Debian: apt-get install libpcap0.8)")
+        lib = ctypes.CDLL(name)
+        lib.pcap_open_dead.restype = ctypes.c_void_p
+        lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.pcap_compile.restype = ctypes.c_int
+        lib.pcap_compile.argtypes = [
+            ctypes.c_void_p, ctypes.POINTER(_BpfProgram), ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32,
+        ]  # fmt: skip
+        lib.pcap_geterr.restype = ctypes.c_char_p
+        lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+        lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
+        lib.pcap_close.argtypes = [ctypes.c_void_p]
+        _libpcap = lib
+    return _libpcap
+
+
+def compile_filter(expression: str | None, linktype: int, snaplen: int) -> bytes:
+    """Classic BPF instructions (struct sock_filter array) for a tcpdump expression, ending in ret #snaplen."""
+    if expression is None or not expression.strip():
+        return _BPF_INSN.pack(_BPF_RET_K, 0, 0, snaplen)
+    lib = _load_libpcap()
+    handle = lib.pcap_open_dead(linktype, snaplen)
+    if not handle:
+        raise LiveCaptureError("libpcap could not make a handle to compile the filter")
+    program = _BpfProgram()
+    try:
+        if lib.pcap_compile(handle, ctypes.byref(program), expression.encode(), 1, _PCAP_NETMASK_UNKNOWN) != 0:
+            message = (lib.pcap_geterr(handle) or b"").decode(errors="replace")
+            raise LiveCaptureError(f"bad filter expression {expression!r}: {message}")
+        try:
+            return ctypes.string_at(program.bf_insns, program.bf_len * ctypes.sizeof(_BpfInsn))
+        finally:
+            lib.pcap_freecode(ctypes.byref(program))
+    finally:
+        lib.pcap_close(handle)
+
+
+def _attach_filter(sock: socket.socket, instructions: bytes) -> None:
+    buffer = ctypes.create_string_buffer(instructions, len(instructions))
+    fprog = _SockFprog(len(instructions) // ctypes.sizeof(_BpfInsn), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(fprog))
+
+
+def _device_type(interface: str) -> int:
+    try:
+        with open(f"/sys/class/net/{interface}/type") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        raise LiveCaptureError(f"no such network interface: {interface}") from None
+
+
+def _linktype(interface: str) -> int:
+    device_type = _device_type(interface)
+    if device_type in _ETHERNET_LIKE:
+        return LINKTYPE_ETHERNET
+    if device_type in _RAW_IP_DEVICES:
+        return LINKTYPE_RAW
+    raise LiveCaptureError(f"cannot capture on {interface}: unsupported device type {device_type} (ARPHRD)")
+
+
+def fanout_group_id(fanout_group: int, ifindex: int) -> int:
+    """The kernel's 16-bit fanout id for one interface: a group belongs to one device, so each needs its own."""
+    return (fanout_group + ifindex * 0x9E37) & 0xFFFF
+
+
+class _InterfaceSocket:
+    """One bound packet socket on one interface."""
+
+    def __init__(self, interface: str, options: CaptureOptions) -> None:
+        self.interface = interface
+        self.linktype = _linktype(interface)
+        self.snaplen = options.snaplen
+        instructions = compile_filter(options.bpf, self.linktype, options.snaplen)
+        if _device_type(interface) == _ARPHRD_LOOPBACK:
+            instructions = _SKIP_OUTGOING + instructions
+        try:
+            ifindex = socket.if_nametoindex(interface)
+        except OSError:
+            raise LiveCaptureError(f"no such network interface: {interface}") from None
+        try:
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except PermissionError:
+            raise LiveCaptureError(
+                f"capturing on {interface} needs root or the CAP_NET_RAW capability "
+                "(run as root, or: setcap cap_net_raw,cap_net_admin=eip on the Python binary)"
+            ) from None
+        try:
+            self._configure(options, ifindex, instructions)
+        except OSError as error:
+            self.sock.close()
+            raise LiveCaptureError(f"cannot capture on {interface}: {error.strerror or error}") from None
+        self._received = 0
+        self._dropped = 0
+
+    def _configure(self, options: CaptureOptions, ifindex: int, instructions: bytes) -> None:
+        sock = self.sock
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options.buffer_mb << 20)
+        if os.geteuid() == 0:  # SO_RCVBUFFORCE passes net.core.rmem_max, and needs CAP_NET_ADMIN
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, options.buffer_mb << 20)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        _attach_filter(sock, _DROP_ALL)
+        sock.bind((self.interface, _ETH_P_ALL))
+        if options.promiscuous:
+            mreq = struct.pack("=iHH8s", ifindex, _PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
+        if options.fanout_group is not None:
+            group = fanout_group_id(options.fanout_group, ifindex)
+            mode = _PACKET_FANOUT_HASH | _PACKET_FANOUT_FLAG_DEFRAG
+            try:
+                sock.setsockopt(_SOL_PACKET, _PACKET_FANOUT, struct.pack("=I", group | mode << 16))
+            except OSError as error:
+                if error.errno == errno.EINVAL:  # the id is in use on another device or in another mode
+                    raise OSError(
+                        error.errno, f"fanout group {options.fanout_group} is in use; choose another"
+                    ) from None
+                raise
+        _attach_filter(sock, instructions)
+        sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self, into: list[Packet], limit: int) -> None:
+        """Append up to ``limit`` queued packets to ``into`` without blocking."""
+        sock = self.sock
+        linktype = self.linktype
+        ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
+        for _ in range(limit):
+            try:
+                frame, ancdata, _flags, _address = sock.recvmsg(self.snaplen, ancillary)
+            except BlockingIOError:
+                return
+            timestamp = 0.0
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+                    timestamp = seconds + nanoseconds * 1e-9
+            into.append((timestamp, linktype, frame))
+
+    def stats(self) -> tuple[int, int]:
+        """Cumulative (received, dropped): the kernel resets its counters on every read, so they add up here."""
+        packets, drops = struct.unpack("=II", self.sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8))
+        self._received += packets
+        self._dropped += drops
+        return self._received, self._dropped
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class LiveCapture:
+    """Packets from one or more interfaces as ``(timestamp, linktype, frame)``, like CaptureReader.
+
+    ``frame`` is a ``bytes`` object the caller owns.
+    """
+
+    _BATCH = 4096  # per socket per poll, so one busy interface cannot starve the others
+
+    def __init__(self, options: CaptureOptions) -> None:
+        if not options.interfaces:
+            raise LiveCaptureError("no interface to capture on")
+        if options.snaplen <= 0:
+            raise LiveCaptureError(f"snap length must be positive, not {options.snaplen}")
+        self.options = options
+        self._sockets: list[_InterfaceSocket] = []
+        try:
+            for interface in options.interfaces:
+                self._sockets.append(_InterfaceSocket(interface, options))
+        except BaseException:
+            self.close()
+            raise
+        self._poller = select.poll()
+        self._by_fd = {s.fileno(): s for s in self._sockets}
+        for fd in self._by_fd:
+            self._poller.register(fd, select.POLLIN)
+
+    def poll(self, timeout: float) -> list[Packet]:
+        """The packets that are ready within ``timeout`` seconds; possibly none."""
+        packets: list[Packet] = []
+        for fd, _event in self._poller.poll(max(0, math.ceil(timeout * 1000))):
+            self._by_fd[fd].read(packets, self._BATCH)
+        return packets
+
+    def kernel_stats(self) -> KernelStats:
+        received = dropped = 0
+        for sock in self._sockets:
+            r, d = sock.stats()
+            received += r
+            dropped += d
+        return KernelStats(received, dropped)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def drop_privileges(user: str) -> None:
+    """Become ``user`` (its groups, then its gid, then its uid), as tcpdump -Z does once its sockets are open."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise LiveCaptureError(f"no such user: {user}") from None
+    try:
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except OSError as error:
+        raise LiveCaptureError(f"cannot become user {user}: {error.strerror or error}") from None
