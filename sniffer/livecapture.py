@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import math
 import os
 import pwd
@@ -43,6 +44,7 @@ _PACKET_OUTGOING: Final = 4
 _SO_ATTACH_FILTER: Final = 26
 _SO_TIMESTAMPNS: Final = 35
 _SO_RCVBUFFORCE: Final = 33
+_SIOCGIFHWADDR: Final = 0x8927
 
 # <linux/if_arp.h> device types and the link type libpcap gives them.
 _ARPHRD_LOOPBACK: Final = 772
@@ -50,6 +52,7 @@ _ETHERNET_LIKE: Final = frozenset({1, 6, _ARPHRD_LOOPBACK})  # ETHER, IEEE802, L
 _RAW_IP_DEVICES: Final = frozenset({0xFFFE, 519, 768, 769, 776})  # NONE, RAWIP, TUNNEL, TUNNEL6, SIT
 LINKTYPE_ETHERNET: Final = 1
 LINKTYPE_RAW: Final = 101
+_DLT: Final = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 12}  # pcap_open_dead takes Linux DLT_ numbers
 
 _BPF_INSN: Final = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 _BPF_RET_K: Final = 0x06
@@ -135,7 +138,7 @@ def compile_filter(expression: str | None, linktype: int, snaplen: int) -> bytes
     if expression is None or not expression.strip():
         return _BPF_INSN.pack(_BPF_RET_K, 0, 0, snaplen)
     lib = _load_libpcap()
-    handle = lib.pcap_open_dead(linktype, snaplen)
+    handle = lib.pcap_open_dead(_DLT[linktype], snaplen)
     if not handle:
         raise LiveCaptureError("libpcap could not make a handle to compile the filter")
     program = _BpfProgram()
@@ -158,15 +161,21 @@ def _attach_filter(sock: socket.socket, instructions: bytes) -> None:
 
 
 def _device_type(interface: str) -> int:
+    """The interface's ARPHRD type, from SIOCGIFHWADDR in this process's network namespace (as libpcap does)."""
+    name = interface.encode()
+    if not name or len(name) > 15 or b"\0" in name:  # IFNAMSIZ; a longer name would be cut to another's
+        raise LiveCaptureError(f"no such network interface: {interface}")
+    request = struct.pack("16s16x", name)
     try:
-        with open(f"/sys/class/net/{interface}/type") as file:
-            return int(file.read())
-    except (OSError, ValueError):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            reply = fcntl.ioctl(probe, _SIOCGIFHWADDR, request)
+    except OSError:
         raise LiveCaptureError(f"no such network interface: {interface}") from None
+    family: int = struct.unpack_from("=H", reply, 16)[0]
+    return family
 
 
-def _linktype(interface: str) -> int:
-    device_type = _device_type(interface)
+def _linktype(interface: str, device_type: int) -> int:
     if device_type in _ETHERNET_LIKE:
         return LINKTYPE_ETHERNET
     if device_type in _RAW_IP_DEVICES:
@@ -184,10 +193,11 @@ class _InterfaceSocket:
 
     def __init__(self, interface: str, options: CaptureOptions) -> None:
         self.interface = interface
-        self.linktype = _linktype(interface)
+        device_type = _device_type(interface)
+        self.linktype = _linktype(interface, device_type)
         self.snaplen = options.snaplen
         instructions = compile_filter(options.bpf, self.linktype, options.snaplen)
-        if _device_type(interface) == _ARPHRD_LOOPBACK:
+        if device_type == _ARPHRD_LOOPBACK:
             instructions = _SKIP_OUTGOING + instructions
         try:
             ifindex = socket.if_nametoindex(interface)
