@@ -1,18 +1,21 @@
-"""Command line: ``helloscope analyze FILE...`` and ``helloscope summary FILE.jsonl``.
+"""Command line: ``helloscope analyze FILE...``, ``helloscope live -i IFACE`` and ``helloscope summary FILE.jsonl``.
 
-Exit status: 0 success; 1 ``--strict`` and the run met damage or anomalies; 2 the user must act
-(unreadable input, bad option); 130 interrupted. Messages are one line on stderr, never a traceback.
+Exit status: 0 success (and ``live`` stopped by SIGTERM); 1 ``--strict`` and the run met damage or
+anomalies; 2 the user must act (unreadable input, bad option, no capture permission); 130 interrupted
+(SIGINT), 143 ``analyze`` stopped by SIGTERM. Messages are one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from types import FrameType
+from typing import IO, Any, TypeAlias
 
 import click
 from rich.console import Console
@@ -20,8 +23,11 @@ from rich.console import Console
 from parsers.keylog import KeyLog
 from sniffer import __version__
 from sniffer.capture import CaptureError, CaptureReader, open_capture
-from sniffer.events import Observer, build_event, to_json_line
+from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
+from sniffer.interim_outputs import DeliveryOptions, OutputError, Outputs, open_outputs
+from sniffer.live import Sensor, SensorSettings, Signals, run_sensor
+from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, drop_privileges
 from sniffer.pipeline import feed_capture
 from sniffer.render import Summary, connections_table, print_summary
 from sniffer.report import ConnectionReport
@@ -30,6 +36,8 @@ from sniffer.stats import RunStats
 EXIT_STRICT = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+FieldPaths: TypeAlias = tuple[tuple[str, ...], ...]  # --fields, split at the dots
 
 
 class _Fail(click.ClickException):
@@ -59,9 +67,98 @@ def main() -> None:
         sys.exit(EXIT_STRICT)
 
 
+def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The flow-table bounds and port filter, shared by analyze and live."""
+    for option in reversed(
+        (
+            click.option(
+                "--port",
+                "ports",
+                type=click.IntRange(0, 65535),
+                multiple=True,
+                help="Only examine TCP flows with this port on either side (repeatable). Default: every flow.",
+            ),
+            click.option(
+                "--max-flows",
+                type=click.IntRange(1),
+                default=DEFAULT_LIMITS.max_flows,
+                show_default=True,
+                help="Flows tracked at once; the oldest is reported and evicted beyond this.",
+            ),
+            click.option(
+                "--max-stream-bytes",
+                type=click.IntRange(1024),
+                default=DEFAULT_LIMITS.max_stream_bytes,
+                show_default=True,
+                help="Bytes examined per direction of a flow.",
+            ),
+            click.option(
+                "--max-preamble-bytes",
+                type=click.IntRange(0),
+                default=DEFAULT_LIMITS.max_preamble_bytes,
+                show_default=True,
+                help="Plaintext searched for the start of TLS (STARTTLS and similar) before a flow is dropped.",
+            ),
+            click.option(
+                "--idle-timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=DEFAULT_LIMITS.idle_timeout,
+                show_default=True,
+                help="Seconds of capture time after which a silent flow is reported and dropped.",
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Key logs, outputs, field selection and the sensor's name, shared by analyze and live."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option("--keylog", "keylogs", type=click.Path(dir_okay=False), multiple=True, help=keylog_help),
+                click.option(
+                    "-o",
+                    "--output",
+                    "outputs",
+                    multiple=True,
+                    metavar="SPEC",
+                    help="Where events go (repeatable): - (stdout), PATH or file:PATH (JSON lines, appended), "
+                    "syslog+udp|tcp|tls://HOST:PORT, http(s)://HOST:PORT/_bulk, hec(s)://HOST:PORT?token=T.",
+                ),
+                click.option(
+                    "--spool-dir",
+                    type=click.Path(file_okay=False),
+                    default=None,
+                    help="Where events for a slow or unreachable network output wait on disk, replayed in order.",
+                ),
+                click.option(
+                    "--spool-limit",
+                    type=click.IntRange(1),
+                    default=DeliveryOptions().spool_limit,
+                    show_default=True,
+                    help="Bytes spooled per network output; beyond it events are dropped and counted.",
+                ),
+                click.option(
+                    "--fields",
+                    default=None,
+                    metavar="A,B,C",
+                    help="JSON output keeps only these dotted paths (e.g. source.ip,tls.client.ja4); "
+                    "absent ones are null.",
+                ),
+                click.option("--sensor-name", default=None, help="observer.name in events (default: host name)."),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @cli.command()
 @click.argument("captures", nargs=-1, required=True, metavar="FILE...")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write JSON lines here (appends).")
 @click.option(
     "--format",
     "output_format",
@@ -70,60 +167,12 @@ def main() -> None:
     show_default=True,
     help="json: one event per line on stdout; table: a readable table and the summary on stdout.",
 )
-@click.option(
-    "--port",
-    "ports",
-    type=click.IntRange(0, 65535),
-    multiple=True,
-    help="Only examine TCP flows with this port on either side (repeatable). Default: every flow.",
-)
-@click.option(
-    "--max-flows",
-    type=click.IntRange(1),
-    default=DEFAULT_LIMITS.max_flows,
-    show_default=True,
-    help="Flows tracked at once; the oldest is reported and evicted beyond this.",
-)
-@click.option(
-    "--max-stream-bytes",
-    type=click.IntRange(1024),
-    default=DEFAULT_LIMITS.max_stream_bytes,
-    show_default=True,
-    help="Bytes examined per direction of a flow.",
-)
-@click.option(
-    "--max-preamble-bytes",
-    type=click.IntRange(0),
-    default=DEFAULT_LIMITS.max_preamble_bytes,
-    show_default=True,
-    help="Plaintext searched for the start of TLS (STARTTLS and similar) before a flow is dropped.",
-)
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=DEFAULT_LIMITS.idle_timeout,
-    show_default=True,
-    help="Seconds of capture time after which a silent flow is reported and dropped.",
-)
-@click.option(
-    "--keylog",
-    "keylogs",
-    type=click.Path(dir_okay=False),
-    multiple=True,
-    help="SSLKEYLOGFILE to decrypt with (repeatable). Secrets embedded in pcapng files are used too.",
-)
-@click.option(
-    "--fields",
-    default=None,
-    metavar="A,B,C",
-    help="JSON output keeps only these dotted paths (e.g. source.ip,tls.client.ja4); absent ones are null.",
-)
-@click.option("--sensor-name", default=None, help="observer.name in events (default: host name).")
+@_limit_options
+@_event_options("SSLKEYLOGFILE to decrypt with (repeatable). Secrets embedded in pcapng files are used too.")
 @click.option("--strict", is_flag=True, help="Exit 1 if a capture is damaged or a connection had parse anomalies.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def analyze(
     captures: tuple[str, ...],
-    output: str | None,
     output_format: str,
     ports: tuple[int, ...],
     max_flows: int,
@@ -131,15 +180,21 @@ def analyze(
     max_preamble_bytes: int,
     idle_timeout: float,
     keylogs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    spool_dir: str | None,
+    spool_limit: int,
     fields: str | None,
     sensor_name: str | None,
     strict: bool,
     quiet: bool,
 ) -> None:
-    """Read pcap/pcapng FILEs (or - for stdin) and report every TLS connection."""
+    """Read pcap/pcapng FILEs (or - for stdin) and report every TLS connection.
+
+    SIGINT and SIGTERM stop the run: connections still open are reported and the outputs closed.
+    """
     if captures.count("-") > 1:
         raise _Fail("standard input (-) can be read only once")
-    selected = _field_paths(fields, output_format, output)
+    selected = _field_paths(fields, output_format, outputs)
     for path in captures:
         if path != "-":
             _open(path).close()  # refuse a bad file list before any event is written
@@ -151,42 +206,179 @@ def analyze(
     table_events: list[dict[str, Any]] = []
     observer = Observer(sensor_name or socket.gethostname())
     limits = Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout)
-    stdout_console = _console(sys.stdout)
-    stderr_console = _console(sys.stderr)
+    specs = outputs or (("-",) if output_format == "json" else ())
+    sink = _open_outputs(specs, spool_dir, spool_limit) if specs else None
     damaged = False
-    interrupted = False
+    stopped_by: int | None = None
 
-    with _event_sink(output, output_format) as sink:
+    def emit(report: ConnectionReport) -> None:
+        event = build_event(report, observer)
+        summary.add(event)
+        if output_format == "table":
+            table_events.append(event)
+        if sink is not None:
+            sink.write(select_fields(event, selected) if selected else event)
 
-        def emit(report: ConnectionReport) -> None:
-            event = build_event(report, observer)
-            summary.add(event)
-            if output_format == "table":
-                table_events.append(event)
-            if sink is not None:
-                sink.write(to_json_line(select_fields(event, selected) if selected else event))
-                sink.flush()
-
-        table = FlowTable(emit, stats, limits, frozenset(ports), keys)
-        try:
+    table = FlowTable(emit, stats, limits, frozenset(ports), keys)
+    try:
+        with _stop_signals_interrupt():
             for path in captures:
                 with _open(path) as reader:
                     damaged |= _run(reader, table, stats, keys)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            table.flush()
+    except _Stopped as stop:
+        stopped_by = stop.signal
+    finally:
+        table.flush()
+        if sink is not None:
+            sink.close()
 
     if output_format == "table":
+        stdout_console = _console(sys.stdout)
         stdout_console.print(connections_table(table_events))
         print_summary(stdout_console, summary, stats.as_dict())
     elif not quiet:
-        print_summary(stderr_console, summary, stats.as_dict())
-    if interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        print_summary(_console(sys.stderr), summary, stats.as_dict())
+    if stopped_by is not None:
+        sys.exit(128 + stopped_by)
     if strict and (damaged or stats.connections_with_anomalies or stats.overlap_conflicts):
         _warn("--strict: the run met damaged input or protocol anomalies")
         sys.exit(EXIT_STRICT)
+
+
+class _Stopped(Exception):
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.signal = number
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM end a file analysis where it is (as Ctrl-C always did), by exception."""
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        raise _Stopped(number)
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@cli.command()
+@click.option(
+    "-i", "--interface", "interfaces", multiple=True, required=True, help="Capture on this interface (repeatable)."
+)
+@click.option("--bpf", default=None, metavar="EXPR", help="Capture filter in tcpdump syntax, e.g. 'tcp port 443'.")
+@click.option("--snaplen", type=click.IntRange(64, 262_144), default=262_144, show_default=True)
+@click.option("--no-promisc", is_flag=True, help="Do not put the interfaces in promiscuous mode.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Capture processes sharing the load (Linux AF_PACKET fanout; a flow stays on one worker).",
+)
+@click.option("--user", default=None, metavar="NAME", help="Drop root for this user once the capture is open.")
+@click.option(
+    "--stats-interval",
+    type=click.FloatRange(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds between counter lines on stderr.",
+)
+@click.option(
+    "--write-pcap",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also keep the handshake packets of reported connections in this pcapng file (appended).",
+)
+@_limit_options
+@_event_options("SSLKEYLOGFILE to decrypt with, followed as it grows (repeatable).")
+def live(
+    interfaces: tuple[str, ...],
+    bpf: str | None,
+    snaplen: int,
+    no_promisc: bool,
+    workers: int,
+    user: str | None,
+    stats_interval: float,
+    write_pcap: str | None,
+    ports: tuple[int, ...],
+    max_flows: int,
+    max_stream_bytes: int,
+    max_preamble_bytes: int,
+    idle_timeout: float,
+    keylogs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    spool_dir: str | None,
+    spool_limit: int,
+    fields: str | None,
+    sensor_name: str | None,
+) -> None:
+    """Capture from interfaces and report every TLS connection until SIGTERM or SIGINT.
+
+    Connections are reported when they conclude or go idle; on SIGTERM/SIGINT the pending ones are
+    reported, a final stats event is written and the outputs are closed. SIGHUP reopens output files
+    and the --write-pcap file. Counters go to stderr every --stats-interval seconds and at exit.
+    """
+    selected = _field_paths(fields, "json", outputs)
+    observer = Observer(sensor_name or socket.gethostname())
+    capture = CaptureOptions(tuple(interfaces), bpf, snaplen, not no_promisc)
+    settings = SensorSettings(
+        Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout),
+        observer,
+        frozenset(ports),
+        tuple(keylogs),
+        write_pcap,
+    )
+    signals = Signals()
+    with signals.installed():
+        source = _capture(capture)
+        try:
+            if user is not None:
+                _drop_privileges(user)
+            sink = _open_outputs(outputs or ("-",), spool_dir, spool_limit)
+            try:
+                sensor = _sensor(source, settings, sink, selected)
+            except BaseException:
+                sink.close()
+                raise
+            _log(f"listening on {', '.join(interfaces)}")
+            stopped_by = run_sensor(sensor, sink, signals, observer, stats_interval, _log)
+        finally:
+            source.close()
+    if stopped_by == signal.SIGINT:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _capture(options: CaptureOptions) -> LiveCapture:
+    try:
+        return LiveCapture(options)
+    except LiveCaptureError as error:
+        raise _Fail(str(error)) from None
+
+
+def _drop_privileges(user: str) -> None:
+    try:
+        drop_privileges(user)
+    except LiveCaptureError as error:
+        raise _Fail(str(error)) from None
+
+
+def _sensor(source: LiveCapture, settings: SensorSettings, sink: Outputs, selected: FieldPaths) -> Sensor:
+    def emit(event: dict[str, Any]) -> None:
+        sink.write(select_fields(event, selected) if selected else event)
+
+    try:
+        return Sensor(source, settings, emit, _log)
+    except OSError as error:
+        raise _Fail(f"cannot open {error.filename}: {error.strerror}") from None
+
+
+def _log(message: str) -> None:
+    click.echo(f"helloscope: {message}", err=True)
 
 
 @cli.command()
@@ -216,10 +408,10 @@ def _add_stored(totals: Summary, path: str, number: int, line: str) -> None:
         raise _Fail(f"{path}:{number}: not a complete helloscope event") from None
 
 
-def _field_paths(fields: str | None, output_format: str, output: str | None) -> tuple[tuple[str, ...], ...]:
+def _field_paths(fields: str | None, output_format: str, outputs: tuple[str, ...]) -> FieldPaths:
     if fields is None:
         return ()
-    if output_format == "table" and output is None:
+    if output_format == "table" and not outputs:
         raise _Fail("--fields selects fields of JSON output; it has no effect with --format table")
     paths = tuple(tuple(path.strip().split(".")) for path in fields.split(",") if path.strip())
     if not paths or any("" in path for path in paths):
@@ -230,7 +422,7 @@ def _field_paths(fields: str | None, output_format: str, output: str | None) -> 
     return paths
 
 
-def select_fields(event: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+def select_fields(event: dict[str, Any], paths: FieldPaths) -> dict[str, Any]:
     """Only ``paths`` of ``event``, nested as in the event, so jq filters work unchanged; absent ones null."""
     selected: dict[str, Any] = {}
     for path in paths:
@@ -285,20 +477,11 @@ def _run(reader: CaptureReader, table: FlowTable, stats: RunStats, keys: KeyLog)
     return True
 
 
-@contextmanager
-def _event_sink(output: str | None, output_format: str) -> Iterator[IO[str] | None]:
-    if output == "-":  # the usual spelling of stdout, also with --format table
-        yield sys.stdout
-    elif output is not None:
-        try:
-            with open(output, "a", encoding="utf-8") as handle:
-                yield handle
-        except OSError as error:
-            raise _Fail(f"cannot write {output}: {error.strerror}") from None
-    elif output_format == "json":
-        yield sys.stdout
-    else:
-        yield None
+def _open_outputs(specs: tuple[str, ...], spool_dir: str | None, spool_limit: int) -> Outputs:
+    try:
+        return open_outputs(specs, DeliveryOptions(spool_dir=spool_dir, spool_limit=spool_limit))
+    except OutputError as error:
+        raise _Fail(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias
 
 from parsers.keylog import KeyLog
 from sniffer.capture import CaptureReader, Truncation
-from sniffer.decode import decode
+from sniffer.decode import Segment, decode
 from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
 from sniffer.report import ConnectionReport
@@ -15,6 +15,9 @@ from sniffer.stats import RunStats
 
 TCP = 6
 UDP = 17
+
+Frame: TypeAlias = tuple[float, int, bytes]  # (timestamp, linktype, frame) as capture readers yield them
+Tap: TypeAlias = Callable[[float, int, bytes, Segment], None]
 
 
 def feed_capture(
@@ -26,34 +29,53 @@ def feed_capture(
     before the packets that follow them.
     """
     stats.files += 1
-    packet = table.packet
-    datagram = table.quic.datagram
-    secrets = reader.secrets
-    absorbed = 0
-    undecoded = tcp = frames = size = 0
-    for timestamp, linktype, frame in reader:
-        if len(secrets) != absorbed and keys is not None:
-            absorbed = _absorb(secrets, absorbed, keys, stats)
-        frames += 1
-        size += len(frame)
-        segment = decode(linktype, frame)
-        if segment is None:
-            undecoded += 1
-        elif segment.proto == TCP:
-            tcp += 1
-            packet(timestamp, segment)
-        elif segment.proto == UDP:
-            datagram(timestamp, segment)
-    stats.packets += frames
-    stats.bytes += size
-    stats.undecoded_frames += undecoded
-    stats.tcp_segments += tcp
+    feed_frames(reader, table, stats, keys, reader.secrets)
     if reader.truncation is not None:
         stats.truncated_files += 1
     return reader.truncation
 
 
-def _absorb(secrets: list[bytes], absorbed: int, keys: KeyLog, stats: RunStats) -> int:
+def feed_frames(
+    frames: Iterable[Frame],
+    table: FlowTable,
+    stats: RunStats,
+    keys: KeyLog | None = None,
+    secrets: Sequence[bytes] = (),
+    tap: Tap | None = None,
+) -> None:
+    """Decode frames and hand TCP segments to ``table`` and UDP datagrams to ``table.quic``.
+
+    ``secrets`` may grow while ``frames`` is consumed (a pcapng reader appends the Decryption Secrets
+    Blocks it meets); new ones join ``keys`` before the next frame. ``tap`` sees every decoded frame
+    before the table does, so a report caused by that frame can already include it.
+    """
+    packet = table.packet
+    datagram = table.quic.datagram
+    absorbed = 0
+    undecoded = tcp = count = size = 0
+    for timestamp, linktype, frame in frames:
+        if len(secrets) != absorbed and keys is not None:
+            absorbed = _absorb(secrets, absorbed, keys, stats)
+        count += 1
+        size += len(frame)
+        segment = decode(linktype, frame)
+        if segment is None:
+            undecoded += 1
+            continue
+        if tap is not None:
+            tap(timestamp, linktype, frame, segment)
+        if segment.proto == TCP:
+            tcp += 1
+            packet(timestamp, segment)
+        elif segment.proto == UDP:
+            datagram(timestamp, segment)
+    stats.packets += count
+    stats.bytes += size
+    stats.undecoded_frames += undecoded
+    stats.tcp_segments += tcp
+
+
+def _absorb(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats: RunStats) -> int:
     for block in secrets[absorbed:]:
         before = len(keys)
         keys.feed(block.decode("utf-8", "replace"))

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Protocol
+
+
+class KernelCounts(Protocol):
+    """The capture kernel's cumulative counters (sniffer.livecapture.KernelStats)."""
+
+    @property
+    def received(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -35,3 +47,13 @@ class RunStats:
         flat = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "decryption"}
         flat.update({f"decryption_{status}": count for status, count in sorted(self.decryption.items())})
         return flat
+
+
+def sensor_counters(stats: RunStats, kernel: KernelCounts, outputs: Mapping[str, int]) -> dict[str, int]:
+    """A live sensor's flat snapshot: our counters, the outputs' (events_written, outputs_retried,
+    events_spooled, events_dropped) and the kernel's (``kernel_received``, ``kernel_dropped``)."""
+    flat = stats.as_dict()
+    flat.update(outputs)
+    flat["kernel_received"] = kernel.received
+    flat["kernel_dropped"] = kernel.dropped
+    return flat
