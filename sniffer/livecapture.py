@@ -1,9 +1,10 @@
 """Live capture from Linux network interfaces with AF_PACKET sockets, with libpcap's semantics.
 
-One packet socket per interface, polled together. Each socket is opened with protocol 0, so the kernel
-delivers nothing to it until it is bound; a drop-all filter goes on before the bind and the user's filter
-replaces it only once the socket has joined its fanout group, so no unfiltered packet and no packet meant
-for another fanout member ever reaches the queue.
+One packet socket per interface, each with a TPACKET_V3 receive ring mapped into this process (the
+fastest of the backends measured by bench/live_capture.py), polled together. Each socket is opened with
+protocol 0, so the kernel delivers nothing to it until it is bound; a drop-all filter goes on before the
+bind and the user's filter replaces it only once the socket has joined its fanout group, so no unfiltered
+packet and no packet meant for another fanout member ever reaches the ring.
 
 The filter is the user's tcpdump expression compiled to classic BPF by libpcap (through ctypes, with the
 interface's link type) and always ends in ``ret #snaplen``, which is how the kernel truncates packets to
@@ -22,6 +23,7 @@ import ctypes.util
 import errno
 import fcntl
 import math
+import mmap
 import os
 import pwd
 import select
@@ -42,8 +44,27 @@ _PACKET_FANOUT_HASH: Final = 0
 _PACKET_FANOUT_FLAG_DEFRAG: Final = 0x8000
 _PACKET_OUTGOING: Final = 4
 _SO_ATTACH_FILTER: Final = 26
-_SO_TIMESTAMPNS: Final = 35
-_SO_RCVBUFFORCE: Final = 33
+_PACKET_VERSION: Final = 10
+_PACKET_RX_RING: Final = 5
+_TPACKET_V3: Final = 2
+_TP_STATUS_KERNEL: Final = 0
+_TP_STATUS_USER: Final = 1
+_TP_STATUS_VLAN_VALID: Final = 0x10
+_TP_STATUS_VLAN_TPID_VALID: Final = 0x40
+_TPACKET_REQ3: Final = struct.Struct("=7I")  # block size, block count, frame size, frame count, timeout, priv, features
+_TPACKET_STATS_V3: Final = struct.Struct("=3I")  # packets, drops, freeze count
+# struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1: block_status, num_pkts, offset_to_first_pkt
+_BLOCK_STATUS_OFFSET: Final = 8
+_BLOCK_STATUS: Final = struct.Struct("=I")
+_BLOCK_HEADER: Final = struct.Struct("=III")
+# struct tpacket3_hdr: next_offset, sec, nsec, snaplen, len, status, mac, net, then hv1: rxhash, vlan_tci, vlan_tpid
+_TPACKET3_HDR: Final = struct.Struct("=IIIIIIH2x4xIH")
+_VLAN_TAG: Final = struct.Struct("!HH")
+_FRAME_SIZE: Final = 2048  # TPACKET_V3 packs frames by their real size; this only has to divide the block
+_MIN_BLOCK: Final = 1 << 20
+_MAX_FRAME_OVERHEAD: Final = 256  # tpacket3_hdr, sockaddr_ll and alignment in front of a frame in a block
+# A block reaches us when full or this long after its first packet: the latency on a quiet link.
+_BLOCK_TIMEOUT_MS: Final = 10
 _SIOCGIFHWADDR: Final = 0x8927
 
 # <linux/if_arp.h> device types and the link type libpcap gives them.
@@ -62,7 +83,6 @@ _SKF_AD_PKTTYPE: Final = 0xFFFFF000 + 4
 _SKIP_OUTGOING: Final = (
     _BPF_INSN.pack(0x20, 0, 0, _SKF_AD_PKTTYPE) + _BPF_INSN.pack(0x15, 0, 1, _PACKET_OUTGOING) + _DROP_ALL
 )
-_TIMESPEC: Final = struct.Struct("=qq")
 
 
 class LiveCaptureError(Exception):
@@ -189,13 +209,18 @@ def fanout_group_id(fanout_group: int, ifindex: int) -> int:
 
 
 class _InterfaceSocket:
-    """One bound packet socket on one interface."""
+    """One packet socket on one interface, receiving into a TPACKET_V3 ring shared with the kernel.
+
+    The ring is a run of blocks. The kernel fills a block with packets, each a ``tpacket3_hdr`` then the
+    frame, and hands the whole block to us by setting TP_STATUS_USER in its descriptor, when it is full or
+    ``_BLOCK_TIMEOUT_MS`` after its first packet; we copy the frames out and hand it back (TP_STATUS_KERNEL).
+    One status check per block instead of one system call per packet is what makes this the fast backend.
+    """
 
     def __init__(self, interface: str, options: CaptureOptions) -> None:
         self.interface = interface
         device_type = _device_type(interface)
         self.linktype = _linktype(interface, device_type)
-        self.snaplen = options.snaplen
         instructions = compile_filter(options.bpf, self.linktype, options.snaplen)
         if device_type == _ARPHRD_LOOPBACK:
             instructions = _SKIP_OUTGOING + instructions
@@ -210,20 +235,27 @@ class _InterfaceSocket:
                 f"capturing on {interface} needs root or the CAP_NET_RAW capability "
                 "(run as root, or: setcap cap_net_raw,cap_net_admin=eip on the Python binary)"
             ) from None
+        self.block_size = max(_MIN_BLOCK, 1 << (options.snaplen + _MAX_FRAME_OVERHEAD - 1).bit_length())
+        self.block_count = max(2, (options.buffer_mb << 20) // self.block_size)
+        self.next_block = 0
+        self._received = 0
+        self._dropped = 0
         try:
             self._configure(options, ifindex, instructions)
         except OSError as error:
             self.sock.close()
             raise LiveCaptureError(f"cannot capture on {interface}: {error.strerror or error}") from None
-        self._received = 0
-        self._dropped = 0
 
     def _configure(self, options: CaptureOptions, ifindex: int, instructions: bytes) -> None:
         sock = self.sock
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options.buffer_mb << 20)
-        if os.geteuid() == 0:  # SO_RCVBUFFORCE passes net.core.rmem_max, and needs CAP_NET_ADMIN
-            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, options.buffer_mb << 20)
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        sock.setsockopt(_SOL_PACKET, _PACKET_VERSION, _TPACKET_V3)
+        frames_per_block = self.block_size // _FRAME_SIZE
+        request = _TPACKET_REQ3.pack(
+            self.block_size, self.block_count, _FRAME_SIZE, frames_per_block * self.block_count,
+            _BLOCK_TIMEOUT_MS, 0, 0,
+        )  # fmt: skip
+        sock.setsockopt(_SOL_PACKET, _PACKET_RX_RING, request)
+        self.ring = mmap.mmap(sock.fileno(), self.block_size * self.block_count, mmap.MAP_SHARED)
         _attach_filter(sock, _DROP_ALL)
         sock.bind((self.interface, _ETH_P_ALL))
         if options.promiscuous:
@@ -241,46 +273,65 @@ class _InterfaceSocket:
                     ) from None
                 raise
         _attach_filter(sock, instructions)
-        sock.setblocking(False)
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self, into: list[Packet], limit: int) -> None:
-        """Append up to ``limit`` queued packets to ``into`` without blocking."""
-        sock = self.sock
+    def ready(self) -> bool:
+        """Whether the kernel has handed us the next block."""
+        return bool(_BLOCK_STATUS.unpack_from(self.ring, self.next_block * self.block_size)[0] & _TP_STATUS_USER)
+
+    def read(self, into: list[Packet], max_blocks: int) -> None:
+        """Append the packets of up to ``max_blocks`` ready blocks to ``into``, and give those blocks back."""
+        ring = self.ring
         linktype = self.linktype
-        ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
-        for _ in range(limit):
-            try:
-                frame, ancdata, _flags, _address = sock.recvmsg(self.snaplen, ancillary)
-            except BlockingIOError:
+        append = into.append
+        packet_header = _TPACKET3_HDR.unpack_from
+        for _ in range(max_blocks):
+            block = self.next_block * self.block_size
+            status, count, offset = _BLOCK_HEADER.unpack_from(ring, block + _BLOCK_STATUS_OFFSET)
+            if not status & _TP_STATUS_USER:
                 return
-            timestamp = 0.0
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                    seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-                    timestamp = seconds + nanoseconds * 1e-9
-            into.append((timestamp, linktype, frame))
+            position = block + offset
+            for _ in range(count):
+                next_offset, seconds, nanoseconds, caplen, _length, packet_status, mac, tci, tpid = packet_header(
+                    ring, position
+                )
+                start = position + mac
+                if packet_status & _TP_STATUS_VLAN_VALID:
+                    # The kernel took the 802.1Q tag out of the frame; put it back where it was, as libpcap does.
+                    tag = _VLAN_TAG.pack(tpid if packet_status & _TP_STATUS_VLAN_TPID_VALID else 0x8100, tci)
+                    frame = ring[start : start + 12] + tag + ring[start + 12 : start + caplen]
+                else:
+                    frame = ring[start : start + caplen]
+                append((seconds + nanoseconds * 1e-9, linktype, frame))
+                position += next_offset
+            _BLOCK_STATUS.pack_into(ring, block + _BLOCK_STATUS_OFFSET, _TP_STATUS_KERNEL)
+            self.next_block = (self.next_block + 1) % self.block_count
 
     def stats(self) -> tuple[int, int]:
         """Cumulative (received, dropped): the kernel resets its counters on every read, so they add up here."""
-        packets, drops = struct.unpack("=II", self.sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8))
+        packets, drops, _freezes = _TPACKET_STATS_V3.unpack(
+            self.sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, _TPACKET_STATS_V3.size)
+        )
         self._received += packets
         self._dropped += drops
         return self._received, self._dropped
 
     def close(self) -> None:
+        ring = getattr(self, "ring", None)
+        if ring is not None:
+            ring.close()
         self.sock.close()
 
 
 class LiveCapture:
     """Packets from one or more interfaces as ``(timestamp, linktype, frame)``, like CaptureReader.
 
-    ``frame`` is a ``bytes`` object the caller owns.
+    ``frame`` is a ``bytes`` object the caller owns (copied out of the ring, so it outlives the capture).
     """
 
-    _BATCH = 4096  # per socket per poll, so one busy interface cannot starve the others
+    _BLOCKS_PER_POLL = 4  # per interface per call, so one busy interface cannot starve the others
 
     def __init__(self, options: CaptureOptions) -> None:
         if not options.interfaces:
@@ -303,8 +354,11 @@ class LiveCapture:
     def poll(self, timeout: float) -> list[Packet]:
         """The packets that are ready within ``timeout`` seconds; possibly none."""
         packets: list[Packet] = []
-        for fd, _event in self._poller.poll(max(0, math.ceil(timeout * 1000))):
-            self._by_fd[fd].read(packets, self._BATCH)
+        ready = [sock for sock in self._sockets if sock.ready()]
+        if not ready:
+            ready = [self._by_fd[fd] for fd, _event in self._poller.poll(max(0, math.ceil(timeout * 1000)))]
+        for sock in ready:
+            sock.read(packets, self._BLOCKS_PER_POLL)
         return packets
 
     def kernel_stats(self) -> KernelStats:
