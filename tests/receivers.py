@@ -1,0 +1,153 @@
+"""Test-side destinations for sniffer.outputs: sample events and a flaky HTTP bulk/HEC receiver on loopback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from sniffer.events import text_of
+from tests.helpers import PCAPS, REPO
+
+RESET = "reset"  # a fault: close the connection with a RST, without reading or answering the request
+
+
+@cache
+def _documented_events() -> tuple[dict[str, Any], ...]:
+    """The real events docs/EVENTS.md shows (one per outcome), and one carrying the hostile fixture's SNI."""
+    text = (REPO / "docs" / "EVENTS.md").read_text()
+    events = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", text, re.S)]
+    events = [event for event in events if "@timestamp" in event]
+    assert events, "docs/EVENTS.md shows no example event"
+    hostile = json.loads((PCAPS / "hostile" / "hostile-strings.expected.json").read_text())
+    server_name = bytes.fromhex(hostile["connections"][0]["sent"]["server_name_hex"])
+    rogue = copy.deepcopy(events[0])
+    rogue["tls"]["client"]["server_name"] = text_of(server_name)  # newline, NUL, ESC, bidi, invalid UTF-8
+    return (*events, rogue)
+
+
+def sample_events(count: int) -> list[dict[str, Any]]:
+    """``count`` distinct real events, numbered in ``event.sequence`` (ECS) so order and duplicates show."""
+    base = _documented_events()
+    events = []
+    for sequence in range(count):
+        event = copy.deepcopy(base[sequence % len(base)])
+        event["event"]["sequence"] = sequence
+        events.append(event)
+    return events
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nobody listens on right now (so connections to it are refused until someone does)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@dataclass
+class BulkReceiver:
+    """What an HTTP receiver got and how it misbehaves.
+
+    ``faults`` are consumed one per request: an HTTP status to answer without keeping anything, ``RESET``,
+    or a callable turning the parsed records of a request into per-item statuses (Elasticsearch items).
+    """
+
+    kind: str  # "bulk" (Elasticsearch) or "hec" (Splunk)
+    faults: list[Any] = field(default_factory=list)
+    documents: list[dict[str, Any]] = field(default_factory=list)  # kept, in arrival order
+    envelopes: list[dict[str, Any]] = field(default_factory=list)  # action lines (bulk) / HEC envelopes
+    headers: list[dict[str, str]] = field(default_factory=list)
+    requests: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.requests += 1
+            fault = self.faults.pop(0) if self.faults else None
+        if fault == RESET:
+            handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
+        if isinstance(fault, int):
+            self._answer(handler, fault, b'{"error":"injected"}')
+            return
+        records = self._parse(body)
+        statuses = fault(records) if callable(fault) else [201] * len(records)
+        with self.lock:
+            self.headers.append(dict(handler.headers.items()))
+            for (envelope, document), status in zip(records, statuses, strict=True):
+                if status < 300:
+                    self.envelopes.append(envelope)
+                    self.documents.append(document)
+        if self.kind == "hec":
+            self._answer(handler, 200, b'{"text":"Success","code":0}')
+            return
+        items = [{"create": {"_index": envelope["create"]["_index"], "status": status}} for (envelope, _), status in
+                 zip(records, statuses, strict=True)]
+        answer = {"took": 1, "errors": any(status >= 300 for status in statuses), "items": items}
+        self._answer(handler, 200, json.dumps(answer).encode())
+
+    def _parse(self, body: bytes) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        lines = [json.loads(line) for line in body.decode().splitlines()]
+        if self.kind == "bulk":
+            assert len(lines) % 2 == 0, "a _bulk body is action/document pairs"
+            return list(zip(lines[::2], lines[1::2], strict=True))
+        return [(envelope, envelope["event"]) for envelope in lines]
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def sequences(self) -> list[int]:
+        with self.lock:
+            return [document["event"]["sequence"] for document in self.documents]
+
+
+@contextmanager
+def serving(receiver: BulkReceiver, port: int = 0) -> Iterator[int]:
+    """Run ``receiver`` on 127.0.0.1:``port`` in a thread; yields the port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
+
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
+            receiver.handle(self)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
