@@ -1,0 +1,557 @@
+"""Worker processes that stream their events to one parent: ``analyze --workers N`` and ``live --workers N``.
+
+The generic piece is :func:`run_workers`. Each job runs in its own forked process and is handed a
+:class:`Worker`; the parent calls ``on_event`` for every event as the workers send it (so the output
+order is the order in which workers report; one worker keeps report order), ``on_note`` for one-line
+warnings, ``on_progress`` for progress, and returns the workers' :class:`~sniffer.stats.RunStats`
+summed into one :class:`Outcome`::
+
+    def job(worker: Worker) -> None:            # runs in the worker process
+        table = FlowTable(lambda report: worker.emit(build_event(report, observer)), worker.stats, ...)
+        try:
+            ...                                  # feed packets; worker.progress(bytes, packets) now and then
+        finally:
+            table.flush()                        # also runs when the parent asks the worker to stop
+
+    outcome = run_workers([job] * n, on_event=write_event, on_note=warn)
+
+- Finite jobs (``analyze``): the run ends when every job has returned.
+- Long-running jobs (``live``: one LiveCapture per worker in one fanout group): the run ends when the
+  parent gets SIGINT (Ctrl-C) or SIGTERM. It then sends SIGTERM to every worker; in the worker that
+  raises :class:`KeyboardInterrupt` out of whatever it was doing (never in the middle of sending a
+  message), so the job's ``finally`` flushes its pending connections, their events reach the parent,
+  and :attr:`Outcome.stopped_by` names the signal. Workers ignore SIGINT themselves: a terminal's
+  Ctrl-C reaches the whole process group, and the parent alone decides how a worker stops.
+- A job that raises, a worker that dies (killed, crashed), or one that does not stop within ``grace``
+  seconds of being asked: the other workers are stopped the same way (their last events are still
+  delivered), then :class:`WorkerError` is raised with one line that says which worker and why.
+  Leaving :func:`run_workers` in any other way (a callback raised) kills the workers: no orphans.
+
+Workers are forked (jobs may be closures; nothing is pickled but the messages), so the parent must not
+run other threads while it starts them: start the workers before anything that starts a thread.
+
+:func:`analyze_parallel` is ``analyze --workers N`` on top of it; its docstring gives the semantics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from multiprocessing.connection import Connection, wait
+from types import FrameType
+from typing import Any, Final, cast
+
+from parsers.keylog import KeyLog
+from sniffer.capture import CaptureReader, Truncation, open_capture
+from sniffer.decode import LINKTYPE_ETHERNET, decode
+from sniffer.events import Observer, build_event
+from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
+from sniffer.pipeline import feed_capture
+from sniffer.report import ConnectionReport
+from sniffer.stats import RunStats
+
+DEFAULT_GRACE: Final = 10.0  # seconds a stopping worker has to flush and send its last events
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+_PR_SET_PDEATHSIG: Final = 1
+_PROGRESS_EVERY: Final = 8192  # frames between two progress messages of a worker
+
+
+class WorkerError(Exception):
+    """A worker failed, died or would not stop; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    stats: RunStats  # every worker's counters, summed
+    stopped_by: int | None  # the signal (SIGINT, SIGTERM) that ended the run early, or None
+
+
+class Worker:
+    """A job's side of the channel to the parent (lives in the worker process).
+
+    ``stats`` is the worker's RunStats: the job counts into it and it is sent to the parent when the
+    job ends, however it ends. ``index`` is this worker's number, 0 to ``count - 1``.
+    """
+
+    def __init__(self, index: int, count: int, channel: Connection) -> None:
+        self.index = index
+        self.count = count
+        self.stats = RunStats()
+        self._channel = channel
+        self._sending = False
+        self._stop_pending = False
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Send one event (a :func:`sniffer.events.build_event` dict) to the parent now."""
+        self._send(("event", event))
+
+    def note(self, text: str) -> None:
+        """Send a one-line warning for the user."""
+        self._send(("note", text))
+
+    def progress(self, size: int, packets: int) -> None:
+        """Add ``size`` bytes read and ``packets`` packets handled to the parent's progress."""
+        self._send(("progress", size, packets))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        self._sending = True
+        try:
+            self._channel.send(message)
+        finally:
+            self._sending = False
+        if self._stop_pending:  # the stop signal came while the message was half written
+            self._stop_pending = False
+            raise KeyboardInterrupt
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the flush that follows must not be cut short
+        if self._sending:
+            self._stop_pending = True
+        else:
+            raise KeyboardInterrupt
+
+
+Job = Callable[[Worker], None]
+
+
+def run_workers(
+    jobs: Sequence[Job],
+    on_event: Callable[[dict[str, Any]], None],
+    *,
+    on_note: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    grace: float = DEFAULT_GRACE,
+) -> Outcome:
+    """Run each job in its own worker process; deliver what they send; return their summed counters.
+
+    Callbacks run in the calling thread. Raises :class:`WorkerError` when a worker fails.
+    """
+    context = multiprocessing.get_context("fork")
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # a child would flush the parent's buffered output again
+    stop: list[int] = []  # the signal the parent got, if any
+    main_thread = threading.current_thread() is threading.main_thread()
+    # Signals wait until the children have their own handlers and the parent has its.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    previous: dict[int, Any] = {}
+    workers: list[_Remote] = []
+    try:
+        try:
+            for index, job in enumerate(jobs):
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_worker_main, args=(job, index, len(jobs), sender, mask), name=f"helloscope-worker-{index}"
+                )
+                process.daemon = True
+                process.start()
+                sender.close()
+                workers.append(_Remote(index, len(jobs), process, receiver))
+            if main_thread:
+                for number in _STOP_SIGNALS:
+                    previous[number] = signal.signal(number, lambda signum, frame: stop.append(signum))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return _collect(workers, stop, on_event, on_note, on_progress, grace)
+    finally:
+        for remote in workers:  # all gone already, unless a callback raised: then none is left behind
+            if remote.process.is_alive():
+                remote.process.kill()
+            remote.process.join()
+            remote.channel.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _Remote:
+    """The parent's view of one worker."""
+
+    def __init__(self, index: int, count: int, process: Any, channel: Connection) -> None:
+        self.name = f"worker {index + 1} of {count}"
+        self.process = process
+        self.channel = channel
+        self.stats: RunStats | None = None  # set when the worker says it is done
+        self.failure: str | None = None
+
+
+def _collect(
+    workers: list[_Remote],
+    stop: list[int],
+    on_event: Callable[[dict[str, Any]], None],
+    on_note: Callable[[str], None] | None,
+    on_progress: Callable[[int, int], None] | None,
+    grace: float,
+) -> Outcome:
+    running = {remote.channel: remote for remote in workers}
+    failure: str | None = None
+    deadline: float | None = None  # set once the workers were asked to stop
+    while running:
+        if deadline is None and (stop or failure):
+            deadline = time.monotonic() + grace
+            for remote in running.values():
+                _signal(remote, signal.SIGTERM)
+        if deadline is not None and time.monotonic() > deadline:
+            for remote in running.values():
+                _signal(remote, signal.SIGKILL)
+                failure = failure or f"{remote.name} did not stop within {grace:g} s"
+            break
+        for channel in wait(list(running), timeout=0.2):
+            remote = running[cast(Connection, channel)]
+            try:
+                while True:
+                    _dispatch(remote, remote.channel.recv(), on_event, on_note, on_progress)
+                    if not remote.channel.poll():
+                        break
+            except EOFError:  # the worker is gone: it said done, failed, or died
+                del running[remote.channel]
+                remote.process.join()
+                if remote.stats is None and remote.failure is None:
+                    remote.failure = f"{remote.name} died ({_exit_text(remote.process.exitcode)})"
+                failure = failure or remote.failure
+    if failure is not None:
+        raise WorkerError(failure)
+    total = RunStats()
+    for remote in workers:
+        if remote.stats is not None:
+            add_stats(total, remote.stats)
+    return Outcome(total, stop[0] if stop else None)
+
+
+def _dispatch(
+    remote: _Remote,
+    message: tuple[Any, ...],
+    on_event: Callable[[dict[str, Any]], None],
+    on_note: Callable[[str], None] | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    kind = message[0]
+    if kind == "event":
+        on_event(message[1])
+    elif kind == "progress":
+        if on_progress is not None:
+            on_progress(message[1], message[2])
+    elif kind == "note":
+        if on_note is not None:
+            on_note(message[1])
+    elif kind == "done":
+        remote.stats = message[1]
+    else:  # "failed"
+        remote.failure = f"{remote.name} failed: {message[1]}"
+
+
+def _signal(remote: _Remote, number: int) -> None:
+    pid = remote.process.pid
+    if pid is not None and remote.process.exitcode is None:
+        with contextlib.suppress(ProcessLookupError):  # it exited since the check
+            os.kill(pid, number)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit status {code}"
+
+
+def add_stats(total: RunStats, part: RunStats) -> None:
+    """Add ``part``'s counters to ``total``."""
+    for item in fields(RunStats):
+        if item.name == "decryption":
+            total.decryption.update(part.decryption)
+        else:
+            setattr(total, item.name, getattr(total, item.name) + getattr(part, item.name))
+
+
+def _worker_main(job: Job, index: int, count: int, channel: Connection, mask: set[signal.Signals]) -> None:
+    """The worker process: run the job, then send its counters, or one line saying why it failed."""
+    worker = Worker(index, count, channel)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, worker._on_stop)
+    _die_with_parent()
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    try:
+        try:
+            try:
+                job(worker)
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        except KeyboardInterrupt:  # asked to stop: the job has flushed what it had
+            pass
+        except Exception as error:  # noqa: BLE001 - any failure of a job becomes the one line the user sees
+            channel.send(("failed", _failure_text(error)))
+            channel.close()
+            os._exit(1)
+        channel.send(("done", worker.stats))
+        channel.close()
+    except OSError:  # the parent is gone: nobody is left to tell
+        os._exit(1)
+
+
+def _failure_text(error: BaseException) -> str:
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        text += f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})"
+    return text
+
+
+def _die_with_parent() -> None:
+    """Have the kernel send SIGTERM to this worker when the parent dies (Linux), so none is orphaned."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the broken pipe ends the worker at its next message
+        return
+    if os.getppid() == 1:  # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ----- analyze --workers N -----------------------------------------------------------------------
+
+
+def analyze_parallel(
+    paths: Sequence[str],
+    workers: int,
+    observer: Observer,
+    on_event: Callable[[dict[str, Any]], None],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    ports: frozenset[int] = frozenset(),
+    keys: KeyLog | None = None,
+    on_note: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Outcome:
+    """Analyse capture files with ``workers`` processes; the same events (as a set) and counters as one.
+
+    - At least as many files as workers: whole files are shared out, largest first to the least loaded
+      worker. Each file is then a capture of its own: a connection that continues from one file into
+      the next (a ring of rotated files) is reported once per file, and secrets embedded in one file
+      decrypt only that file. Keys given in ``keys`` serve every worker.
+    - Fewer files: every worker reads every file and keeps the packets whose flow is its own
+      (:func:`flow_owner`: a hash of the TCP/UDP 5-tuple that is the same in both directions), so each
+      connection is followed whole by one worker; pcapng Decryption Secrets Blocks reach every worker.
+      A frame that carries no flow is owned by worker 0. Each packet, file and embedded secret is
+      counted by one worker only, so the summed counters equal one worker's. Idle timeouts are judged
+      on each worker's own packets.
+    - Each worker's flow table holds ``ceil(max_flows / workers)`` flows, so the flow cap bounds memory
+      as with one worker; the cap is hit per worker.
+    - Events reach ``on_event`` as workers report them (not merged by time). Damaged files give one
+      note each through ``on_note`` (``stats.truncated_files`` counts them). ``on_progress(bytes,
+      packets)`` adds bytes read and packets handled; every ``paths`` entry is a file (not ``-``: see
+      :func:`worker_count`).
+    """
+    limits = replace(limits, max_flows=-(-limits.max_flows // workers))
+    settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog())
+    if len(paths) >= workers:
+        groups = _share_files(paths, workers)
+        jobs: list[Job] = [_FileJob(group, settings) for group in groups]
+    else:
+        jobs = [_FlowJob(paths, settings) for _ in range(workers)]
+    return run_workers(jobs, on_event, on_note=on_note, on_progress=on_progress)
+
+
+def worker_count(paths: Sequence[str], workers: int) -> tuple[int, str | None]:
+    """How many workers ``paths`` can use, and a note for the user when it is fewer than asked."""
+    if workers > 1 and "-" in paths:
+        return 1, "standard input cannot be split between workers: reading it with one"
+    return workers, None
+
+
+def damage_note(reader: CaptureReader, truncation: Truncation) -> str:
+    """The warning for a capture that stopped being readable part way."""
+    return (
+        f"{reader.name}: capture damaged at byte offset {truncation.offset} ({truncation.reason}); "
+        f"the {reader.packets} packets before it were analysed"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    observer: Observer
+    limits: Limits
+    ports: frozenset[int]
+    keys: KeyLog
+
+
+def _share_files(paths: Sequence[str], workers: int) -> list[list[str]]:
+    """Files shared out by size, largest first to the least loaded worker, each group in command-line order."""
+    order = {path: position for position, path in enumerate(paths)}
+    loads = [0] * workers
+    groups: list[list[str]] = [[] for _ in range(workers)]
+    for path in sorted(paths, key=_size, reverse=True):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(path)
+        loads[lightest] += _size(path)
+    return [sorted(group, key=order.__getitem__) for group in groups]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+class _FileJob:
+    """One worker's whole files."""
+
+    def __init__(self, paths: Sequence[str], settings: _Settings) -> None:
+        self._paths = paths
+        self._settings = settings
+
+    def __call__(self, worker: Worker) -> None:
+        _analyze(worker, self._paths, self._settings, split=False)
+
+
+class _FlowJob:
+    """One worker's share of the flows of every file."""
+
+    def __init__(self, paths: Sequence[str], settings: _Settings) -> None:
+        self._paths = paths
+        self._settings = settings
+
+    def __call__(self, worker: Worker) -> None:
+        _analyze(worker, self._paths, self._settings, split=True)
+
+
+def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split: bool) -> None:
+    stats = worker.stats
+    observer = settings.observer
+
+    def emit(report: ConnectionReport) -> None:
+        worker.emit(build_event(report, observer))
+
+    table = FlowTable(emit, stats, settings.limits, settings.ports, settings.keys)
+    counts = not split or worker.index == 0  # whose are the per-file counters when all read every file
+    try:
+        for path in paths:
+            with open_capture(path) as reader:
+                share = _Share(reader, worker, settings.keys, split)
+                # the share hands on the keys itself, as every frame passes (see _Share)
+                truncation = feed_capture(cast(CaptureReader, share), table, stats, None)
+                share.report_progress()
+                if not counts:
+                    stats.files -= 1
+                    stats.truncated_files -= int(truncation is not None)
+                elif truncation is not None:
+                    worker.note(damage_note(reader, truncation))
+    finally:
+        table.flush()
+
+
+class _Share:
+    """The frames of one capture that belong to one worker, with the reader's ``secrets``/``truncation``.
+
+    Embedded key log secrets are added to the key log here, before the next frame of the file whoever
+    owns it, so every worker knows a key when its packets need it and only worker 0 counts the secrets;
+    ``secrets`` stays empty for :func:`feed_capture`. It also sends the worker's progress now and then.
+    """
+
+    def __init__(self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool) -> None:
+        self.name = reader.name
+        self.secrets: list[bytes] = []
+        self._reader = reader
+        self._worker = worker
+        self._keys = keys
+        self._split = split
+        self._counted = worker.index == 0 or not split
+        self._reported_bytes = 0
+        self._reported_packets = 0
+        self._packets = 0
+
+    @property
+    def truncation(self) -> Truncation | None:
+        return self._reader.truncation
+
+    def __iter__(self) -> Iterator[tuple[float, int, bytes]]:
+        reader = self._reader
+        secrets = reader.secrets
+        absorbed = 0
+        me, count = self._worker.index, self._worker.count
+        owner = flow_owner if self._split else None
+        owned = 0
+        for frames, item in enumerate(reader, 1):
+            if len(secrets) != absorbed:
+                absorbed = self._absorb(secrets, absorbed)
+            if not frames % _PROGRESS_EVERY:
+                self._packets = owned
+                self.report_progress()
+            if owner is None or owner(item[1], item[2], count) == me:
+                owned += 1
+                yield item
+        self._packets = owned
+
+    def _absorb(self, secrets: list[bytes], absorbed: int) -> int:
+        keys = self._keys
+        for block in secrets[absorbed:]:
+            before = len(keys)
+            keys.feed(block.decode("utf-8", "replace"))
+            keys.finish()
+            if self._counted:
+                self._worker.stats.keylog_secrets += len(keys) - before
+        return len(secrets)
+
+    def report_progress(self) -> None:
+        """Send the bytes and packets since the last report (bytes by one worker when all read the file)."""
+        size = self._reader.bytes_read if self._counted else 0
+        self._worker.progress(size - self._reported_bytes, self._packets - self._reported_packets)
+        self._reported_bytes, self._reported_packets = size, self._packets
+
+
+# ----- which worker owns a frame -----------------------------------------------------------------
+
+_ETHERTYPE_IPV4: Final = 0x0800
+_ETHERTYPE_IPV6: Final = 0x86DD
+_TCP: Final = 6
+_UDP: Final = 17
+_UDP_TUNNEL_PORTS: Final = frozenset({2152, 4789, 6081, 5247})  # what sniffer.decode opens: decode those
+_ipv4_addresses = struct.Struct("!II").unpack_from
+_ports = struct.Struct("!HH").unpack_from
+_MIX: Final = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads the low bits that differ between flows
+
+
+def flow_owner(linktype: int, frame: bytes, workers: int) -> int:
+    """The worker (0 to ``workers - 1``) that follows the flow of this frame; 0 for a frame with no flow.
+
+    The hash is symmetric (both directions of a flow give the same worker) and computed from the
+    innermost TCP/UDP header that :func:`sniffer.decode.decode` finds. For the common case, a plain
+    Ethernet frame with an unfragmented IPv4 or IPv6 TCP/UDP packet, it is read straight from the frame
+    bytes without decoding it; everything else is decoded.
+    """
+    if linktype == LINKTYPE_ETHERNET and len(frame) >= 58:
+        ethertype = frame[12] << 8 | frame[13]
+        if ethertype == _ETHERTYPE_IPV4:
+            version_ihl = frame[14]
+            proto = frame[23]
+            # version 4, a valid header length, not a fragment (flags MF / offset zero), TCP or UDP
+            if version_ihl >> 4 == 4 and version_ihl & 0x0F >= 5 and not (frame[20] & 0x3F or frame[21]):
+                transport = 14 + (version_ihl & 0x0F) * 4
+                if proto in (_TCP, _UDP) and len(frame) >= transport + 4:
+                    sport, dport = _ports(frame, transport)
+                    if proto == _TCP or (sport not in _UDP_TUNNEL_PORTS and dport not in _UDP_TUNNEL_PORTS):
+                        source, destination = _ipv4_addresses(frame, 26)
+                        return _owner(source ^ destination, sport ^ dport, workers)
+        elif ethertype == _ETHERTYPE_IPV6 and frame[14] >> 4 == 6:
+            proto = frame[20]
+            if proto in (_TCP, _UDP):
+                sport, dport = _ports(frame, 54)
+                if proto == _TCP or (sport not in _UDP_TUNNEL_PORTS and dport not in _UDP_TUNNEL_PORTS):
+                    addresses = int.from_bytes(frame[22:38], "big") ^ int.from_bytes(frame[38:54], "big")
+                    return _owner(addresses, sport ^ dport, workers)
+    segment = decode(linktype, frame)
+    if segment is None:
+        return 0
+    addresses = int.from_bytes(segment.src, "big") ^ int.from_bytes(segment.dst, "big")
+    return _owner(addresses, segment.sport ^ segment.dport, workers)
+
+
+def _owner(addresses: int, ports: int, workers: int) -> int:
+    return ((((addresses << 16) | ports) * _MIX) >> 40) % workers
