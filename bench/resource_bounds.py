@@ -5,12 +5,15 @@ Three captures are made from the real packets of pcaps/tls12-noauth.pcap with re
 ports and sequence numbers, then analysed by ``helloscope analyze`` in a child process whose peak RSS
 is read with wait4:
 
-- ``syn-flood``: N SYNs from distinct client endpoints (default 1,000,000), never answered;
+- ``syn-flood``: N SYNs from distinct client endpoints (default 1,000,000), never answered, under the
+  default flow cap (most are evicted);
+- ``half-open``: the same SYNs with the flow cap raised to N (``--max-flows``), so every one of them is a
+  concurrent half-open flow until the end of the capture;
 - ``hello-flood``: N connections that send a ClientHello and never hear back (default 200,000);
 - ``hole``: one connection whose client sends the hello, then skips a segment and sends B bytes
   (default 1 GiB) of out-of-order data that can never be delivered.
 
-    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B]
+    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--only half-open ...]
 
 Captures go to bench/out/ (gitignored). Prints a Markdown table with packets, seconds, peak RSS and
 the run statistics that show the limits at work (default limits: 200,000 flows, 64 KiB held out of
@@ -33,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sniffer.capture import open_capture  # noqa: E402
+from sniffer.flows import Limits  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 TEMPLATE = REPO / "pcaps" / "tls12-noauth.pcap"
@@ -106,11 +110,11 @@ _CHILD = """
 import json, sys
 from sniffer.capture import open_capture
 from sniffer.events import Observer, build_event
-from sniffer.flows import FlowTable
+from sniffer.flows import FlowTable, Limits
 from sniffer.pipeline import feed_capture
 from sniffer.stats import RunStats
 stats, observer = RunStats(), Observer("bench")
-table = FlowTable(lambda report: build_event(report, observer), stats)
+table = FlowTable(lambda report: build_event(report, observer), stats, Limits(max_flows=int(sys.argv[2])))
 with open_capture(sys.argv[1]) as reader:
     feed_capture(reader, table, stats)
 table.flush()
@@ -118,11 +122,11 @@ print(json.dumps(stats.as_dict()))
 """
 
 
-def measure(capture: Path) -> tuple[float, int, dict[str, int]]:
+def measure(capture: Path, max_flows: int) -> tuple[float, int, dict[str, int]]:
     """Seconds, peak RSS in MB and run statistics of one analysis in a child process."""
     began = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(capture)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _CHILD, str(capture), str(max_flows)], cwd=REPO, stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     output = process.stdout.read()
@@ -137,22 +141,38 @@ def main() -> int:
     parser.add_argument("--syns", type=int, default=1_000_000)
     parser.add_argument("--hellos", type=int, default=200_000)
     parser.add_argument("--hole-bytes", type=int, default=1 << 30)
+    parser.add_argument("--max-flows", type=int, default=1_000_000, help="flow cap of the half-open scenario")
+    parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     syn, hello = template_frames()
+    default_cap = Limits().max_flows
+    # name -> (capture file, its frames, flow cap)
     scenarios = {
-        "syn-flood": lambda: syn_flood(syn, args.syns),
-        "hello-flood": lambda: hello_flood(syn, hello, args.hellos),
-        "hole": lambda: hole(syn, hello, args.hole_bytes),
+        "syn-flood": ("syn-flood", lambda: syn_flood(syn, args.syns), default_cap),
+        "half-open": ("syn-flood", lambda: syn_flood(syn, args.syns), args.max_flows),
+        "hello-flood": ("hello-flood", lambda: hello_flood(syn, hello, args.hellos), default_cap),
+        "hole": ("hole", lambda: hole(syn, hello, args.hole_bytes), default_cap),
     }
-    print("| scenario | packets | MB | seconds | peak RSS MB | flows tracked | flow-cap evictions | stream gaps |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
-    for name, frames in scenarios.items():
-        capture = OUT / f"{name}.pcap"
-        packets = write(capture, frames())
-        seconds, rss, stats = measure(capture)
+    unknown = set(args.only or ()) - set(scenarios)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {', '.join(scenarios)}")
+    print(
+        "| scenario | packets | MB | flow cap | seconds | peak RSS MB | flows tracked | flow-cap evictions "
+        "| stream gaps |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    written: dict[str, int] = {}
+    for name, (file, frames, cap) in scenarios.items():
+        if args.only and name not in args.only:
+            continue
+        capture = OUT / f"{file}.pcap"
+        if file not in written:
+            written[file] = write(capture, frames())
+        packets = written[file]
+        seconds, rss, stats = measure(capture, cap)
         print(
-            f"| {name} | {packets:,} | {capture.stat().st_size / 1e6:.0f} | {seconds:.1f} | {rss} | "
+            f"| {name} | {packets:,} | {capture.stat().st_size / 1e6:.0f} | {cap:,} | {seconds:.1f} | {rss} | "
             f"{stats['flows_tracked']:,} | {stats['flow_cap_evictions']:,} | {stats['stream_gaps']} |",
             flush=True,
         )

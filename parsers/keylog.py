@@ -85,7 +85,7 @@ class KeyLog:
     available to callers that know their label.
     """
 
-    __slots__ = ("_count", "_discarding", "_entries", "_line", "_max_line", "_pending", "_started")
+    __slots__ = ("_count", "_discarding", "_entries", "_line", "_max_line", "_pending", "_sealed", "_started")
 
     def __init__(self, *, max_line_chars: int = MAX_LINE_CHARS) -> None:
         # Indexed by client_random first so a finished connection's secrets can be dropped in one step.
@@ -96,9 +96,27 @@ class KeyLog:
         self._discarding = False  # inside an over-long line that was already reported
         self._started = False  # whether any text has been seen (a BOM only counts at the very start)
         self._max_line = max_line_chars
+        self._sealed = False
+
+    @property
+    def sealed(self) -> bool:
+        """No secret will be added any more (see :meth:`seal`)."""
+        return self._sealed
+
+    def seal(self) -> None:
+        """Promise that nothing more will be fed: every key file is read and no capture still to be read can
+        carry secrets (no pcapng Decryption Secrets Block), and no key log is being followed.
+
+        Consumers rely on it: a flow table keeps encrypted records for later decryption only while a key
+        can still arrive, so an unsealed store (the default) keeps them. Feeding a sealed store is an error.
+        Call :meth:`finish` first: a last line without terminator is not parsed by sealing.
+        """
+        self._sealed = True
 
     def feed(self, text: str) -> list[KeyLogProblem]:
         """Parse every line completed by ``text``; return the problems found in those lines."""
+        if self._sealed:
+            raise ValueError("the key log was sealed: no more secrets may be fed")
         if not text:
             return []
         if not self._started:

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, NamedTuple, Self, cast
+from typing import BinaryIO, Final, NamedTuple, Self, cast
 
 _CHUNK = 1 << 20
 # Longer than any frame a capture tool writes (pcap snaplen tops out at 262144, jumbo frames at 64 KiB):
@@ -51,6 +51,10 @@ _OPT_TSRESOL = 9
 _OPT_TSOFFSET = 14
 _DEFAULT_TS_UNITS = 1_000_000
 TLS_KEY_LOG = 0x544C534B  # "TLSK": Decryption Secrets Block payload is NSS key log text
+
+
+PCAP: Final = "pcap"
+PCAPNG: Final = "pcapng"
 
 
 class CaptureError(Exception):
@@ -84,7 +88,8 @@ class CaptureReader:
     Attributes, current as each packet is yielded: ``packets`` yielded so far; ``bytes_read`` (file
     offset consumed); ``secrets``, the payloads of pcapng TLS key log Decryption Secrets Blocks met so far
     (a DSB precedes the packets it decrypts); ``skipped``, pcapng packets of undeclared interfaces;
-    ``truncation``, set when iteration stopped at damage.
+    ``truncation``, set when iteration stopped at damage. ``format`` ("pcap" or "pcapng") is known once
+    the reader is made: only pcapng can carry secrets, so a caller may seal its key log for pcap input.
     """
 
     def __init__(self, stream: BinaryIO, name: str, *, close_stream: bool = False) -> None:
@@ -102,6 +107,7 @@ class CaptureReader:
         self._pos = 0  # parse position in _buf
         self._base = 0  # file offset of _buf[0]
         self._read_error: str | None = None
+        self.format = PCAP
         try:
             self._records = self._start()
         except CaptureError:
@@ -130,6 +136,7 @@ class CaptureReader:
         if magic == _SHB_MAGIC:
             if not self._fill(12) or self._buf[8:12] not in _BYTE_ORDER_MAGIC:
                 raise CaptureError(f"{self.name}: pcapng section header without a valid byte-order magic")
+            self.format = PCAPNG
             return self._pcapng()
         raise CaptureError(f"{self.name}: not a pcap or pcapng file (starts with {magic.hex()})")
 

@@ -4,6 +4,9 @@ A flow is followed only while it can still change its report. Once settled it st
 ``done`` entry so that its later packets (bulk data) cost one dictionary look-up, until its teardown
 or the idle timeout removes it. Flows are keyed by both directed 4-tuples, so a packet needs one
 look-up whichever way it travels.
+
+A flow's reassemblers and tracker are allocated with its first payload (or FIN): a flood of SYNs that
+never carry data costs only the small :class:`_Flow` record each (see bench/resource_bounds.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from parsers.keylog import CLIENT_RANDOM, KeyLog
 from parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
 from parsers.records import RecordReader
 from sniffer.decode import Segment
-from sniffer.decryption import NOT_NEEDED, Decryption, decrypt
+from sniffer.decryption import NO_KEYS, NOT_NEEDED, Decryption, decrypt
 from sniffer.reassembly import StreamReassembler
 from sniffer.report import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
 from sniffer.reporting import Endpoints, report_connection
@@ -54,6 +57,9 @@ class Limits:
     max_out_of_order_bytes: int = 64 * 1024
     max_preamble_bytes: int = 16 * 1024
     idle_timeout: float = 300.0
+    # False selects the reference path: every protected record is kept even when no key can ever open
+    # it. Reports are identical either way (tests/test_fast_path.py holds them to that).
+    fast_path: bool = True
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -62,15 +68,16 @@ DEFAULT_LIMITS: Final = Limits()
 class _Direction:
     """One endpoint's byte stream: reassembly, then the search for TLS, then record framing."""
 
-    __slots__ = ("broken", "fin", "pending", "preamble", "records", "scanned", "stream")
+    __slots__ = ("broken", "pending", "preamble", "records", "scanned", "stream")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, isn: int | None) -> None:
         self.stream = StreamReassembler(limits.max_stream_bytes, limits.max_out_of_order_bytes)
+        if isn is not None:
+            self.stream.syn(isn)
         self.pending = bytearray()  # bytes before TLS was found in this direction
         self.scanned = 0
         self.preamble = b""  # plaintext that preceded TLS, kept to name the protocol
         self.records: RecordReader | None = None
-        self.fin = False
         self.broken = False  # framing lost: later bytes of this direction are ignored
 
     def stop(self) -> None:
@@ -79,15 +86,34 @@ class _Direction:
         self.pending = bytearray()
 
 
-class _Flow:
-    __slots__ = ("client", "done", "keys", "last_seen", "reported", "reset_by", "sides", "start", "tls", "tracker")
+_NO_ISN: Final[tuple[int | None, int | None]] = (None, None)
 
-    def __init__(self, key: tuple[bytes, int, bytes, int], timestamp: float, limits: Limits) -> None:
+
+class _Flow:
+    __slots__ = (
+        "client",
+        "done",
+        "fins",
+        "isn",
+        "keys",
+        "last_seen",
+        "reported",
+        "reset_by",
+        "sides",
+        "start",
+        "tls",
+        "tracker",
+    )
+
+    def __init__(self, key: tuple[bytes, int, bytes, int], timestamp: float) -> None:
         reverse = (key[2], key[3], key[0], key[1])
         self.keys = (key, reverse)
-        self.sides = (_Direction(limits), _Direction(limits))  # index 0: sender of the first packet
+        # Allocated by FlowTable._allocate with the first payload or FIN; index 0: sender of the first packet.
+        self.sides: tuple[_Direction, _Direction] | None = None
+        self.tracker: ConnectionTracker | None = None
+        self.isn = _NO_ISN  # SYN sequence numbers seen before the sides exist
+        self.fins = 0  # bit 1 << side: that side sent a FIN
         self.client: int | None = None
-        self.tracker = ConnectionTracker()
         self.start = timestamp
         self.last_seen = timestamp
         self.done = False
@@ -110,6 +136,9 @@ class FlowTable:
     ) -> None:
         self._emit = emit
         self._keys = keys
+        # Protected records are kept only for a key log: none given, or one sealed empty (nothing followed,
+        # no capture secrets to come), means no key can ever open them.
+        self._keep_protected = not limits.fast_path or (keys is not None and (not keys.sealed or len(keys) > 0))
         self._stats = stats
         self._limits = limits
         self._ports = ports
@@ -143,37 +172,56 @@ class FlowTable:
             if flags & (FIN | RST):
                 self._teardown(flow, flow.keys.index(key), flags)
             return
-        elif flags & SYN and not flags & ACK and flow.sides[flow.keys.index(key)].stream.delivered:
+        elif (
+            flags & SYN
+            and not flags & ACK
+            and flow.sides is not None
+            and flow.sides[flow.keys.index(key)].stream.delivered
+        ):
             self._finish(flow, PORT_REUSE)
             flow = self._open(key, timestamp)
         flow.last_seen = timestamp
         side = 0 if key == flow.keys[0] else 1
-        direction = flow.sides[side]
         if flags & SYN:
-            direction.stream.syn(segment.seq)
+            if flow.sides is not None:
+                flow.sides[side].stream.syn(segment.seq)
+            elif flow.isn[side] is None:
+                flow.isn = (segment.seq, flow.isn[1]) if side == 0 else (flow.isn[0], segment.seq)
             if flow.client is None:
                 flow.client = 1 - side if flags & ACK else side
         # Only bytes reaching the tracker can settle a connection: a bare ACK skips that check.
         tracked = False
-        if segment.payload and not direction.broken:
-            gaps = direction.stream.gaps
-            data = direction.stream.add(segment.seq, segment.payload)
-            if segment.snapped:
-                flow.tracker.note("snaplen_cut_payload")
-            if direction.stream.gaps != gaps and direction.records is not None:
-                # Record framing cannot survive lost bytes; what was seen before the hole stands.
-                flow.tracker.stream_broken(flow.role(side), "stream_gap")
-                direction.stop()
-                tracked = True
-            elif data:
-                self._consume(flow, side, data, timestamp)
-                tracked = True
+        if segment.payload:
+            sides, tracker = self._allocate(flow)
+            direction = sides[side]
+            if not direction.broken:
+                gaps = direction.stream.gaps
+                data = direction.stream.add(segment.seq, segment.payload)
+                if segment.snapped:
+                    tracker.note("snaplen_cut_payload")
+                if direction.stream.gaps != gaps and direction.records is not None:
+                    # Record framing cannot survive lost bytes; what was seen before the hole stands.
+                    tracker.stream_broken(flow.role(side), "stream_gap")
+                    direction.stop()
+                    tracked = True
+                elif data:
+                    self._consume(flow, sides, tracker, side, data, timestamp)
+                    tracked = True
         if flags & (FIN | RST) and not flow.done:
             self._teardown(flow, side, flags)
-        elif tracked and not flow.done and flow.tracker.settled and not self._follow_with_keys(flow.tracker):
+        elif tracked and not flow.done and tracker.settled and not self._follow_with_keys(tracker):
             self._report(flow, HANDSHAKE_SETTLED)
         if timestamp >= self._next_sweep:
             self._sweep(timestamp)
+
+    def _allocate(self, flow: _Flow) -> tuple[tuple[_Direction, _Direction], ConnectionTracker]:
+        """The flow's byte-stream state, made when its first payload arrives."""
+        if flow.sides is None or flow.tracker is None:
+            limits = self._limits
+            flow.sides = (_Direction(limits, flow.isn[0]), _Direction(limits, flow.isn[1]))
+            flow.tracker = ConnectionTracker(keep_protected=self._keep_protected)
+            flow.isn = _NO_ISN
+        return flow.sides, flow.tracker
 
     def _follow_with_keys(self, tracker: ConnectionTracker) -> bool:
         """Keep a finished TLS <= 1.2 connection open when the key log can read what follows."""
@@ -210,7 +258,7 @@ class FlowTable:
             if self._flows.get(oldest.keys[0]) is oldest:
                 self._stats.flow_cap_evictions += 1
                 self._finish(oldest, EVICTED)
-        flow = _Flow(key, timestamp, self._limits)
+        flow = _Flow(key, timestamp)
         self._flows[flow.keys[0]] = flow
         self._flows[flow.keys[1]] = flow
         self._order.append(flow)
@@ -222,8 +270,8 @@ class FlowTable:
             flow.reset_by = side
             self._finish(flow, RESET)
             return
-        flow.sides[side].fin = True
-        if flow.sides[0].fin and flow.sides[1].fin:
+        flow.fins |= 1 << side
+        if flow.fins == 3:
             self._finish(flow, CLOSED)
 
     def _finish(self, flow: _Flow, reason: str) -> None:
@@ -265,26 +313,34 @@ class FlowTable:
 
     # ----- byte streams --------------------------------------------------------------------------
 
-    def _consume(self, flow: _Flow, side: int, data: bytes, timestamp: float) -> None:
-        direction = flow.sides[side]
+    def _consume(
+        self,
+        flow: _Flow,
+        sides: tuple[_Direction, _Direction],
+        tracker: ConnectionTracker,
+        side: int,
+        data: bytes,
+        timestamp: float,
+    ) -> None:
+        direction = sides[side]
         if direction.records is not None:
-            self._frame(flow, side, data, timestamp)
+            self._frame(flow, direction, tracker, side, data, timestamp)
             return
         direction.pending += data
-        self._locate_tls(flow, timestamp)
+        self._locate_tls(flow, sides, tracker, timestamp)
 
-    def _frame(self, flow: _Flow, side: int, data: bytes, timestamp: float) -> None:
-        direction = flow.sides[side]
+    def _frame(
+        self, flow: _Flow, direction: _Direction, tracker: ConnectionTracker, side: int, data: bytes, timestamp: float
+    ) -> None:
         assert direction.records is not None
         role = flow.role(side)
         reader = direction.records
         try:
             records = reader.feed(data)
         except ParseError as error:
-            flow.tracker.stream_broken(role, f"record_layer: {error.what}")
+            tracker.stream_broken(role, f"record_layer: {error.what}")
             direction.stop()
             return
-        tracker = flow.tracker
         for record in records:
             tracker.record(role, record, timestamp)
         if reader.error is not None:
@@ -292,76 +348,83 @@ class FlowTable:
             tracker.stream_broken(role, f"record_layer: {reader.error.what}")
             direction.stop()
 
-    def _locate_tls(self, flow: _Flow, timestamp: float) -> None:
+    def _locate_tls(
+        self, flow: _Flow, sides: tuple[_Direction, _Direction], tracker: ConnectionTracker, timestamp: float
+    ) -> None:
         """Find the ClientHello (which also tells who the client is), then the server's answer."""
-        if flow.client is None or flow.sides[flow.client].records is None:
+        if flow.client is None or sides[flow.client].records is None:
             candidates = (flow.client,) if flow.client is not None else (0, 1)
             for side in candidates:
                 assert side is not None
-                if self._start_client(flow, side, timestamp):
+                if self._start_client(flow, sides[side], tracker, side, timestamp):
                     break
         client = flow.client
-        if client is not None and flow.sides[client].records is not None:
-            server = flow.sides[1 - client]
+        if client is not None and sides[client].records is not None:
+            server = sides[1 - client]
             if server.records is None and server.pending:
                 start = find_server_response(bytes(server.pending), max(0, server.scanned - _SIGNATURE_OVERLAP))
                 server.scanned = len(server.pending)
                 if start is not None:
-                    self._start_records(flow, 1 - client, start, timestamp)
-        self._give_up_if_not_tls(flow)
+                    self._start_records(flow, server, tracker, 1 - client, start, timestamp)
+        self._give_up_if_not_tls(flow, sides, tracker)
 
-    def _start_client(self, flow: _Flow, side: int, timestamp: float) -> bool:
-        direction = flow.sides[side]
+    def _start_client(
+        self, flow: _Flow, direction: _Direction, tracker: ConnectionTracker, side: int, timestamp: float
+    ) -> bool:
         data = bytes(direction.pending)
         if not data:
             return False
         if direction.scanned == 0 and is_sslv2_client_hello(data):
-            return self._start_sslv2(flow, side, data, timestamp)
+            return self._start_sslv2(flow, direction, tracker, side, data, timestamp)
         start = find_client_hello(data, max(0, direction.scanned - _SIGNATURE_OVERLAP))
         direction.scanned = len(data)
         if start is None:
             return False
         flow.client = side
         flow.tls = True
-        self._start_records(flow, side, start, timestamp)
+        self._start_records(flow, direction, tracker, side, start, timestamp)
         return True
 
-    def _start_sslv2(self, flow: _Flow, side: int, data: bytes, timestamp: float) -> bool:
+    def _start_sslv2(
+        self, flow: _Flow, direction: _Direction, tracker: ConnectionTracker, side: int, data: bytes, timestamp: float
+    ) -> bool:
         length = ((data[0] & 0x7F) << 8 | data[1]) + 2
         if len(data) < length:
             return False  # wait for the rest of the SSLv2 record
         flow.client = side
         flow.tls = True
         try:
-            flow.tracker.sslv2_client_hello(parse_sslv2_client_hello(data[:length]))
+            tracker.sslv2_client_hello(parse_sslv2_client_hello(data[:length]))
         except ParseError as error:
-            flow.tracker.note(f"client_sslv2_hello_malformed: {error.what}")
-        direction = flow.sides[side]
+            tracker.note(f"client_sslv2_hello_malformed: {error.what}")
         direction.pending = bytearray(data)
-        self._start_records(flow, side, length, timestamp)
+        self._start_records(flow, direction, tracker, side, length, timestamp)
         return True
 
-    def _start_records(self, flow: _Flow, side: int, start: int, timestamp: float) -> None:
-        direction = flow.sides[side]
+    def _start_records(
+        self, flow: _Flow, direction: _Direction, tracker: ConnectionTracker, side: int, start: int, timestamp: float
+    ) -> None:
         data = bytes(direction.pending)
         direction.preamble = data[:start]
         direction.pending = bytearray()
         direction.records = RecordReader()
         if len(data) > start:
-            self._frame(flow, side, data[start:], timestamp)
+            self._frame(flow, direction, tracker, side, data[start:], timestamp)
 
-    def _give_up_if_not_tls(self, flow: _Flow) -> None:
+    def _give_up_if_not_tls(
+        self, flow: _Flow, sides: tuple[_Direction, _Direction], tracker: ConnectionTracker
+    ) -> None:
         bound = self._limits.max_preamble_bytes
         client = flow.client
-        if client is not None and flow.sides[client].records is not None:
-            server = flow.sides[1 - client]
+        if client is not None and sides[client].records is not None:
+            server = sides[1 - client]
             if server.records is None and len(server.pending) > bound:
-                flow.tracker.stream_broken(SERVER, "tls_not_found")
+                tracker.stream_broken(SERVER, "tls_not_found")
                 server.stop()
             return
-        if any(len(direction.pending) > bound for direction in flow.sides):
+        if any(len(direction.pending) > bound for direction in sides):
             self._stats.non_tls_flows += 1
-            for direction in flow.sides:
+            for direction in sides:
                 direction.pending = bytearray()
             flow.done = True
             flow.reported = True  # nothing to report: never TLS within the bound
@@ -371,8 +434,10 @@ class FlowTable:
     def _report(self, flow: _Flow, reason: str) -> None:
         flow.done = True
         flow.reported = True
-        tracker = flow.tracker
-        streams = [direction.stream for direction in flow.sides]
+        tracker, sides = flow.tracker, flow.sides
+        if sides is None or tracker is None:
+            return  # no payload ever arrived: nothing to count, never TLS
+        streams = [direction.stream for direction in sides]
         stats = self._stats
         for stream in streams:
             stats.out_of_order_segments += stream.out_of_order
@@ -380,7 +445,7 @@ class FlowTable:
             stats.overlap_conflicts += stream.conflicts
             stats.stream_gaps += stream.gaps
             stats.stream_byte_cap_hits += stream.capped
-        for direction in flow.sides:
+        for direction in sides:
             direction.pending = bytearray()
             direction.records = None
         if not flow.tls or flow.client is None:
@@ -388,7 +453,12 @@ class FlowTable:
         client_stream = streams[flow.client]
         missing = ": segments missing" if client_stream.pending_bytes or client_stream.gaps else ""
         session = tracker.session()
-        decryption = decrypt(session, tracker.protected, self._keys) if session else Decryption(NOT_NEEDED)
+        if session is None or not tracker.protected_seen:
+            decryption = Decryption(NOT_NEEDED)
+        elif not tracker.keep_protected:
+            decryption = Decryption(NO_KEYS)  # what decrypt() says when no key names this connection
+        else:
+            decryption = decrypt(session, tracker.protected, self._keys)
         client, server = flow.client, 1 - flow.client
         client_key = flow.keys[client]
         endpoints = Endpoints(_ip_text(client_key[0]), client_key[1], _ip_text(client_key[2]), client_key[3], "tcp")
@@ -400,8 +470,8 @@ class FlowTable:
             overlap_conflicts=sum(stream.conflicts for stream in streams),
             gaps=sum(stream.gaps for stream in streams),
             byte_cap_reached=any(stream.capped for stream in streams),
-            client_fin=flow.sides[client].fin,
-            server_fin=flow.sides[server].fin,
+            client_fin=bool(flow.fins >> client & 1),
+            server_fin=bool(flow.fins >> server & 1),
             reset_by=None if flow.reset_by is None else flow.role(flow.reset_by),
         )
         self._emit(
@@ -412,8 +482,8 @@ class FlowTable:
                 (flow.start, flow.last_seen, reason),
                 stats,
                 missing_hello_detail=missing,
-                server_closed=flow.sides[server].fin or flow.reset_by == server,
-                preamble=_preamble(flow.sides[client].preamble, flow.sides[server].preamble),
+                server_closed=bool(flow.fins >> server & 1) or flow.reset_by == server,
+                preamble=_preamble(sides[client].preamble, sides[server].preamble),
                 tcp=tcp,
             )
         )

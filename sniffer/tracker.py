@@ -58,16 +58,20 @@ class ConnectionTracker:
         "hello_retry_request",
         "key_exchange_group",
         "follow_after_handshake",
+        "keep_protected",
         "protected",
+        "protected_seen",
         "_protected_bytes",
         "records",
         "server_flight_done",
-        "server_hello",
+        "_server_hello",
+        "tls13",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_protected: bool = True) -> None:
         self.client_hellos: list[ClientHello] = []
-        self.server_hello: ServerHello | None = None
+        self._server_hello: ServerHello | None = None
+        self.tls13 = False  # the ServerHello chose TLS 1.3 (kept with it: read for every record)
         self.hello_retry_request: ServerHello | None = None
         self.certificate_request: CertificateRequest | None = None
         self.client_certificate: CertificateMessage | None = None
@@ -81,8 +85,11 @@ class ConnectionTracker:
         self._broken = {CLIENT: False, SERVER: False}
         self.alerts: list[AlertFinding] = []
         self.records: list[RecordTrace] = []
-        # Encrypted records kept for the key log, in arrival order, within MAX_PROTECTED_BYTES.
+        # Encrypted records kept for the key log, in arrival order, within MAX_PROTECTED_BYTES; only when
+        # a key can arrive (keep_protected). protected_seen tells "none kept" from "none sent".
+        self.keep_protected = keep_protected
         self.protected: list[ProtectedRecord] = []
+        self.protected_seen = False
         self._protected_bytes = 0
         # Set when a key can open this TLS <= 1.2 connection: later alerts and renegotiations become
         # readable, so the connection is followed past its Finished.
@@ -92,13 +99,17 @@ class ConnectionTracker:
     # ----- derived state -------------------------------------------------------------------------
 
     @property
-    def version(self) -> int | None:
-        return self.server_hello.version if self.server_hello else None
+    def server_hello(self) -> ServerHello | None:
+        return self._server_hello
+
+    @server_hello.setter
+    def server_hello(self, hello: ServerHello | None) -> None:
+        self._server_hello = hello
+        self.tls13 = hello is not None and hello.version >= TLS13
 
     @property
-    def tls13(self) -> bool:
-        version = self.version
-        return version is not None and version >= TLS13
+    def version(self) -> int | None:
+        return self._server_hello.version if self._server_hello else None
 
     @property
     def resumed(self) -> bool | None:
@@ -174,15 +185,19 @@ class ConnectionTracker:
     def record(self, sender: str, record: Record, timestamp: float) -> None:
         if self._broken[sender]:
             return
-        if self.server_hello is not None and len(self.records) < MAX_TRACED_RECORDS:
-            self.records.append(RecordTrace(sender, record.content_type, len(record.payload), timestamp))
         content_type = record.content_type
+        if self._server_hello is not None and len(self.records) < MAX_TRACED_RECORDS:
+            self.records.append(RecordTrace(sender, content_type, len(record.payload), timestamp))
         if content_type == CHANGE_CIPHER_SPEC:
             self._ccs[sender] = True
             return
-        protected = self._protected(sender) or (content_type == APPLICATION_DATA and self._early_data(sender))
+        protected = (
+            self.tls13 or self._protected(sender) or (content_type == APPLICATION_DATA and self._early_data(sender))
+        )
         if protected:
-            self._keep(sender, record, timestamp)
+            self.protected_seen = True
+            if self.keep_protected:
+                self._keep(sender, record, timestamp)
         if content_type == HANDSHAKE:
             if protected:
                 self._encrypted_handshake[sender] += 1

@@ -1,25 +1,118 @@
-"""The event builder computes the four JA4 forms in one pass (``ja4_variants``); these tests hold it to
-a plain per-form reference, the computation as it was before that shortcut, on every fixture hello.
+"""The fast path against the reference path: the same events, byte for byte.
+
+- The flow table's fast path (``Limits.fast_path``, the default) drops encrypted records that no key can
+  open once the key log is sealed, and allocates a flow's reassemblers and tracker only with its first
+  payload. Every fixture in pcaps/ (with and without its key log) and every capture of the corpus must
+  give the same events as the reference path (``fast_path=False``, key log left open).
+- The event builder computes the four JA4 forms in one pass (``ja4_variants``); it is held to a plain
+  per-form reference, the computation as it was before that shortcut, on every fixture hello.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
 from parsers.fingerprints import ja4_variants
 from parsers.hello import ClientHello
+from parsers.keylog import KeyLog
 from parsers.registry import ALPN, SERVER_NAME, is_grease
-from sniffer.capture import open_capture
+from sniffer.capture import PCAP, CaptureError, open_capture
 from sniffer.decode import decode
-from sniffer.flows import FlowTable
+from sniffer.events import Observer
+from sniffer.flows import SYN, FlowTable, Limits
+from sniffer.pipeline import analyze_files
 from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
 from tests.helpers import PCAPS, analyze
 
 FIXTURES = sorted(PCAPS.glob("*.pcap"))
+ALL_FIXTURES = sorted(PCAPS.rglob("*.pcap*"))
+
+
+def _events(capture: Path, fast: bool, keylog: Path | None) -> tuple[str, dict[str, int]]:
+    """Events (as the JSON text written) and run statistics of one capture on one path.
+
+    The fast path gets the most it can use: its key log is sealed when the capture is pcap (which cannot
+    carry secrets); the reference path keeps its key log open, so it keeps every protected record.
+    """
+    keys = KeyLog()
+    if keylog is not None:
+        keys.feed(keylog.read_text())
+        keys.finish()
+    reader = open_capture(str(capture))
+    if fast and reader.format == PCAP:
+        keys.seal()
+    events, stats = analyze_files([reader], Observer("test"), Limits(fast_path=fast), keys)
+    return json.dumps(events, sort_keys=True), stats.as_dict()
+
+
+def _assert_same_on_both_paths(capture: Path, keylog: Path | None = None) -> None:
+    fast, reference = _events(capture, True, keylog), _events(capture, False, keylog)
+    assert fast[0] == reference[0]
+    assert fast[1] == reference[1]
+
+
+@pytest.mark.parametrize("capture", ALL_FIXTURES, ids=lambda path: path.relative_to(PCAPS).as_posix())
+def test_fast_path_reports_equal_reference_on_fixture(capture: Path) -> None:
+    keylog = capture.with_suffix(".keylog")
+    _assert_same_on_both_paths(capture)
+    if keylog.exists():
+        _assert_same_on_both_paths(capture, keylog)
+
+
+def test_fast_path_reports_equal_reference_on_corpus(corpus: Path) -> None:
+    compared = 0
+    for capture in sorted(corpus.rglob("*.pcap*")):
+        try:
+            open_capture(str(capture)).close()
+        except CaptureError:
+            continue  # not a capture (the corpus also holds expected-output files named *.pcap.json)
+        _assert_same_on_both_paths(capture)
+        compared += 1
+    assert compared > 250
+
+
+def _table(fast: bool, keys: KeyLog) -> tuple[FlowTable, list[ConnectionReport]]:
+    reports: list[ConnectionReport] = []
+    return FlowTable(reports.append, RunStats(), Limits(fast_path=fast), keys=keys), reports
+
+
+def _feed(table: FlowTable, capture: Path, keep: int, payload: bool) -> None:
+    """TCP segments of ``capture`` whose flags intersect ``keep``, and (if ``payload``) every one with data."""
+    for timestamp, linktype, frame in open_capture(str(capture)):
+        segment = decode(linktype, frame)
+        if segment is not None and segment.proto == 6 and ((payload and segment.payload) or segment.flags & keep):
+            table.packet(timestamp, segment)
+
+
+@pytest.mark.parametrize(("fast", "sealed", "kept"), [(True, True, False), (True, False, True), (False, True, True)])
+def test_protected_records_are_kept_only_while_a_key_can_arrive(fast: bool, sealed: bool, kept: bool) -> None:
+    keys = KeyLog()
+    if sealed:
+        keys.seal()
+    table, _ = _table(fast, keys)
+    # No FIN or RST: the connection is still open (and its tracker readable) after its last record.
+    _feed(table, PCAPS / "tls13-required-presented.pcap", keep=SYN, payload=True)
+    trackers = [flow.tracker for flow in table._flows.values() if flow.tracker is not None]
+    assert trackers, "the TLS 1.3 connection is still open"
+    assert all(tracker.protected_seen for tracker in trackers)
+    assert all(bool(tracker.protected) == kept for tracker in trackers)
+
+
+def test_half_open_flows_allocate_no_stream_state() -> None:
+    table, reports = _table(True, KeyLog())
+    _feed(table, PCAPS / "tls12-noauth.pcap", keep=SYN, payload=False)  # SYN and SYN-ACK only
+    flows = list(table._flows.values())
+    assert len(table) == 1 and flows
+    assert all(flow.sides is None and flow.tracker is None for flow in flows)
+    table.flush()
+    assert reports == []  # never TLS: nothing to report
+
+
 _EMPTY = "0" * 12
 
 

@@ -304,3 +304,15 @@ def test_valid_lines_round_trip(entries: list[tuple[str, bytes, bytes]], newline
     for (label, r), s in latest.items():
         assert log.secret(label, r) == s
     assert all("replaces" in p.reason for p in problems)
+
+
+def test_sealed_store_keeps_its_secrets_and_refuses_more() -> None:
+    keys = KeyLog()
+    assert not keys.sealed  # open by default: a consumer must expect more secrets
+    keys.feed(line(CLIENT_RANDOM, RANDOM_A, SECRET_48) + "\n")
+    keys.seal()
+    assert keys.sealed
+    assert keys.secret(CLIENT_RANDOM, RANDOM_A) == SECRET_48
+    with pytest.raises(ValueError, match="sealed"):
+        keys.feed(line(CLIENT_RANDOM, RANDOM_B, SECRET_48) + "\n")
+    assert keys.secret(CLIENT_RANDOM, RANDOM_B) is None

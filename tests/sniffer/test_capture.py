@@ -107,6 +107,14 @@ def test_packets_match_tshark(corpus: Path, name: str) -> None:
     assert_same_packets(got, expected)
 
 
+@pytest.mark.parametrize(("name", "fmt"), [(PCAP, capture.PCAP), ("wireshark-notes/ssl3/dump.pcapng", capture.PCAPNG)])
+def test_format_is_known_before_the_first_packet(corpus: Path, name: str, fmt: str) -> None:
+    # A caller seals its key log on it: only pcapng can carry Decryption Secrets Blocks.
+    with open_capture(str(corpus / name)) as reader:
+        assert reader.format == fmt
+        assert reader.packets == 0
+
+
 def test_interfaces_of_different_link_types(corpus: Path, tmp_path: Path) -> None:
     """mergecap of an Ethernet and an SLL capture: one pcapng section, two interfaces."""
     mergecap = need_tool("mergecap")
