@@ -56,7 +56,7 @@ from sniffer.capture import CaptureReader, Truncation, open_capture
 from sniffer.decode import LINKTYPE_ETHERNET, decode
 from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
-from sniffer.pipeline import feed_capture
+from sniffer.pipeline import feed_frames
 from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
 
@@ -64,6 +64,7 @@ DEFAULT_GRACE: Final = 10.0  # seconds a stopping worker has to flush and send i
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _PR_SET_PDEATHSIG: Final = 1
 _PROGRESS_EVERY: Final = 8192  # frames between two progress messages of a worker
+_BATCH: Final = 32  # events an analysis worker sends in one message
 
 
 class WorkerError(Exception):
@@ -83,24 +84,37 @@ class Worker:
     job ends, however it ends. ``index`` is this worker's number, 0 to ``count - 1``.
     """
 
-    def __init__(self, index: int, count: int, channel: Connection) -> None:
+    def __init__(self, index: int, count: int, channel: Connection, batch: int = 1) -> None:
         self.index = index
         self.count = count
         self.stats = RunStats()
         self._channel = channel
+        self._batch = batch
+        self._events: list[dict[str, Any]] = []
         self._sending = False
         self._stop_pending = False
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Send one event (a :func:`sniffer.events.build_event` dict) to the parent now."""
-        self._send(("event", event))
+        """Send one event (a :func:`sniffer.events.build_event` dict) to the parent (see ``batch``)."""
+        self._events.append(event)
+        if len(self._events) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the events held back for a batch now."""
+        if self._events:
+            self._sending = True  # from here on a stop signal waits until the events are sent
+            events, self._events = self._events, []
+            self._send(("events", events))
 
     def note(self, text: str) -> None:
-        """Send a one-line warning for the user."""
+        """Send a one-line warning for the user (after the events reported before it)."""
+        self.flush()
         self._send(("note", text))
 
     def progress(self, size: int, packets: int) -> None:
         """Add ``size`` bytes read and ``packets`` packets handled to the parent's progress."""
+        self.flush()
         self._send(("progress", size, packets))
 
     def _send(self, message: tuple[Any, ...]) -> None:
@@ -131,10 +145,14 @@ def run_workers(
     on_note: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     grace: float = DEFAULT_GRACE,
+    batch: int = 1,
 ) -> Outcome:
     """Run each job in its own worker process; deliver what they send; return their summed counters.
 
-    Callbacks run in the calling thread. Raises :class:`WorkerError` when a worker fails.
+    Callbacks run in the calling thread. Raises :class:`WorkerError` when a worker fails. With ``batch``
+    above 1 a worker sends its events that many at a time (fewer messages, fewer wake-ups of the
+    parent), and also whenever it sends progress or a note and when its job ends: for jobs that end, not
+    for a live sensor, whose events must not wait.
     """
     context = multiprocessing.get_context("fork")
     for stream in (sys.stdout, sys.stderr):
@@ -150,7 +168,9 @@ def run_workers(
             for index, job in enumerate(jobs):
                 receiver, sender = context.Pipe(duplex=False)
                 process = context.Process(
-                    target=_worker_main, args=(job, index, len(jobs), sender, mask), name=f"helloscope-worker-{index}"
+                    target=_worker_main,
+                    args=(job, index, len(jobs), sender, mask, batch),
+                    name=f"helloscope-worker-{index}",
                 )
                 process.daemon = True
                 process.start()
@@ -234,8 +254,9 @@ def _dispatch(
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
     kind = message[0]
-    if kind == "event":
-        on_event(message[1])
+    if kind == "events":
+        for event in message[1]:
+            on_event(event)
     elif kind == "progress":
         if on_progress is not None:
             on_progress(message[1], message[2])
@@ -270,9 +291,9 @@ def add_stats(total: RunStats, part: RunStats) -> None:
             setattr(total, item.name, getattr(total, item.name) + getattr(part, item.name))
 
 
-def _worker_main(job: Job, index: int, count: int, channel: Connection, mask: set[signal.Signals]) -> None:
+def _worker_main(job: Job, index: int, count: int, channel: Connection, mask: set[signal.Signals], batch: int) -> None:
     """The worker process: run the job, then send its counters, or one line saying why it failed."""
-    worker = Worker(index, count, channel)
+    worker = Worker(index, count, channel, batch)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, worker._on_stop)
     _die_with_parent()
@@ -286,9 +307,11 @@ def _worker_main(job: Job, index: int, count: int, channel: Connection, mask: se
         except KeyboardInterrupt:  # asked to stop: the job has flushed what it had
             pass
         except Exception as error:  # noqa: BLE001 - any failure of a job becomes the one line the user sees
+            worker.flush()
             channel.send(("failed", _failure_text(error)))
             channel.close()
             os._exit(1)
+        worker.flush()
         channel.send(("done", worker.stats))
         channel.close()
     except OSError:  # the parent is gone: nobody is left to tell
@@ -355,7 +378,7 @@ def analyze_parallel(
         jobs: list[Job] = [_FileJob(group, settings) for group in groups]
     else:
         jobs = [_FlowJob(paths, settings) for _ in range(workers)]
-    return run_workers(jobs, on_event, on_note=on_note, on_progress=on_progress)
+    return run_workers(jobs, on_event, on_note=on_note, on_progress=on_progress, batch=_BATCH)
 
 
 def worker_count(paths: Sequence[str], workers: int) -> tuple[int, str | None]:
@@ -435,29 +458,26 @@ def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split
         for path in paths:
             with open_capture(path) as reader:
                 share = _Share(reader, worker, settings.keys, split)
-                # the share hands on the keys itself, as every frame passes (see _Share)
-                truncation = feed_capture(cast(CaptureReader, share), table, stats, None)
+                feed_frames(share, table, stats)  # the share adds embedded secrets to the keys itself
                 share.report_progress()
-                if not counts:
-                    stats.files -= 1
-                    stats.truncated_files -= int(truncation is not None)
-                elif truncation is not None:
-                    worker.note(damage_note(reader, truncation))
+                if counts:
+                    stats.files += 1
+                    if reader.truncation is not None:
+                        stats.truncated_files += 1
+                        worker.note(damage_note(reader, reader.truncation))
     finally:
         table.flush()
 
 
 class _Share:
-    """The frames of one capture that belong to one worker, with the reader's ``secrets``/``truncation``.
+    """The frames of one capture that belong to one worker.
 
     Embedded key log secrets are added to the key log here, before the next frame of the file whoever
-    owns it, so every worker knows a key when its packets need it and only worker 0 counts the secrets;
-    ``secrets`` stays empty for :func:`feed_capture`. It also sends the worker's progress now and then.
+    owns it, so every worker knows a key when its packets need it, and only worker 0 counts them. It also
+    sends the worker's progress now and then.
     """
 
     def __init__(self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool) -> None:
-        self.name = reader.name
-        self.secrets: list[bytes] = []
         self._reader = reader
         self._worker = worker
         self._keys = keys
@@ -466,10 +486,6 @@ class _Share:
         self._reported_bytes = 0
         self._reported_packets = 0
         self._packets = 0
-
-    @property
-    def truncation(self) -> Truncation | None:
-        return self._reader.truncation
 
     def __iter__(self) -> Iterator[tuple[float, int, bytes]]:
         reader = self._reader
@@ -513,6 +529,9 @@ _ETHERTYPE_IPV6: Final = 0x86DD
 _TCP: Final = 6
 _UDP: Final = 17
 _UDP_TUNNEL_PORTS: Final = frozenset({2152, 4789, 6081, 5247})  # what sniffer.decode opens: decode those
+# From byte 12 of an Ethernet frame whose IPv4 header has no options: EtherType, version and header
+# length, flags and fragment offset, protocol, addresses, ports.
+_ethernet_ipv4 = struct.Struct("!HB5xHxB2xIIHH").unpack_from
 _ipv4_addresses = struct.Struct("!II").unpack_from
 _ports = struct.Struct("!HH").unpack_from
 _MIX: Final = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads the low bits that differ between flows
@@ -526,6 +545,16 @@ def flow_owner(linktype: int, frame: bytes, workers: int) -> int:
     Ethernet frame with an unfragmented IPv4 or IPv6 TCP/UDP packet, it is read straight from the frame
     bytes without decoding it; everything else is decoded.
     """
+    if linktype == LINKTYPE_ETHERNET and len(frame) >= 38:
+        ethertype, version_ihl, fragment, proto, source, destination, sport, dport = _ethernet_ipv4(frame, 12)
+        # the usual packet first: IPv4 without options, not a fragment (MF or an offset), TCP or non-tunnel UDP
+        if (
+            ethertype == _ETHERTYPE_IPV4
+            and version_ihl == 0x45
+            and not fragment & 0x3FFF
+            and (proto == _TCP or (proto == _UDP and sport not in _UDP_TUNNEL_PORTS and dport not in _UDP_TUNNEL_PORTS))
+        ):
+            return _owner(source ^ destination, sport ^ dport, workers)
     if linktype == LINKTYPE_ETHERNET and len(frame) >= 58:
         ethertype = frame[12] << 8 | frame[13]
         if ethertype == _ETHERTYPE_IPV4:
