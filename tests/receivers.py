@@ -103,8 +103,10 @@ class BulkReceiver:
         if self.kind == "hec":
             self._answer(handler, 200, b'{"text":"Success","code":0}')
             return
-        items = [{"create": {"_index": envelope["create"]["_index"], "status": status}} for (envelope, _), status in
-                 zip(records, statuses, strict=True)]
+        items = [
+            {"create": {"_index": envelope["create"]["_index"], "status": status}}
+            for (envelope, _), status in zip(records, statuses, strict=True)
+        ]
         answer = {"took": 1, "errors": any(status >= 300 for status in statuses), "items": items}
         self._answer(handler, 200, json.dumps(answer).encode())
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,13 +25,7 @@ FAST = DeliveryOptions(queue_events=40, batch_events=25, batch_seconds=0.05, ret
 
 
 def _options(tmp_path: Path) -> DeliveryOptions:
-    return DeliveryOptions(
-        spool_dir=str(tmp_path / "spool"),
-        queue_events=FAST.queue_events,
-        batch_events=FAST.batch_events,
-        batch_seconds=FAST.batch_seconds,
-        retry_max_seconds=FAST.retry_max_seconds,
-    )
+    return replace(FAST, spool_dir=str(tmp_path / "spool"))
 
 
 @pytest.mark.parametrize("kind", ["bulk", "hec"])

@@ -172,9 +172,7 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
                 + ", ".join(network.name for network in parsed)
                 + " wait in memory only and are lost if undelivered at exit"
             )
-        limits = BatchLimits(
-            options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds
-        )
+        limits = BatchLimits(options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds)
         for network in parsed:
             spool = _open_spool(network.name, options)
             opened.append((QueuedDestination(network.transport, limits, spool), network))

@@ -97,7 +97,8 @@ class QueuedDestination:
             else:
                 self._drop(1)
                 return
-            self._dropping = False
+            if self._dropping and self._backlog_half_drained():
+                self._dropping = False  # the episode is over; the next drop warns again
             self._changed.notify()
 
     def counters(self) -> dict[str, int]:
@@ -136,6 +137,7 @@ class QueuedDestination:
             return spool.append(record)
         except OSError as error:
             if not self._dropping:
+                self._dropping = True  # this warning starts the episode; _drop stays quiet
                 warn(f"{self.name}: cannot write to the spool in {spool.directory}: {error.strerror or error}")
             return False
 
@@ -149,16 +151,25 @@ class QueuedDestination:
             self._counters["events_spooled"] += len(records)
         return kept
 
+    def _backlog_half_drained(self) -> bool:
+        if self._spool is not None:
+            return self._spool.size <= self._spool.limit // 2
+        return len(self._memory) <= self._limits.queue_events // 2
+
     def _drop(self, count: int) -> None:
         self._counters["events_dropped"] += count
         if not self._dropping:
             self._dropping = True
             if self._spool is None:
-                warn(f"{self.name}: memory queue full ({self._limits.queue_events} events, no spool directory); "
-                     "dropping events until it drains")
+                warn(
+                    f"{self.name}: memory queue full ({self._limits.queue_events} events, no spool directory); "
+                    "dropping events until it drains"
+                )
             else:
-                warn(f"{self.name}: spool full ({self._spool.limit} bytes in {self._spool.directory}); "
-                     "dropping events until it drains")
+                warn(
+                    f"{self.name}: spool full ({self._spool.limit} bytes in {self._spool.directory}); "
+                    "dropping events until it drains"
+                )
 
     def _run(self) -> None:
         failures = 0

@@ -8,6 +8,11 @@ What "delivered" means here: for TCP and TLS, the kernel accepted the bytes (``s
 connection the receiver closed is noticed before the next send and reopened, but bytes the kernel took just
 before the receiver died can still be lost; syslog has no application acknowledgement (RELP would).
 UDP has no delivery signal at all: a datagram sent counts as delivered.
+
+A receiver may accept a connection and drop it at once: rsyslog does so after a TLS handshake when it
+does not like the client's certificate (or its absence), and a TLS 1.3 server's verdict on the client
+certificate only arrives after the client's handshake is over. Messages sent on such a connection would be
+lost, again on every reconnection, so a new connection is given a moment to be dropped before it is used.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sniffer.outputs.delivery import DeliveryError, Sent
 _PRI = 16 * 8 + 6  # local0.info
 _CONNECT_SECONDS = 5.0
 _SEND_SECONDS = 30.0
+_SETTLE_SECONDS = 0.25  # how long a new connection may take to be refused after the handshake
 
 
 def _header_text(value: str, limit: int) -> str:
@@ -76,6 +82,10 @@ class SyslogTransport:
 
     def close(self) -> None:
         if self._socket is not None:
+            with contextlib.suppress(OSError, ValueError):
+                if isinstance(self._socket, ssl.SSLSocket):
+                    self._socket.setblocking(False)  # send close_notify; do not wait for the receiver's
+                    self._socket.unwrap()
             with contextlib.suppress(OSError):
                 self._socket.close()
             self._socket = None
@@ -117,6 +127,11 @@ class SyslogTransport:
             self.close()
             reason = getattr(error, "strerror", None) or error
             raise DeliveryError(f"cannot connect to {self.name}: {reason}") from error
+        select.select([self._socket], [], [], _SETTLE_SECONDS)
+        if _peer_closed(self._socket):
+            self.close()
+            hint = " (does it want a client certificate it trusts?)" if self._tls is not None else ""
+            raise DeliveryError(f"{self.name} closed the connection as soon as it was made{hint}")
         return self._socket
 
 

@@ -1,0 +1,242 @@
+"""Syslog outputs into a real rsyslogd on loopback (UDP via imudp, TCP via imptcp, TLS via imtcp + gtls).
+
+The test starts rsyslogd in the foreground with its own config, pid file and work directory in tmp_path;
+it writes each message's RFC 5424 fields and MSG to a file, which the test reads back.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import shutil
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from sniffer.outputs import DeliveryOptions, open_outputs
+from tests.helpers import PCAPS
+from tests.receivers import free_port, sample_events, wait_until
+
+RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
+GTLS = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so")
+QUICK = DeliveryOptions(batch_events=10, batch_seconds=0.02, retry_max_seconds=0.1)
+_FIELDS = "%pri% %app-name% %procid% %msgid% %structured-data% %inputname% %msg%\\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Rsyslog:
+    udp: int
+    tcp: int
+    tls: int
+    received: Path
+    ca: Path  # the CA that signed rsyslogd's certificate and must sign the client's
+    process: subprocess.Popen[bytes]
+
+    def messages(self) -> list[dict[str, Any]]:
+        lines = self.received.read_text(encoding="utf-8").splitlines() if self.received.exists() else []
+        return [_fields(line) for line in lines]
+
+
+def _fields(line: str) -> dict[str, Any]:
+    pri, app, procid, msgid, structured, inputname, msg = line.split(" ", 6)
+    return {"pri": pri, "app": app, "procid": procid, "msgid": msgid, "sd": structured, "input": inputname, "msg": msg}
+
+
+def _server_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by the test CA in pcaps/pki (which also signed the client's)."""
+    ca_cert = x509.load_pem_x509_certificate((PCAPS / "pki" / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((PCAPS / "pki" / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsyslog.helloscope.test")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = directory / "rsyslog.pem", directory / "rsyslog.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def _start(config: Path, pid: Path) -> subprocess.Popen[bytes]:
+    assert RSYSLOGD is not None
+    with open(config.with_name("rsyslogd.err"), "ab") as errors:  # a file: a full pipe would stall rsyslogd
+        return subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(pid)], stdout=errors, stderr=errors)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(10)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(5)
+
+
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Iterator[tuple[Rsyslog, Path]]:
+    """A running rsyslogd and its config file (to restart it with)."""
+    if RSYSLOGD is None:
+        pytest.skip("rsyslogd is not installed (Debian package rsyslog; .ci/run installs it)")
+    if not GTLS.exists():
+        pytest.skip("rsyslog's TLS driver is not installed (Debian package rsyslog-gnutls)")
+    work = tmp_path / "rsyslog"
+    work.mkdir()
+    cert, key = _server_certificate(work)
+    config = work / "rsyslog.conf"
+    udp, tcp, tls, received, ca = (
+        free_port(socket.SOCK_DGRAM),
+        free_port(),
+        free_port(),
+        work / "received.log",
+        PCAPS / "pki/ca.pem",
+    )
+    config.write_text(
+        f"""
+global(workDirectory="{work}" maxMessageSize="64k"
+       defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"
+       defaultNetstreamDriverKeyFile="{key}")
+module(load="imudp")
+module(load="imptcp")
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
+input(type="imudp" address="127.0.0.1" port="{udp}")
+input(type="imptcp" address="127.0.0.1" port="{tcp}")
+input(type="imtcp" address="127.0.0.1" port="{tls}")
+template(name="fields" type="string" string="{_FIELDS}")
+action(type="omfile" file="{received}" template="fields")
+"""
+    )
+    process = _start(config, work / "rsyslogd.pid")
+    daemon = Rsyslog(udp, tcp, tls, received, ca, process)
+    try:
+        if not wait_until(lambda: process.poll() is None and _listening(daemon.tcp) and _listening(daemon.tls)):
+            _stop(process)
+            pytest.fail(f"rsyslogd did not start: {(work / 'rsyslogd.err').read_text(errors='replace')}")
+        yield daemon, config
+    finally:
+        _stop(process)
+
+
+def _arrived(daemon: Rsyslog, count: int) -> list[dict[str, Any]]:
+    wait_until(lambda: len(daemon.messages()) >= count)
+    return daemon.messages()
+
+
+@pytest.mark.parametrize("protocol", ["udp", "tcp", "tls"])
+def test_rsyslog_receives_every_event_intact_one_per_message(
+    rsyslog: tuple[Rsyslog, Path], protocol: str, tmp_path: Path
+) -> None:
+    daemon, _ = rsyslog
+    port = {"udp": daemon.udp, "tcp": daemon.tcp, "tls": daemon.tls}[protocol]
+    spec = f"syslog+{protocol}://127.0.0.1:{port}"
+    if protocol == "tls":
+        spec += f"?ca={daemon.ca}&cert={PCAPS / 'pki/client.pem'}&key={PCAPS / 'pki/client.key'}"
+    events = sample_events(24)  # every documented outcome, and the hostile server name, four times
+    outputs = open_outputs([spec], QUICK)
+    for event in events:
+        outputs.write(event)
+    outputs.close(timeout=10)
+
+    messages = _arrived(daemon, len(events))
+    assert [json.loads(message["msg"]) for message in messages] == events
+    assert {message["input"] for message in messages} == {"udp": {"imudp"}, "tcp": {"imptcp"}, "tls": {"imtcp"}}[
+        protocol
+    ]
+    assert {(m["pri"], m["app"], m["msgid"], m["sd"]) for m in messages} == {("134", "helloscope", "tls", "-")}
+    assert outputs.counters()["events_written"] == len(events)
+
+
+def test_udp_event_too_large_for_a_datagram_is_counted_and_the_next_still_arrives(
+    rsyslog: tuple[Rsyslog, Path],
+) -> None:
+    daemon, _ = rsyslog
+    huge, normal = sample_events(2)
+    huge["tls"]["client"]["server_name"] = "x" * 70_000  # over the 65,507 bytes a UDP datagram can carry
+    outputs = open_outputs([f"syslog+udp://127.0.0.1:{daemon.udp}"], QUICK)
+    outputs.write(huge)
+    outputs.write(normal)
+    outputs.close(timeout=10)
+    assert [json.loads(message["msg"]) for message in _arrived(daemon, 1)] == [normal]
+    assert (outputs.counters()["events_rejected"], outputs.counters()["events_written"]) == (1, 1)
+
+
+def test_tcp_reconnects_after_rsyslog_restarts_and_loses_nothing(rsyslog: tuple[Rsyslog, Path], tmp_path: Path) -> None:
+    daemon, config = rsyslog
+    events = sample_events(20)
+    outputs = open_outputs([f"syslog+tcp://127.0.0.1:{daemon.tcp}"], QUICK)
+    for event in events[:10]:
+        outputs.write(event)
+    assert wait_until(lambda: len(daemon.messages()) == 10)
+
+    # Restart: the daemon the fixture started goes away; a second one takes the same ports and file.
+    _stop(daemon.process)
+    for event in events[10:]:
+        outputs.write(event)
+    assert wait_until(lambda: outputs.counters()["outputs_retried"] >= 1)
+    second = _start(config, config.parent / "rsyslogd.pid")
+    try:
+        outputs.close(timeout=15)
+        assert [json.loads(message["msg"]) for message in _arrived(daemon, 20)] == events
+    finally:
+        _stop(second)
+    assert outputs.counters()["events_written"] == 20
+
+
+def test_tls_refuses_a_receiver_its_ca_did_not_sign_and_keeps_the_events(
+    rsyslog: tuple[Rsyslog, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon, _ = rsyslog
+    wrong_ca = PCAPS / "pki" / "untrusted-ca.pem"
+    options = DeliveryOptions(spool_dir=str(tmp_path / "spool"), batch_seconds=0.02, retry_max_seconds=0.1)
+    outputs = open_outputs([f"syslog+tls://127.0.0.1:{daemon.tls}?ca={wrong_ca}"], options)
+    outputs.write(sample_events(1)[0])
+    assert wait_until(lambda: outputs.counters()["outputs_retried"] >= 2)
+    outputs.close(timeout=0.2)
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
+    assert daemon.messages() == [] and outputs.counters()["events_written"] == 0
+    assert list((tmp_path / "spool").glob("*/*.seg"))  # kept for a run with the right CA
+
+
+def test_tls_without_the_client_certificate_rsyslog_demands_keeps_the_events(
+    rsyslog: tuple[Rsyslog, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    daemon, _ = rsyslog
+    options = DeliveryOptions(spool_dir=str(tmp_path / "spool"), batch_seconds=0.02, retry_max_seconds=0.1)
+    outputs = open_outputs([f"syslog+tls://127.0.0.1:{daemon.tls}?ca={daemon.ca}"], options)
+    for event in sample_events(3):
+        outputs.write(event)
+    assert wait_until(lambda: outputs.counters()["outputs_retried"] >= 2)
+    outputs.close(timeout=0.2)
+    # rsyslog completes the handshake, then drops the connection: noticed before anything is sent on it,
+    # so nothing counts as written and all three wait on disk.
+    assert daemon.messages() == [] and outputs.counters()["events_written"] == 0
+    assert outputs.counters()["events_spooled"] == 3
+    assert "closed the connection as soon as it was made (does it want a client certificate" in capsys.readouterr().err
