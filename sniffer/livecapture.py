@@ -69,8 +69,10 @@ _SIOCGIFHWADDR: Final = 0x8927
 
 # <linux/if_arp.h> device types and the link type libpcap gives them.
 _ARPHRD_LOOPBACK: Final = 772
-_ETHERNET_LIKE: Final = frozenset({1, 6, _ARPHRD_LOOPBACK})  # ETHER, IEEE802, LOOPBACK
-_RAW_IP_DEVICES: Final = frozenset({0xFFFE, 519, 768, 769, 776})  # NONE, RAWIP, TUNNEL, TUNNEL6, SIT
+_ETHERNET_LIKE: Final = frozenset({1, _ARPHRD_LOOPBACK})  # ETHER, LOOPBACK
+# Devices without header_ops: a packet socket gets the bare IP packet. NONE (tun, WireGuard), RAWIP, PPP,
+# TUNNEL (ipip), TUNNEL6, SIT.
+_RAW_IP_DEVICES: Final = frozenset({0xFFFE, 519, 512, 768, 769, 776})
 LINKTYPE_ETHERNET: Final = 1
 LINKTYPE_RAW: Final = 101
 _DLT: Final = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 12}  # pcap_open_dead takes Linux DLT_ numbers
@@ -356,7 +358,13 @@ class LiveCapture:
         packets: list[Packet] = []
         ready = [sock for sock in self._sockets if sock.ready()]
         if not ready:
-            ready = [self._by_fd[fd] for fd, _event in self._poller.poll(max(0, math.ceil(timeout * 1000)))]
+            for fd, event in self._poller.poll(max(0, math.ceil(timeout * 1000))):
+                sock = self._by_fd[fd]
+                if event & select.POLLERR:
+                    # The interface went down (ENETDOWN). Capture resumes by itself when it comes back up;
+                    # reading the error clears it, or every poll would return at once for it.
+                    sock.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                ready.append(sock)
         for sock in ready:
             sock.read(packets, self._BLOCKS_PER_POLL)
         return packets

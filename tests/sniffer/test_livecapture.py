@@ -47,6 +47,9 @@ except LiveCaptureError as error:
     print(json.dumps({"error": str(error)}), flush=True)
     sys.exit(2)
 
+def address(packed):
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
 def echo(listener):
     while True:
         connection, _ = listener.accept()
@@ -67,10 +70,10 @@ while time.monotonic() < deadline:
         for timestamp, linktype, frame in capture.poll(0.02):
             segment = decode(linktype, bytes(frame))
             seen[member].append({
-                "time": timestamp, "linktype": linktype, "length": len(frame),
+                "time": timestamp, "linktype": linktype, "length": len(frame), "head": bytes(frame[:16]).hex(),
                 "segment": None if segment is None else {
-                    "proto": segment.proto, "src": socket.inet_ntop(socket.AF_INET, segment.src),
-                    "dst": socket.inet_ntop(socket.AF_INET, segment.dst), "sport": segment.sport,
+                    "proto": segment.proto, "src": address(segment.src), "dst": address(segment.dst),
+                    "sport": segment.sport,
                     "dport": segment.dport, "seq": segment.seq, "flags": segment.flags,
                     "payload": segment.payload.hex(), "snapped": segment.snapped}})
     if stdin_open and select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline():
@@ -96,6 +99,22 @@ for item in sys.argv[1:]:
         while len(echoed) < len(data):
             echoed += sock.recv(65536)
         assert echoed == data
+"""
+
+
+# Runs in the server namespace: holds tun9 open (a tun device has carrier only while a process holds
+# it), then lets the kernel send a UDP datagram and a TCP SYN out through it.
+TUN_TRAFFIC = rf"""
+import fcntl, os, socket, struct, time
+tun = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(tun, 0x400454CA, struct.pack("16sH14x", b"tun9", 0x0001 | 0x1000))  # TUNSETIFF, IFF_TUN|IFF_NO_PI
+time.sleep(0.2)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"through tun", ("198.18.9.2", {OTHER_PORT}))
+with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    sock.setblocking(False)
+    sock.connect_ex(("198.18.9.2", {ECHO_PORT}))
+    time.sleep(0.2)
 """
 
 
@@ -140,8 +159,8 @@ class CaptureChild:
 def capture_child(netns_link: Link) -> Iterator[Any]:  # noqa: F811
     children: list[CaptureChild] = []
 
-    def start(**spec: Any) -> CaptureChild:
-        child = CaptureChild(netns_link.server, {"interfaces": [netns_link.server.interface], **spec})
+    def start(host: Host | None = None, **spec: Any) -> CaptureChild:
+        child = CaptureChild(host or netns_link.server, {"interfaces": [netns_link.server.interface], **spec})
         children.append(child)
         return child
 
@@ -252,6 +271,70 @@ def test_loopback_packets_are_seen_once_with_ethernet_framing(netns_link: Link, 
     assert [bytes.fromhex(s["payload"]) for s in linked if s["payload"]] == [b"linked", b"linked"]
     every = [(s["src"], s["sport"], s["seq"], s["flags"], s["payload"]) for s in looped]
     assert len(every) == len(set(every)), "a loopback packet was seen twice"
+
+
+def ip_in(host: Host, *commands: str) -> None:
+    """Run ``ip``/``bridge`` commands (one per string) in ``host``'s namespace, or skip if the kernel can't."""
+    for command in commands:
+        done = host.run(*command.split())
+        if done.returncode != 0:
+            pytest.skip(f"{command!r}: {done.stderr.strip()}")
+
+
+def test_vlan_tags_the_kernel_took_out_are_put_back(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
+    # The server's end of the link becomes a VLAN-filtering bridge port that tags VLAN 5 on the way out.
+    # The tag travels beside the frame (skb metadata), so the client's packet socket gets it separately.
+    server, client = netns_link.server, netns_link.client
+    peer_mac = json.loads(client.run("ip", "-j", "link", "show", client.interface).stdout)[0]["address"]
+    ip_in(
+        server,
+        "ip link add br9 type bridge vlan_filtering 1",
+        f"ip link set {server.interface} master br9",
+        f"bridge vlan add vid 5 dev {server.interface}",
+        "bridge vlan add vid 5 dev br9 self pvid untagged",
+        "ip link set br9 up",
+        "ip addr add 198.18.9.1/24 dev br9",
+        f"ip neigh replace 198.18.9.2 lladdr {peer_mac} dev br9 nud permanent",
+    )
+    # no "vlan" filter: compiled offline, libpcap assumes the tag is inside the frame, where the kernel's
+    # filter will not find it
+    child = capture_child(host=client, interfaces=[client.interface])
+    assert child.hello.get("ready"), child.hello
+    done = server.run(sys.executable, "-c", TRAFFIC_CHILD, f"udp:198.18.9.2:{OTHER_PORT}:{b'tagged'.hex()}")
+    assert done.returncode == 0, done.stderr
+    seen = child.finish()
+
+    packets = [p for p in seen.members[0] if p["segment"] and p["segment"]["dport"] == OTHER_PORT]
+    assert [bytes.fromhex(p["segment"]["payload"]) for p in packets] == [b"tagged"]
+    assert packets[0]["head"][24:32] == "81000005"  # TPID 0x8100, VLAN 5, back in the frame
+
+
+def test_device_without_link_header_gives_raw_ip(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
+    # A tun device: the kernel's own packets to 198.18.9.2 leave through it as bare IP.
+    server = netns_link.server
+    ip_in(server, "ip tuntap add dev tun9 mode tun", "ip addr add 198.18.9.1/24 dev tun9", "ip link set tun9 up")
+    child = capture_child(interfaces=["tun9"], bpf=f"udp port {OTHER_PORT}")
+    assert child.hello.get("ready"), child.hello
+    done = server.run(sys.executable, "-c", TUN_TRAFFIC, timeout=30)
+    assert done.returncode == 0, done.stderr
+    seen = child.finish()
+
+    packets = seen.members[0]
+    assert packets and all(p["linktype"] == 101 and p["head"].startswith("45") for p in packets)
+    # the filter, compiled for raw IP, let the datagram through and kept the TCP SYN out
+    assert [(s["proto"], bytes.fromhex(s["payload"])) for s in seen.segments] == [(17, b"through tun")]
+
+
+def test_capture_resumes_when_the_interface_comes_back_up(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
+    server = netns_link.server
+    child = capture_child(bpf=f"tcp port {ECHO_PORT}")
+    assert child.hello.get("ready"), child.hello
+    send(netns_link.client, tcp(b"before"))
+    ip_in(server, f"ip link set {server.interface} down", f"ip link set {server.interface} up")
+    ip_in(server, f"ip addr replace {SERVER_ADDRESS}/24 dev {server.interface}")
+    send(netns_link.client, tcp(b"after"))
+    seen = child.finish()
+    assert [bytes.fromhex(s["payload"]) for s in seen.segments if s["payload"]] == [b"before"] * 2 + [b"after"] * 2
 
 
 def test_promiscuous_mode_is_set_while_capturing_and_only_when_asked(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
