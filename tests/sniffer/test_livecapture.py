@@ -38,7 +38,8 @@ from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, d
 
 spec = json.loads(sys.argv[1])
 options = CaptureOptions(tuple(spec["interfaces"]), bpf=spec.get("bpf"), snaplen=spec.get("snaplen", 262144),
-                         promiscuous=spec.get("promiscuous", True), fanout_group=spec.get("fanout_group"))
+                         promiscuous=spec.get("promiscuous", True), fanout_group=spec.get("fanout_group"),
+                         buffer_mb=spec.get("buffer_mb", 64))
 try:
     captures = [LiveCapture(options) for _ in range(spec.get("members", 1))]
     if spec.get("user"):
@@ -62,7 +63,10 @@ listener = socket.create_server((spec["listen"], spec["port"]))
 threading.Thread(target=echo, args=(listener,), daemon=True).start()
 print(json.dumps({"ready": True, "uid": os.getuid()}), flush=True)
 
+if spec.get("hold"):  # let the traffic pile up in the ring until the test says go
+    sys.stdin.readline()
 seen = [[] for _ in captures]
+early_stats = None
 deadline = time.monotonic() + spec["deadline"]
 stdin_open = True
 while time.monotonic() < deadline:
@@ -76,22 +80,27 @@ while time.monotonic() < deadline:
                     "sport": segment.sport,
                     "dport": segment.dport, "seq": segment.seq, "flags": segment.flags,
                     "payload": segment.payload.hex(), "snapped": segment.snapped}})
+        if seen[member] and early_stats is None:
+            early_stats = captures[0].kernel_stats()
     if stdin_open and select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline():
         stdin_open = False
         deadline = min(deadline, time.monotonic() + 0.3)  # what is still in flight
 stats = [capture.kernel_stats() for capture in captures]
-print(json.dumps({"seen": seen, "stats": [[s.received, s.dropped] for s in stats]}), flush=True)
+print(json.dumps({"seen": seen, "stats": [[s.received, s.dropped] for s in stats],
+                  "early_stats": early_stats and [early_stats.received, early_stats.dropped]}), flush=True)
 """
 
-# Runs in the client namespace: each argument "tcp:HOST:PORT:HEXPAYLOAD" or "udp:HOST:PORT:HEXPAYLOAD".
+# Runs in the client namespace: each argument "tcp:HOST:PORT:HEXPAYLOAD" (one connection, echoed back) or
+# "udp:HOST:PORT:HEXPAYLOAD[:COUNT]" (COUNT datagrams, default 1).
 TRAFFIC_CHILD = r"""
 import socket, sys
 for item in sys.argv[1:]:
-    kind, host, port, payload = item.split(":")
+    kind, host, port, payload, *count = item.split(":")
     data = bytes.fromhex(payload)
     if kind == "udp":
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.sendto(data, (host, int(port)))
+            for _ in range(int(count[0]) if count else 1):
+                sock.sendto(data, (host, int(port)))
         continue
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(data)
@@ -124,6 +133,7 @@ class Seen:
 
     members: list[list[dict[str, Any]]]
     stats: list[tuple[int, int]]
+    early_stats: tuple[int, int] | None  # the first capture's counters as soon as it had seen a packet
 
     @property
     def segments(self) -> list[dict[str, Any]]:
@@ -147,7 +157,14 @@ class CaptureChild:
         self.process.stdin.close()
         report = json.loads(self.process.stdout.read())  # the child's own deadline bounds this
         self.process.wait(timeout=10)
-        return Seen(report["seen"], [tuple(pair) for pair in report["stats"]])
+        early = report["early_stats"]
+        return Seen(report["seen"], [tuple(pair) for pair in report["stats"]], tuple(early) if early else None)
+
+    def go(self) -> None:
+        """Let a child started with ``hold=True`` start reading its ring."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -219,6 +236,21 @@ def test_bpf_filter_keeps_only_matching_packets(netns_link: Link, capture_child:
     assert all(s["proto"] == 6 and ECHO_PORT in (s["sport"], s["dport"]) for s in segments)
     assert any(bytes.fromhex(s["payload"]) == b"me" for s in segments)
     assert seen.stats[0][0] == len(segments)  # the kernel counts only what passed the filter
+
+
+def test_kernel_drops_are_counted_and_counters_add_up_across_reads(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
+    # A 2 MiB ring (the smallest) that nobody reads while 40,000 datagrams arrive: the kernel must drop.
+    child = capture_child(bpf=f"udp port {OTHER_PORT}", buffer_mb=1, hold=True)
+    assert child.hello.get("ready"), child.hello
+    send(netns_link.client, f"udp:{SERVER_ADDRESS}:{OTHER_PORT}:{b'flood'.hex()}:40000")
+    child.go()
+    seen = child.finish()
+
+    captured = len(seen.members[0])
+    received, dropped = seen.stats[0]
+    assert captured > 0 and dropped > 0
+    assert received == captured + dropped  # tcpdump's meaning: received by filter, of which dropped
+    assert seen.early_stats is not None and received >= seen.early_stats[0] and dropped >= seen.early_stats[1]
 
 
 def test_snaplen_cuts_frames_and_decode_sees_what_was_cut(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
