@@ -109,17 +109,19 @@ def _open_append(path: str) -> TextIO:
         raise OutputError(f"cannot open output file {path}: {error.strerror or error}") from None
 
 
+Encoder = Callable[[Mapping[str, Any], str], bytes]  # (event, its JSON text) -> one record for the destination
+
+
 @dataclass(frozen=True, slots=True)
 class _Network:
     """A network destination as parsed from its spec, before anything is opened."""
 
-    name: str  # scheme://host:port/path, no secrets: for messages and the spool directory
-    transport: Transport
-    encode: Callable[[Mapping[str, Any], str], bytes]
+    transport: Transport  # its name (scheme://host:port/path, no secrets) keys the spool directory
+    encode: Encoder
 
 
 class Outputs:
-    def __init__(self, streams: list[_StreamOutput], networks: list[tuple[QueuedDestination, _Network]]) -> None:
+    def __init__(self, streams: list[_StreamOutput], networks: list[tuple[QueuedDestination, Encoder]]) -> None:
         self._streams = streams
         self._networks = networks
 
@@ -129,8 +131,8 @@ class Outputs:
         for stream in self._streams:
             stream.write(line)
         text = line.removesuffix("\n")
-        for destination, network in self._networks:
-            destination.write(network.encode(event, text))
+        for destination, encode in self._networks:
+            destination.write(encode(event, text))
 
     def reopen(self) -> None:
         """SIGHUP (logrotate): file outputs reopen their path before their next event."""
@@ -159,23 +161,27 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
     """Open every destination named by ``specs``; OutputError (one line) for the first unusable one."""
     streams: list[_StreamOutput] = []
     parsed: list[_Network] = []
-    opened: list[tuple[QueuedDestination, _Network]] = []
+    opened: list[tuple[QueuedDestination, Encoder]] = []
     try:
         for spec in specs:
             if "://" in spec and not spec.startswith("file:"):
                 parsed.append(_parse_network(spec, options))
             else:
                 streams.append(_parse_stream(spec))
+        names = [network.transport.name for network in parsed]
+        if len(set(names)) < len(names):
+            raise OutputError(
+                f"an output is named twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}"
+            )
         if parsed and options.spool_dir is None:
             warn(
-                "no spool directory: events for "
-                + ", ".join(network.name for network in parsed)
-                + " wait in memory only and are lost if undelivered at exit"
+                f"no spool directory: events for {', '.join(names)} wait in memory only "
+                "and are lost if undelivered at exit"
             )
         limits = BatchLimits(options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds)
         for network in parsed:
-            spool = _open_spool(network.name, options)
-            opened.append((QueuedDestination(network.transport, limits, spool), network))
+            spool = _open_spool(network.transport.name, options)
+            opened.append((QueuedDestination(network.transport, limits, spool), network.encode))
     except OutputError:
         for stream in streams:
             stream.close()
@@ -214,7 +220,7 @@ def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
         port = port or _SYSLOG_PORTS[protocol]
         name = f"{scheme}://{shown_host}:{port}"
         tls = _tls_context(name, query) if protocol == "tls" else None
-        return _Network(name, SyslogTransport(name, host, port, protocol, tls), syslog_message)
+        return _Network(SyslogTransport(name, host, port, protocol, tls), syslog_message)
     linger = options.batch_seconds
     if scheme in ("http", "https"):
         port = port or (443 if scheme == "https" else 9200)
@@ -229,7 +235,7 @@ def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
         transport = HttpTransport(
             name, host=host, port=port, path=path, headers=headers, linger=linger, tls=tls, outcome=bulk_outcome
         )
-        return _Network(name, transport, bulk_record(index))
+        return _Network(transport, bulk_record(index))
     if scheme in ("hec", "hecs"):
         port = port or 8088
         path = url.path or _HEC_PATH
@@ -242,7 +248,7 @@ def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
         transport = HttpTransport(
             name, host=host, port=port, path=path, headers=headers, linger=linger, tls=tls, outcome=whole_batch_outcome
         )
-        return _Network(name, transport, hec_record)
+        return _Network(transport, hec_record)
     raise OutputError(f"output {spec!r} has an unknown scheme {url.scheme!r}; accepted forms: {ACCEPTED_FORMS}")
 
 

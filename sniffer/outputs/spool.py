@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _HEADER = struct.Struct(">II")
 _SUFFIX = ".seg"
@@ -60,7 +61,8 @@ class Spool:
         for segment in [seq for seq in self._sizes if seq < self._ack.segment]:
             self._remove_segment(segment)
         self._next_segment = max(max(self._sizes, default=-1) + 1, self._ack.segment)
-        self._writer: Position | None = None  # the segment this run appends to, and its size
+        self._writer: Position | None = None  # the segment this run appends to, and its size ...
+        self._stream: BinaryIO | None = None  # ... open for appending
         self._torn_segments: set[int] = set()
         self.torn = 0
 
@@ -74,16 +76,18 @@ class Spool:
         needed = _HEADER.size + len(record)
         if self.size + needed > self.limit:
             return False
-        if self._writer is None or self._writer.offset >= self._segment_bytes:
+        if self._writer is None or self._stream is None or self._writer.offset >= self._segment_bytes:
+            self._stop_writing()
+            self._stream = open(self._path(self._next_segment), "ab")  # noqa: SIM115 - until the segment is full
             self._writer = Position(self._next_segment, 0)
             self._next_segment += 1
         segment = self._writer.segment
         try:
-            with open(self._path(segment), "ab") as stream:
-                stream.write(_HEADER.pack(len(record), zlib.crc32(record)) + record)
+            self._stream.write(_HEADER.pack(len(record), zlib.crc32(record)) + record)
+            self._stream.flush()
         except OSError:
             # A partial write is a torn record: later appends go to a fresh segment, behind it.
-            self._writer = None
+            self._stop_writing()
             with contextlib.suppress(OSError):
                 self._sizes[segment] = self._path(segment).stat().st_size
             raise
@@ -121,7 +125,7 @@ class Spool:
         self._write_ack(Position(new_head, 0))
         self._remove_segment(head)
         if self._writer is not None and self._writer.segment == head:
-            self._writer = None  # never append behind the copy of a segment's tail
+            self._stop_writing()  # never append behind the copy of a segment's tail
         return True
 
     def peek(self, max_records: int, max_bytes: int) -> tuple[list[bytes], Position]:
@@ -157,20 +161,28 @@ class Spool:
         for segment in [seq for seq in self._sizes if seq < position.segment]:
             self._remove_segment(segment)
         if self._writer is not None and self._writer.segment < position.segment:
-            self._writer = None
+            self._stop_writing()
         if self._sizes and sum(self._sizes.values()) - position.offset > 0:
             self._write_ack(position)
             return
         # Empty: start afresh so the directory does not keep a fully read segment around.
         for segment in list(self._sizes):
             self._remove_segment(segment)
-        self._writer = None
+        self._stop_writing()
         self._ack = Position(self._next_segment, 0)
         with contextlib.suppress(FileNotFoundError):
             (self.directory / "ack").unlink()
 
     def close(self) -> None:
+        self._stop_writing()
         self._lock.close()  # releases the flock
+
+    def _stop_writing(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(OSError):
+                self._stream.close()
+        self._stream = None
+        self._writer = None
 
     def _torn(self, segment: int, end: int) -> int:
         if segment not in self._torn_segments:

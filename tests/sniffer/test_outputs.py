@@ -210,3 +210,8 @@ def test_without_a_spool_undelivered_events_are_counted_lost_at_close(capsys: py
     outputs.close(timeout=0.1)
     assert outputs.counters()["events_dropped"] == 3
     assert "3 undelivered events are lost (no spool directory)" in capsys.readouterr().err
+
+
+def test_the_same_destination_twice_is_refused() -> None:
+    with pytest.raises(OutputError, match="named twice: syslog\\+udp://127.0.0.1:514"):
+        open_outputs(["syslog+udp://127.0.0.1", "syslog+udp://127.0.0.1:514"], DeliveryOptions())
