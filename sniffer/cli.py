@@ -25,15 +25,17 @@ from sniffer import __version__
 from sniffer.capture import CaptureError, CaptureReader, open_capture
 from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
-from sniffer.interim_outputs import DeliveryOptions, OutputError, Outputs, open_outputs
-from sniffer.live import Sensor, SensorSettings, Signals, run_sensor
+from sniffer.live import SensorSettings, Signals, run_sensor, run_sensor_workers
 from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, drop_privileges
+from sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
+from sniffer.parallel import WorkerError
 from sniffer.pipeline import feed_capture
 from sniffer.render import Summary, connections_table, print_summary
 from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
 
 EXIT_STRICT = 1
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -325,7 +327,6 @@ def live(
     """
     selected = _field_paths(fields, "json", outputs)
     observer = Observer(sensor_name or socket.gethostname())
-    capture = CaptureOptions(tuple(interfaces), bpf, snaplen, not no_promisc)
     settings = SensorSettings(
         Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout),
         observer,
@@ -333,24 +334,65 @@ def live(
         tuple(keylogs),
         write_pcap,
     )
+    # One capture per worker, all in one fanout group (the kernel hashes each flow to one of them).
+    capture = CaptureOptions(
+        tuple(interfaces), bpf, snaplen, not no_promisc, fanout_group=os.getpid() & 0xFFFF if workers > 1 else None
+    )
+
+    def select(event: dict[str, Any]) -> dict[str, Any]:
+        return select_fields(event, selected) if selected else event
+
+    def open_sink() -> Outputs:
+        sink = _open_outputs(outputs or ("-",), spool_dir, spool_limit)
+        _log(f"listening on {', '.join(interfaces)}" + (f" with {workers} workers" if workers > 1 else ""))
+        return sink
+
     signals = Signals()
     with signals.installed():
-        source = _capture(capture)
+        sources: list[LiveCapture] = []
         try:
+            for _ in range(workers):
+                sources.append(_capture(capture))
             if user is not None:
-                _drop_privileges(user)
-            sink = _open_outputs(outputs or ("-",), spool_dir, spool_limit)
-            try:
-                sensor = _sensor(source, settings, sink, selected)
-            except BaseException:
-                sink.close()
-                raise
-            _log(f"listening on {', '.join(interfaces)}")
-            stopped_by = run_sensor(sensor, sink, signals, observer, stats_interval, _log)
+                _drop_privileges(user)  # the sockets are open; nothing else is yet
+            for path in keylogs:
+                _check_readable(path)
+            if workers == 1:
+                stopped_by: int | None = _run_in_process(
+                    sources[0], settings, open_sink(), select, signals, stats_interval
+                )
+            else:
+                try:
+                    stopped_by = run_sensor_workers(sources, settings, open_sink, select, stats_interval, _log)
+                except WorkerError as error:
+                    raise _Failed(str(error)) from None
         finally:
-            source.close()
+            for source in sources:
+                source.close()
     if stopped_by == signal.SIGINT:
         sys.exit(EXIT_INTERRUPTED)
+
+
+class _Failed(_Fail):
+    """The run broke down (a worker died): what was reported is delivered, the rest is lost."""
+
+    exit_code = EXIT_FAILED
+
+
+def _run_in_process(
+    source: LiveCapture,
+    settings: SensorSettings,
+    sink: Outputs,
+    select: Callable[[dict[str, Any]], dict[str, Any]],
+    signals: Signals,
+    stats_interval: float,
+) -> int:
+    try:
+        return run_sensor(source, settings, sink, select, signals, stats_interval, _log)
+    except (OSError, LiveCaptureError) as error:  # an unwritable --write-pcap file; a capture that broke
+        where = f"{error.filename}: " if isinstance(error, OSError) and error.filename else ""
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise _Failed(f"{where}{detail}") from None
 
 
 def _capture(options: CaptureOptions) -> LiveCapture:
@@ -367,14 +409,12 @@ def _drop_privileges(user: str) -> None:
         raise _Fail(str(error)) from None
 
 
-def _sensor(source: LiveCapture, settings: SensorSettings, sink: Outputs, selected: FieldPaths) -> Sensor:
-    def emit(event: dict[str, Any]) -> None:
-        sink.write(select_fields(event, selected) if selected else event)
-
+def _check_readable(path: str) -> None:
     try:
-        return Sensor(source, settings, emit, _log)
+        with open(path, "rb"):
+            pass
     except OSError as error:
-        raise _Fail(f"cannot open {error.filename}: {error.strerror}") from None
+        raise _Fail(f"cannot read key log {path}: {error.strerror}") from None
 
 
 def _log(message: str) -> None:

@@ -1,10 +1,12 @@
 """``helloscope live``: capture → decode → flow table → outputs, until SIGTERM or SIGINT.
 
 One :class:`Sensor` owns a frame source (a :class:`sniffer.livecapture.LiveCapture`), a flow table, the
-followed key logs and the optional handshake pcap; :func:`run_sensor` drives it and owns the signals,
-the periodic stats line and the outputs. Connections are reported when they conclude or go idle
-(``FlowTable.expire`` about once a second, also on a quiet link); on SIGTERM/SIGINT every pending one is
-reported before the outputs close. SIGHUP reopens the output files and the pcap (logrotate).
+followed key logs and the optional handshake pcap; :func:`serve` runs it. :func:`run_sensor` does so in
+this process; :func:`run_sensor_workers` in N worker processes (sniffer.parallel), one capture each in
+one fanout group, with the events written by the parent. Connections are reported when they conclude or
+go idle (``FlowTable.expire`` about once a second, also on a quiet link); on SIGTERM/SIGINT every
+pending one is reported before the outputs close. SIGHUP reopens the output files and the pcap files
+(logrotate); the parent passes it on to its workers.
 
 The final stats event (written to the outputs after the last connection) is shaped like an ECS metric::
 
@@ -14,11 +16,14 @@ The final stats event (written to the outputs after the last connection) is shap
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Protocol
 
@@ -27,10 +32,11 @@ from sniffer.events import ECS_VERSION, Observer, _iso, build_event
 from sniffer.flows import FlowTable, Limits
 from sniffer.keylog_follow import KeyLogFollower
 from sniffer.livecapture import KernelStats
+from sniffer.parallel import Job, Worker, run_workers
 from sniffer.pcapwriter import HandshakePcap
 from sniffer.pipeline import Frame, feed_frames
 from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats, sensor_counters
+from sniffer.stats import RunStats
 
 POLL_SECONDS: Final = 0.25  # longest wait for frames: bounds how late a signal or an idle sweep is seen
 EXPIRE_SECONDS: Final = 1.0  # idle sweeps on a quiet link
@@ -72,14 +78,23 @@ class SensorSettings:
 class Sensor:
     """One frame source and its flow table; every reported connection goes to ``emit`` as an event."""
 
-    def __init__(self, source: FrameSource, settings: SensorSettings, emit: Callable[[Event], None], log: Log) -> None:
-        self.stats = RunStats()
+    def __init__(
+        self,
+        source: FrameSource,
+        settings: SensorSettings,
+        emit: Callable[[Event], None],
+        log: Log,
+        stats: RunStats | None = None,
+    ) -> None:
+        self.stats = RunStats() if stats is None else stats
         self._source = source
         self._settings = settings
         self._emit = emit
         self._log = log
         self._keys = KeyLog()
         self._followers = [KeyLogFollower(path, self._keys) for path in settings.keylogs]
+        if not self._followers:
+            self._keys.seal()  # no key can arrive: the flow table need not keep encrypted records
         self._unreadable: set[str] = set()  # key logs already warned about, until readable again
         self._pcap = HandshakePcap(settings.write_pcap) if settings.write_pcap else None
         self._table = FlowTable(self._report, self.stats, settings.limits, settings.ports, self._keys)
@@ -118,11 +133,12 @@ class Sensor:
             self.stats.keylog_secrets += added
 
     def finish(self) -> None:
-        """Report every pending connection (stop requested)."""
+        """Report every pending connection (stop requested); the counters are final after this."""
         self.follow_keylogs()
         self._table.flush()
         if self._pcap is not None:
             self._pcap.close()
+        self.counters()
 
     def reopen(self) -> None:
         if self._pcap is not None:
@@ -131,15 +147,19 @@ class Sensor:
             except OSError as error:
                 self._log(f"warning: cannot reopen {self._pcap.path}: {error.strerror}; still writing the old file")
 
-    def kernel_stats(self) -> KernelStats:
-        return self._source.kernel_stats()
+    def counters(self) -> RunStats:
+        """The counters, with the kernel's brought up to date."""
+        kernel = self._source.kernel_stats()
+        self.stats.kernel_received = kernel.received
+        self.stats.kernel_dropped = kernel.dropped
+        return self.stats
 
     def _report(self, report: ConnectionReport) -> None:
         if self._pcap is not None:
             self._pcap.reported(report)
         self._emit(build_event(report, self._settings.observer))
         hello = report.client_hello
-        if hello is not None:
+        if hello is not None and not self._keys.sealed:
             # A sensor runs for days: a reported connection's secrets are not needed again.
             self._keys.discard(hello.random)
 
@@ -156,7 +176,9 @@ class Signals:
         return requested
 
     @contextmanager
-    def installed(self) -> Iterator[Signals]:
+    def installed(self, stops: bool = True) -> Iterator[Signals]:
+        """Handle SIGHUP, and with ``stops`` SIGTERM/SIGINT; the previous handlers come back after."""
+
         def on_stop(number: int, frame: FrameType | None) -> None:
             if self.stop is None:
                 self.stop = number
@@ -164,15 +186,36 @@ class Signals:
         def on_hangup(number: int, frame: FrameType | None) -> None:
             self._reopen = True
 
-        previous = {number: signal.getsignal(number) for number in (*STOP_SIGNALS, signal.SIGHUP)}
-        for number in STOP_SIGNALS:
-            signal.signal(number, on_stop)
+        numbers = (*STOP_SIGNALS, signal.SIGHUP) if stops else (signal.SIGHUP,)
+        previous = {number: signal.getsignal(number) for number in numbers}
+        if stops:
+            for number in STOP_SIGNALS:
+                signal.signal(number, on_stop)
         signal.signal(signal.SIGHUP, on_hangup)
         try:
             yield self
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
+
+
+def serve(
+    sensor: Sensor, signals: Signals, stats_interval: float, on_stats: Callable[[], None], on_hangup: Callable[[], None]
+) -> None:
+    """Feed the sensor until ``signals.stop`` is set (or an exception, such as a worker's stop, ends it),
+    calling ``on_stats`` every ``stats_interval`` seconds; then report everything pending."""
+    next_stats = time.monotonic() + stats_interval
+    try:
+        while signals.stop is None:
+            if signals.take_reopen():
+                on_hangup()
+                sensor.reopen()
+            sensor.step(POLL_SECONDS)
+            if time.monotonic() >= next_stats:
+                next_stats += stats_interval
+                on_stats()
+    finally:
+        sensor.finish()
 
 
 def stats_event(counters: Mapping[str, int], observer: Observer, start: float, end: float) -> Event:
@@ -199,31 +242,111 @@ def stats_line(counters: Mapping[str, int]) -> str:
 
 
 def run_sensor(
-    sensor: Sensor,
+    source: FrameSource,
+    settings: SensorSettings,
     outputs: EventSink,
+    select: Callable[[Event], Event],
     signals: Signals,
-    observer: Observer,
     stats_interval: float,
     log: Log,
 ) -> int:
-    """Run until a stop signal; report everything pending, write the stats event, close the outputs.
+    """Run in this process until a stop signal; returns that signal. The caller installed ``signals``
+    before opening the capture, so no signal can arrive unhandled. The outputs are closed however the
+    run ends; OSError for an unusable key log or pcap file, or a capture that fails."""
+    started = time.time()
+    try:
+        sensor = Sensor(source, settings, lambda event: outputs.write(select(event)), log)
+    except BaseException:
+        outputs.close()
+        raise
 
-    Returns the signal that stopped the run. The caller installs ``signals`` before opening the capture
-    so that no signal can arrive unhandled.
+    def log_stats() -> None:
+        log(stats_line(sensor.counters().as_dict() | outputs.counters()))
+
+    try:
+        serve(sensor, signals, stats_interval, log_stats, outputs.reopen)
+    finally:
+        _conclude(sensor.stats, outputs, settings.observer, started, log)
+    return signals.stop if signals.stop is not None else signal.SIGTERM
+
+
+def run_sensor_workers(
+    sources: Sequence[FrameSource],
+    settings: SensorSettings,
+    open_outputs: Callable[[], EventSink],
+    select: Callable[[Event], Event],
+    stats_interval: float,
+    log: Log,
+) -> int | None:
+    """Run one sensor per source, each in a worker process; the parent writes their events.
+
+    The sources must be open before (they are inherited by the forked workers) and privileges dropped.
+    The outputs are opened by the parent once its workers are started (sniffer.parallel forks them and
+    an output's sender threads must not exist then): at the first message, which every worker sends at
+    once. Returns the stop signal; raises sniffer.parallel.WorkerError when a worker fails, and whatever
+    ``open_outputs`` raises.
     """
     started = time.time()
-    next_stats = time.monotonic() + stats_interval
-    while signals.stop is None:
-        if signals.take_reopen():
-            outputs.reopen()
-            sensor.reopen()
-        sensor.step(POLL_SECONDS)
-        if time.monotonic() >= next_stats:
-            next_stats += stats_interval
-            log(stats_line(sensor_counters(sensor.stats, sensor.kernel_stats(), outputs.counters())))
-    sensor.finish()
-    counters = sensor_counters(sensor.stats, sensor.kernel_stats(), outputs.counters())
+    opened: list[EventSink] = []
+
+    def outputs() -> EventSink:
+        if not opened:
+            opened.append(open_outputs())
+        return opened[0]
+
+    def on_note(text: str) -> None:
+        outputs()
+        log(text)
+
+    def on_hangup(number: int, frame: FrameType | None) -> None:
+        if opened:
+            opened[0].reopen()
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGHUP)
+
+    jobs = [_sensor_job(source, settings, stats_interval) for source in sources]
+    previous = signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        outcome = run_workers(jobs, lambda event: outputs().write(select(event)), on_note=on_note)
+    except BaseException:
+        if opened:
+            opened[0].close()  # what the workers sent before the failure is delivered or spooled
+        raise
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    _conclude(outcome.stats, outputs(), settings.observer, started, log)
+    return outcome.stopped_by
+
+
+def _sensor_job(source: FrameSource, settings: SensorSettings, stats_interval: float) -> Job:
+    def job(worker: Worker) -> None:
+        name = f"worker {worker.index + 1} of {worker.count}"
+        mine = settings
+        if settings.write_pcap is not None:
+            mine = replace(settings, write_pcap=_worker_path(settings.write_pcap, worker.index))
+        signals = Signals()
+        with signals.installed(stops=False):  # the worker's stop is sniffer.parallel's SIGTERM
+            sensor = Sensor(source, mine, worker.emit, worker.note, worker.stats)
+            worker.note(f"{name} started")  # the parent opens its outputs at this first message
+
+            def note_stats() -> None:
+                worker.note(f"{name}: {stats_line(sensor.counters().as_dict())}")
+
+            serve(sensor, signals, stats_interval, note_stats, lambda: None)
+
+    return job
+
+
+def _worker_path(path: str, index: int) -> str:
+    """Worker ``index``'s own handshake file: a pcapng section cannot be shared by two writers."""
+    original = Path(path)
+    return str(original.with_name(f"{original.stem}.w{index + 1}{original.suffix}"))
+
+
+def _conclude(stats: RunStats, outputs: EventSink, observer: Observer, started: float, log: Log) -> None:
+    """The final stats line and event, then close the outputs."""
+    counters = stats.as_dict() | outputs.counters()
     log(stats_line(counters))
     outputs.write(stats_event(counters, observer, started, time.time()))
     outputs.close()
-    return signals.stop

@@ -3,19 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Protocol
-
-
-class KernelCounts(Protocol):
-    """The capture kernel's cumulative counters (sniffer.livecapture.KernelStats)."""
-
-    @property
-    def received(self) -> int: ...
-
-    @property
-    def dropped(self) -> int: ...
 
 
 @dataclass(slots=True)
@@ -40,6 +28,8 @@ class RunStats:
     stream_gaps: int = 0
     connections_with_anomalies: int = 0
     keylog_secrets: int = 0
+    kernel_received: int = 0  # live capture: packets the kernel passed to our sockets ...
+    kernel_dropped: int = 0  # ... and those it dropped for lack of buffer room (zero when reading files)
     decryption: Counter[str] = field(default_factory=Counter)  # connections by decryption status
 
     def as_dict(self) -> dict[str, int]:
@@ -47,13 +37,3 @@ class RunStats:
         flat = {item.name: getattr(self, item.name) for item in fields(self) if item.name != "decryption"}
         flat.update({f"decryption_{status}": count for status, count in sorted(self.decryption.items())})
         return flat
-
-
-def sensor_counters(stats: RunStats, kernel: KernelCounts, outputs: Mapping[str, int]) -> dict[str, int]:
-    """A live sensor's flat snapshot: our counters, the outputs' (events_written, outputs_retried,
-    events_spooled, events_dropped) and the kernel's (``kernel_received``, ``kernel_dropped``)."""
-    flat = stats.as_dict()
-    flat.update(outputs)
-    flat["kernel_received"] = kernel.received
-    flat["kernel_dropped"] = kernel.dropped
-    return flat
