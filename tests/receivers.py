@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import ipaddress
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -14,7 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sniffer.events import text_of
 from tests.helpers import PCAPS, REPO
@@ -52,6 +61,34 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+LOOPBACK_CA = PCAPS / "pki" / "ca.pem"
+
+
+def loopback_certificate(directory: Path) -> tuple[Path, Path]:
+    """A server certificate (and key) for 127.0.0.1, signed by the test CA ``LOOPBACK_CA`` from pcaps/pki."""
+    ca_cert = x509.load_pem_x509_certificate(LOOPBACK_CA.read_bytes())
+    ca_key = serialization.load_pem_private_key((PCAPS / "pki" / "ca.key").read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loopback.helloscope.test")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = directory / "loopback.pem", directory / "loopback.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -131,8 +168,8 @@ class BulkReceiver:
 
 
 @contextmanager
-def serving(receiver: BulkReceiver, port: int = 0) -> Iterator[int]:
-    """Run ``receiver`` on 127.0.0.1:``port`` in a thread; yields the port."""
+def serving(receiver: BulkReceiver, port: int = 0, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """Run ``receiver`` on 127.0.0.1:``port`` in a thread, over TLS with ``tls`` (cert, key); yields the port."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
@@ -144,6 +181,10 @@ def serving(receiver: BulkReceiver, port: int = 0) -> Iterator[int]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

@@ -19,7 +19,16 @@ import pytest
 
 from sniffer.outputs import DeliveryOptions, open_outputs
 from tests.helpers import REPO
-from tests.receivers import RESET, BulkReceiver, free_port, sample_events, serving, wait_until
+from tests.receivers import (
+    LOOPBACK_CA,
+    RESET,
+    BulkReceiver,
+    free_port,
+    loopback_certificate,
+    sample_events,
+    serving,
+    wait_until,
+)
 
 FAST = DeliveryOptions(queue_events=40, batch_events=25, batch_seconds=0.05, retry_max_seconds=0.2)
 
@@ -90,6 +99,26 @@ def test_bulk_whole_request_refused_is_counted_and_later_events_still_flow(tmp_p
         outputs.close(timeout=20)
     assert receiver.sequences() == [1, 2]
     assert outputs.counters()["events_written"] == 2
+
+
+@pytest.mark.parametrize("kind", ["bulk", "hec"])
+def test_https_and_hecs_verify_the_receiver(tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    receiver = BulkReceiver(kind)
+    events = sample_events(3)
+    with serving(receiver, tls=loopback_certificate(tmp_path)) as port:
+        url = f"https://127.0.0.1:{port}/_bulk?" if kind == "bulk" else f"hecs://127.0.0.1:{port}?token=t&"
+        trusting = open_outputs([f"{url}ca={LOOPBACK_CA}"], FAST)
+        for event in events:
+            trusting.write(event)
+        trusting.close(timeout=20)
+        # The system store does not know the test CA: nothing may be sent to that server.
+        doubting = open_outputs([url.rstrip("?&")], replace(FAST, spool_dir=str(tmp_path / "spool")))
+        doubting.write(events[0])
+        assert wait_until(lambda: doubting.counters()["outputs_retried"] >= 1)
+        doubting.close(timeout=0.1)
+    assert receiver.documents == events and trusting.counters()["events_written"] == 3
+    assert doubting.counters()["events_written"] == 0 and doubting.counters()["events_spooled"] == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err
 
 
 _SENSOR = textwrap.dedent(

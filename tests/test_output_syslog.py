@@ -6,8 +6,6 @@ it writes each message's RFC 5424 fields and MSG to a file, which the test reads
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import shutil
 import signal
@@ -19,14 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from sniffer.outputs import DeliveryOptions, open_outputs
 from tests.helpers import PCAPS
-from tests.receivers import free_port, sample_events, wait_until
+from tests.receivers import LOOPBACK_CA, free_port, loopback_certificate, sample_events, wait_until
 
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
 GTLS = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so")
@@ -51,31 +45,6 @@ class Rsyslog:
 def _fields(line: str) -> dict[str, Any]:
     pri, app, procid, msgid, structured, inputname, msg = line.split(" ", 6)
     return {"pri": pri, "app": app, "procid": procid, "msgid": msgid, "sd": structured, "input": inputname, "msg": msg}
-
-
-def _server_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by the test CA in pcaps/pki (which also signed the client's)."""
-    ca_cert = x509.load_pem_x509_certificate((PCAPS / "pki" / "ca.pem").read_bytes())
-    ca_key = serialization.load_pem_private_key((PCAPS / "pki" / "ca.key").read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsyslog.helloscope.test")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    cert_path, key_path = directory / "rsyslog.pem", directory / "rsyslog.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
 
 
 def _start(config: Path, pid: Path) -> subprocess.Popen[bytes]:
@@ -110,14 +79,14 @@ def rsyslog(tmp_path: Path) -> Iterator[tuple[Rsyslog, Path]]:
         pytest.skip("rsyslog's TLS driver is not installed (Debian package rsyslog-gnutls)")
     work = tmp_path / "rsyslog"
     work.mkdir()
-    cert, key = _server_certificate(work)
+    cert, key = loopback_certificate(work)
     config = work / "rsyslog.conf"
     udp, tcp, tls, received, ca = (
         free_port(socket.SOCK_DGRAM),
         free_port(),
         free_port(),
         work / "received.log",
-        PCAPS / "pki/ca.pem",
+        LOOPBACK_CA,
     )
     config.write_text(
         f"""

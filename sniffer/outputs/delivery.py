@@ -88,7 +88,9 @@ class QueuedDestination:
     def write(self, record: bytes) -> None:
         with self._changed:
             if self._closing_by is not None:
-                raise RuntimeError(f"output {self.name} is closed")
+                self._counters["events_dropped"] += 1
+                warn(f"{self.name}: an event written after close is dropped")
+                return
             spool = self._spool
             if len(self._memory) < self._limits.queue_events and not (spool is not None and spool.size):
                 self._memory.append(record)
