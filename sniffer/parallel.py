@@ -362,8 +362,12 @@ def analyze_parallel(
       (:func:`flow_owner`: a hash of the TCP/UDP 5-tuple that is the same in both directions), so each
       connection is followed whole by one worker; pcapng Decryption Secrets Blocks reach every worker.
       A frame that carries no flow is owned by worker 0. Each packet, file and embedded secret is
-      counted by one worker only, so the summed counters equal one worker's. Idle timeouts are judged
-      on each worker's own packets.
+      counted by one worker only, so the summed counters equal one worker's. A worker's idle sweeps
+      run on the capture clock of every frame, its own and the others', about when one process's
+      would; but one process sweeps TCP flows only on packets of flows it is still examining, which a
+      worker cannot know of the others' flows. So a connection that falls silent for longer than the
+      idle timeout shortly before the end of a capture may end as ``idle_timeout`` in one run and
+      ``capture_end`` in the other (all else in its event equal), and ``idle_evictions`` may differ.
     - Each worker's flow table holds ``ceil(max_flows / workers)`` flows, so the flow cap bounds memory
       as with one worker; the cap is hit per worker.
     - Events reach ``on_event`` as workers report them (not merged by time). Damaged files give one
@@ -457,7 +461,7 @@ def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split
     try:
         for path in paths:
             with open_capture(path) as reader:
-                share = _Share(reader, worker, settings.keys, split)
+                share = _Share(reader, worker, settings.keys, split, table, settings.limits.idle_timeout)
                 feed_frames(share, table, stats)  # the share adds embedded secrets to the keys itself
                 share.report_progress()
                 if counts:
@@ -477,7 +481,11 @@ class _Share:
     sends the worker's progress now and then.
     """
 
-    def __init__(self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool) -> None:
+    def __init__(
+        self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool, table: FlowTable, idle: float
+    ) -> None:
+        self._table = table
+        self._step = max(1.0, idle / 10)
         self._reader = reader
         self._worker = worker
         self._keys = keys
@@ -494,6 +502,7 @@ class _Share:
         me, count = self._worker.index, self._worker.count
         owner = flow_owner if self._split else None
         owned = 0
+        tick, step, expire = 0.0, self._step, self._table.expire
         for frames, item in enumerate(reader, 1):
             if len(secrets) != absorbed:
                 absorbed = self._absorb(secrets, absorbed)
@@ -503,6 +512,9 @@ class _Share:
             if owner is None or owner(item[1], item[2], count) == me:
                 owned += 1
                 yield item
+            elif item[0] >= tick:  # the clock moves on the others' packets too: sweep as one process would
+                tick = item[0] + step
+                expire(item[0])
         self._packets = owned
 
     def _absorb(self, secrets: list[bytes], absorbed: int) -> int:
