@@ -42,7 +42,7 @@ class Position:
 
 class Spool:
     def __init__(self, directory: Path, limit: int, segment_bytes: int = 16 << 20) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # events can be sensitive: owner only
         self.directory = directory
         self.limit = limit
         self._segment_bytes = max(4096, min(segment_bytes, limit // 4))

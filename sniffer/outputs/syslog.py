@@ -7,7 +7,9 @@ Logstash's json codec). PRI is facility local0, severity informational.
 What "delivered" means here: for TCP and TLS, the kernel accepted the bytes (``sendall`` returned). A
 connection the receiver closed is noticed before the next send and reopened, but bytes the kernel took just
 before the receiver died can still be lost; syslog has no application acknowledgement (RELP would).
-UDP has no delivery signal at all: a datagram sent counts as delivered.
+UDP has no delivery signal at all: a datagram sent counts as delivered. A message too large for any
+datagram (over 65,507 bytes on IPv4) is refused for good and counted in ``events_rejected``. Receivers have
+their own ceiling too (rsyslog's ``maxMessageSize``, 8 KiB by default), beyond which they truncate.
 
 A receiver may accept a connection and drop it at once: rsyslog does so after a TLS handshake when it
 does not like the client's certificate (or its absence), and a TLS 1.3 server's verdict on the client
@@ -41,7 +43,7 @@ def _header_text(value: str, limit: int) -> str:
     return cleaned or "-"
 
 
-_HOSTNAME = _header_text(socket.getfqdn(), 255)
+_HOSTNAME = _header_text(socket.gethostname(), 255)  # not getfqdn(): that can wait on DNS at import
 
 
 def syslog_message(event: Mapping[str, Any], json_text: str) -> bytes:
