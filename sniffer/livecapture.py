@@ -11,7 +11,9 @@ interface's link type) and always ends in ``ret #snaplen``, which is how the ker
 the snap length; with no expression the filter is that one instruction.
 
 Link types follow libpcap: Ethernet-like devices (loopback too) give Ethernet frames (linktype 1),
-devices without a link-layer header (tun, raw IP) give raw IP (linktype 101). On loopback the kernel
+devices without a link-layer header (tun, raw IP) give raw IP (linktype 101), and any other device and
+the "any" pseudo-interface (every interface of the namespace) are captured in cooked mode, with a Linux
+SLL header (linktype 113) built from what the kernel says of each packet. On loopback the kernel
 hands a packet socket every packet twice, once outgoing and once incoming; the outgoing copy is dropped,
 as libpcap does, but already in the kernel by a check in front of the filter.
 """
@@ -69,22 +71,42 @@ _SIOCGIFHWADDR: Final = 0x8927
 
 # <linux/if_arp.h> device types and the link type libpcap gives them.
 _ARPHRD_LOOPBACK: Final = 772
-_ETHERNET_LIKE: Final = frozenset({1, _ARPHRD_LOOPBACK})  # ETHER, LOOPBACK
+_ETHERNET_LIKE: Final = frozenset({1, _ARPHRD_LOOPBACK})  # ETHER, LOOPBACK; any other type is captured cooked
 # Devices without header_ops: a packet socket gets the bare IP packet. NONE (tun, WireGuard), RAWIP, PPP,
 # TUNNEL (ipip), TUNNEL6, SIT.
 _RAW_IP_DEVICES: Final = frozenset({0xFFFE, 519, 512, 768, 769, 776})
 LINKTYPE_ETHERNET: Final = 1
 LINKTYPE_RAW: Final = 101
-_DLT: Final = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 12}  # pcap_open_dead takes Linux DLT_ numbers
+LINKTYPE_LINUX_SLL: Final = 113
+_DLT: Final = {LINKTYPE_ETHERNET: 1, LINKTYPE_RAW: 12, LINKTYPE_LINUX_SLL: 113}  # pcap_open_dead takes DLT_s
+ANY_INTERFACE: Final = "any"  # every interface of the namespace, in cooked mode, as libpcap's "any"
 
 _BPF_INSN: Final = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 _BPF_RET_K: Final = 0x06
+_BPF_LD_W_ABS: Final = 0x20
+_BPF_JEQ_K: Final = 0x15
 _DROP_ALL: Final = _BPF_INSN.pack(_BPF_RET_K, 0, 0, 0)
-# Loopback: skip the outgoing copy in the kernel (ld pkttype; jeq #OUTGOING, drop; else fall into the filter).
+# Ancillary data a filter can load (SKF_AD_OFF + SKF_AD_*), used where the frame has no link-layer header.
+_SKF_AD_PROTOCOL: Final = 0xFFFFF000 + 0
 _SKF_AD_PKTTYPE: Final = 0xFFFFF000 + 4
+_SKF_AD_IFINDEX: Final = 0xFFFFF000 + 8
+# Loopback: skip the outgoing copy in the kernel (ld pkttype; jeq #OUTGOING, drop; else fall into the filter).
 _SKIP_OUTGOING: Final = (
-    _BPF_INSN.pack(0x20, 0, 0, _SKF_AD_PKTTYPE) + _BPF_INSN.pack(0x15, 0, 1, _PACKET_OUTGOING) + _DROP_ALL
+    _BPF_INSN.pack(_BPF_LD_W_ABS, 0, 0, _SKF_AD_PKTTYPE)
+    + _BPF_INSN.pack(_BPF_JEQ_K, 0, 1, _PACKET_OUTGOING)
+    + _DROP_ALL
 )
+# Cooked mode: the frame starts at the network header and the SLL header is built from the sockaddr_ll the
+# kernel puts after each tpacket3_hdr (TPACKET_ALIGN(sizeof(struct tpacket3_hdr)) from its start).
+_SLL_HEADER_LENGTH: Final = 16
+_SLL_FIELDS: Final = struct.Struct("!HHH")  # packet type, ARPHRD type, address length; then address, protocol
+_SOCKADDR_LL_OFFSET: Final = 48
+_SOCKADDR_LL: Final = struct.Struct("=HBB")  # sll_hatype, sll_pkttype, sll_halen at offset 8 of sockaddr_ll
+# BPF instruction classes and the modes that load from the packet
+_BPF_CLASS_MASK: Final = 0x07
+_BPF_MODE_MASK: Final = 0xE0
+_BPF_LD_CLASSES: Final = frozenset({0x00, 0x01})  # BPF_LD, BPF_LDX
+_BPF_PACKET_MODES: Final = frozenset({0x20, 0x40, 0xA0})  # BPF_ABS, BPF_IND, BPF_MSH
 
 
 class LiveCaptureError(Exception):
@@ -169,11 +191,36 @@ def compile_filter(expression: str | None, linktype: int, snaplen: int) -> bytes
             message = (lib.pcap_geterr(handle) or b"").decode(errors="replace")
             raise LiveCaptureError(f"bad filter expression {expression!r}: {message}")
         try:
-            return ctypes.string_at(program.bf_insns, program.bf_len * ctypes.sizeof(_BpfInsn))
+            instructions = ctypes.string_at(program.bf_insns, program.bf_len * ctypes.sizeof(_BpfInsn))
         finally:
             lib.pcap_freecode(ctypes.byref(program))
     finally:
         lib.pcap_close(handle)
+    if linktype == LINKTYPE_LINUX_SLL:
+        return _for_cooked_socket(instructions, expression)
+    return instructions
+
+
+def _for_cooked_socket(instructions: bytes, expression: str) -> bytes:
+    """A program compiled for SLL frames, rewritten for the kernel, which sees no SLL header (as libpcap does).
+
+    Packet loads move 16 bytes back; loads of the SLL packet type and protocol become ancillary loads.
+    """
+    rewritten = bytearray(instructions)
+    for offset in range(0, len(rewritten), _BPF_INSN.size):
+        code, jt, jf, k = _BPF_INSN.unpack_from(rewritten, offset)
+        if code & _BPF_CLASS_MASK not in _BPF_LD_CLASSES or code & _BPF_MODE_MASK not in _BPF_PACKET_MODES:
+            continue
+        if k >= _SLL_HEADER_LENGTH:
+            k -= _SLL_HEADER_LENGTH
+        elif k == 0:
+            k = _SKF_AD_PKTTYPE
+        elif k == 14:
+            k = _SKF_AD_PROTOCOL
+        else:
+            raise LiveCaptureError(f"filter {expression!r} needs link-layer fields a cooked capture does not have")
+        _BPF_INSN.pack_into(rewritten, offset, code, jt, jf, k)
+    return bytes(rewritten)
 
 
 def _attach_filter(sock: socket.socket, instructions: bytes) -> None:
@@ -197,12 +244,33 @@ def _device_type(interface: str) -> int:
     return family
 
 
-def _linktype(interface: str, device_type: int) -> int:
+def _linktype(device_type: int | None) -> int:
+    """Link type of the frames a packet socket gets from such a device; None is the "any" pseudo-device."""
     if device_type in _ETHERNET_LIKE:
         return LINKTYPE_ETHERNET
     if device_type in _RAW_IP_DEVICES:
         return LINKTYPE_RAW
-    raise LiveCaptureError(f"cannot capture on {interface}: unsupported device type {device_type} (ARPHRD)")
+    return LINKTYPE_LINUX_SLL
+
+
+def _skip_loopback_outgoing(loopback_ifindex: int) -> bytes:
+    """For "any": drop packets that are outgoing on loopback, which come back in again."""
+    return (
+        _BPF_INSN.pack(_BPF_LD_W_ABS, 0, 0, _SKF_AD_IFINDEX)
+        + _BPF_INSN.pack(_BPF_JEQ_K, 0, len(_SKIP_OUTGOING) // _BPF_INSN.size, loopback_ifindex)
+        + _SKIP_OUTGOING
+    )
+
+
+def _bind(sock: socket.socket, ifindex: int) -> None:
+    """Bind to one interface, or with ifindex 0 to all of them (Python's bind wants a name, which "any" is not)."""
+    address = struct.pack("=HHiHBB8s", socket.AF_PACKET, socket.htons(_ETH_P_ALL), ifindex, 0, 0, 0, b"")
+    if _libc.bind(sock.fileno(), address, len(address)) != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, os.strerror(number))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def fanout_group_id(fanout_group: int, ifindex: int) -> int:
@@ -221,17 +289,20 @@ class _InterfaceSocket:
 
     def __init__(self, interface: str, options: CaptureOptions) -> None:
         self.interface = interface
-        device_type = _device_type(interface)
-        self.linktype = _linktype(interface, device_type)
+        device_type = None if interface == ANY_INTERFACE else _device_type(interface)
+        self.linktype = _linktype(device_type)
+        self.cooked = self.linktype == LINKTYPE_LINUX_SLL
         instructions = compile_filter(options.bpf, self.linktype, options.snaplen)
-        if device_type == _ARPHRD_LOOPBACK:
-            instructions = _SKIP_OUTGOING + instructions
         try:
-            ifindex = socket.if_nametoindex(interface)
+            ifindex = 0 if device_type is None else socket.if_nametoindex(interface)
+            if device_type == _ARPHRD_LOOPBACK:
+                instructions = _SKIP_OUTGOING + instructions
+            elif device_type is None:
+                instructions = _skip_loopback_outgoing(socket.if_nametoindex("lo")) + instructions
         except OSError:
             raise LiveCaptureError(f"no such network interface: {interface}") from None
         try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM if self.cooked else socket.SOCK_RAW, 0)
         except PermissionError:
             raise LiveCaptureError(
                 f"capturing on {interface} needs root or the CAP_NET_RAW capability "
@@ -259,8 +330,8 @@ class _InterfaceSocket:
         sock.setsockopt(_SOL_PACKET, _PACKET_RX_RING, request)
         self.ring = mmap.mmap(sock.fileno(), self.block_size * self.block_count, mmap.MAP_SHARED)
         _attach_filter(sock, _DROP_ALL)
-        sock.bind((self.interface, _ETH_P_ALL))
-        if options.promiscuous:
+        _bind(sock, ifindex)
+        if options.promiscuous and ifindex:  # like libpcap, no promiscuous mode for "any"
             mreq = struct.pack("=iHH8s", ifindex, _PACKET_MR_PROMISC, 0, b"")
             sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP, mreq)
         if options.fanout_group is not None:
@@ -287,6 +358,7 @@ class _InterfaceSocket:
         """Append the packets of up to ``max_blocks`` ready blocks to ``into``, and give those blocks back."""
         ring = self.ring
         linktype = self.linktype
+        cooked = self.cooked
         append = into.append
         packet_header = _TPACKET3_HDR.unpack_from
         for _ in range(max_blocks):
@@ -300,7 +372,16 @@ class _InterfaceSocket:
                     ring, position
                 )
                 start = position + mac
-                if packet_status & _TP_STATUS_VLAN_VALID:
+                if cooked:
+                    address = position + _SOCKADDR_LL_OFFSET
+                    hatype, pkttype, halen = _SOCKADDR_LL.unpack_from(ring, address + 8)
+                    frame = (
+                        _SLL_FIELDS.pack(pkttype, hatype, halen)
+                        + ring[address + 12 : address + 20]  # sll_addr
+                        + ring[address + 2 : address + 4]  # sll_protocol, in network order already
+                        + ring[start : start + caplen]
+                    )
+                elif packet_status & _TP_STATUS_VLAN_VALID:
                     # The kernel took the 802.1Q tag out of the frame; put it back where it was, as libpcap does.
                     tag = _VLAN_TAG.pack(tpid if packet_status & _TP_STATUS_VLAN_TPID_VALID else 0x8100, tci)
                     frame = ring[start : start + 12] + tag + ring[start + 12 : start + caplen]

@@ -305,6 +305,29 @@ def test_loopback_packets_are_seen_once_with_ethernet_framing(netns_link: Link, 
     assert len(every) == len(set(every)), "a loopback packet was seen twice"
 
 
+def test_any_interface_is_cooked_filtered_and_sees_loopback_once(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
+    # "ip" is a test of the SLL protocol field: in the kernel it must become an ancillary load
+    child = capture_child(interfaces=["any"], bpf=f"ip and tcp port {ECHO_PORT}")
+    assert child.hello.get("ready"), child.hello
+    loop = netns_link.server.run(
+        sys.executable, "-c", TRAFFIC_CHILD, tcp(b"looped", address="127.0.0.1"), cwd=REPO, timeout=30
+    )
+    assert loop.returncode == 0, loop.stderr
+    send(netns_link.client, tcp(b"linked"))
+    seen = child.finish()
+
+    packets = seen.members[0]
+    assert packets and all(p["linktype"] == 113 and p["segment"] for p in packets)
+    # SLL header: packet type, ARPHRD type (1, Ethernet), address length (6), address, protocol (IPv4)
+    incoming = [p for p in packets if p["segment"]["src"] == netns_link.client.address]
+    outgoing = [p for p in packets if p["segment"]["src"] == SERVER_ADDRESS]
+    assert incoming and all(p["head"][:12] == "000000010006" and p["head"][28:32] == "0800" for p in incoming)
+    assert outgoing and all(p["head"][:4] == "0004" for p in outgoing)  # PACKET_OUTGOING
+    payloads = sorted(bytes.fromhex(s["payload"]) for s in seen.segments if s["payload"])
+    assert payloads == [b"linked", b"linked", b"looped", b"looped"]  # loopback once, not twice
+    assert all(ECHO_PORT in (s["sport"], s["dport"]) for s in seen.segments)
+
+
 def ip_in(host: Host, *commands: str) -> None:
     """Run ``ip``/``bridge`` commands (one per string) in ``host``'s namespace, or skip if the kernel can't."""
     for command in commands:
@@ -447,3 +470,10 @@ def test_filter_is_compiled_for_the_link_type() -> None:
     raw = compile_filter("ip", 101, 262144)
     assert ethernet != raw  # Ethernet loads the ethertype at offset 12; raw IP looks at the version nibble
     assert ethernet.endswith(b"\x06\x00\x00\x00\x00\x00\x04\x00\x06\x00\x00\x00\x00\x00\x00\x00")
+
+
+@needs_libpcap
+def test_cooked_filter_on_fields_the_kernel_cannot_see_is_refused() -> None:
+    # the SLL address (bytes 6..13) is not in the frame a cooked socket filters, nor in ancillary data
+    with pytest.raises(LiveCaptureError, match="needs link-layer fields a cooked capture does not have"):
+        compile_filter("ether[6] = 2", 113, 262144)
