@@ -284,6 +284,24 @@ def test_user_option_drops_root_before_opening_the_outputs(link: Link):
         assert list(by_scenario(events_in(events_path))) == ["tls12-noauth"]
 
 
+def test_runs_unprivileged_with_only_the_capture_capabilities_as_the_systemd_unit_does(link: Link):
+    # contrib/helloscope.service: a non-root user with ambient CAP_NET_RAW and CAP_NET_ADMIN.
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    caps = "+net_raw,+net_admin"
+    prefix = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", f"--inh-caps={caps}",
+              f"--ambient-caps={caps}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        work.chmod(0o1777)
+        events_path = work / "events.jsonl"
+        with sensor(link, "-o", str(events_path), prefix=prefix) as peer:
+            converse(link, work, ("tls13-required-missing",))
+            assert stop(peer) == 0
+        assert events_path.stat().st_uid == pwd.getpwnam("nobody").pw_uid
+        assert list(by_scenario(events_in(events_path))) == ["tls13-required-missing"]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
