@@ -96,7 +96,8 @@ class Sensor:
         if not self._followers:
             self._keys.seal()  # no key can arrive: the flow table need not keep encrypted records
         self._unreadable: set[str] = set()  # key logs already warned about, until readable again
-        self._pcap = HandshakePcap(settings.write_pcap) if settings.write_pcap else None
+        self._flawed: set[str] = set()  # key logs whose unusable lines were already warned about
+        self._pcap = HandshakePcap(settings.write_pcap, self.stats) if settings.write_pcap else None
         self._table = FlowTable(self._report, self.stats, settings.limits, settings.ports, self._keys)
         self._next_expiry = 0.0
         self.follow_keylogs(strict=True)
@@ -131,6 +132,11 @@ class Sensor:
                 continue
             self._unreadable.discard(follower.path)
             self.stats.keylog_secrets += added
+            if follower.first_problem is not None and follower.path not in self._flawed:
+                self._flawed.add(follower.path)
+                problem = follower.first_problem
+                first = f"line {problem.line}: {problem.reason}"
+                self._log(f"warning: key log {follower.path}: unusable lines ignored (first: {first})")
 
     def finish(self) -> None:
         """Report every pending connection (stop requested); the counters are final after this."""

@@ -19,6 +19,7 @@ from typing import BinaryIO, Final, TypeAlias
 
 from sniffer.decode import Segment
 from sniffer.report import ConnectionReport
+from sniffer.stats import RunStats
 
 _SHB: Final = 0x0A0D0D0A
 _IDB: Final = 0x00000001
@@ -35,6 +36,7 @@ class HandshakeBounds:
     packets_per_flow: int = 64
     bytes_per_flow: int = 256 * 1024
     total_bytes: int = 64 << 20
+    flows: int = 100_000  # flows held at once (a SYN flood is many tiny flows)
     reported_flows_remembered: int = 65_536  # reported keys whose later packets are ignored
 
 
@@ -63,8 +65,9 @@ def report_key(report: ConnectionReport) -> FlowKey:
 class HandshakePcap:
     """Holds flows' first packets and writes those of reported connections to a pcapng file."""
 
-    def __init__(self, path: str, bounds: HandshakeBounds = HandshakeBounds()) -> None:
+    def __init__(self, path: str, stats: RunStats, bounds: HandshakeBounds = HandshakeBounds()) -> None:
         self.path = path
+        self._stats = stats
         self._bounds = bounds
         self._held: OrderedDict[FlowKey, _Held] = OrderedDict()  # oldest first
         self._reported: OrderedDict[FlowKey, None] = OrderedDict()
@@ -72,8 +75,6 @@ class HandshakePcap:
         self._next_expiry = 0.0
         self._handle: BinaryIO | None = None
         self._interfaces: dict[int, int] = {}  # linktype → interface id in the current section
-        self.packets_written = 0
-        self.flows_dropped = 0  # flows forgotten for room before their report
         self.open()
 
     def open(self) -> None:
@@ -97,6 +98,8 @@ class HandshakePcap:
             return
         held = self._held.get(key)
         if held is None:
+            if len(self._held) >= self._bounds.flows:
+                self._drop_oldest()
             held = self._held[key] = _Held()
         held.last_seen = timestamp
         bounds = self._bounds
@@ -106,9 +109,12 @@ class HandshakePcap:
         held.size += len(frame)
         self._total += len(frame)
         while self._total > bounds.total_bytes and self._held:
-            _, oldest = self._held.popitem(last=False)
-            self._total -= oldest.size
-            self.flows_dropped += 1
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, oldest = self._held.popitem(last=False)
+        self._total -= oldest.size
+        self._stats.handshake_flows_dropped += 1
 
     def reported(self, report: ConnectionReport) -> None:
         """Write a reported connection's held packets; its later packets are not kept."""
@@ -145,7 +151,7 @@ class HandshakePcap:
         micros = round(timestamp * 1_000_000)
         header = struct.pack("<IIIII", interface, micros >> 32, micros & 0xFFFFFFFF, len(frame), len(frame))
         self._block(_EPB, header + frame + b"\0" * (-len(frame) % 4))
-        self.packets_written += 1
+        self._stats.handshake_packets_written += 1
 
     def _block(self, kind: int, body: bytes) -> None:
         assert self._handle is not None

@@ -30,6 +30,8 @@ class RunStats:
     keylog_secrets: int = 0
     kernel_received: int = 0  # live capture: packets the kernel passed to our sockets ...
     kernel_dropped: int = 0  # ... and those it dropped for lack of buffer room (zero when reading files)
+    handshake_packets_written: int = 0  # live --write-pcap: packets written ...
+    handshake_flows_dropped: int = 0  # ... and flows whose held packets were let go for room before their report
     decryption: Counter[str] = field(default_factory=Counter)  # connections by decryption status
 
     def as_dict(self) -> dict[str, int]:

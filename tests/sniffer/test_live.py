@@ -16,12 +16,16 @@ import pytest
 
 from parsers.keylog import KeyLog
 from sniffer.capture import open_capture
+from sniffer.decode import decode
 from sniffer.events import Observer
-from sniffer.flows import Limits
+from sniffer.flows import FlowTable, Limits
 from sniffer.keylog_follow import KeyLogFollower
 from sniffer.live import Sensor, SensorSettings, Signals, run_sensor, stats_event
 from sniffer.livecapture import KernelStats
-from sniffer.pipeline import Frame, analyze_files
+from sniffer.pcapwriter import HandshakeBounds, HandshakePcap
+from sniffer.pipeline import Frame, analyze_files, feed_frames
+from sniffer.report import ConnectionReport
+from sniffer.stats import RunStats
 from tests.helpers import PCAPS
 
 OBSERVER = Observer("test-sensor")
@@ -207,3 +211,33 @@ def test_stats_event_is_an_ecs_metric_with_flat_counters():
     assert event["event"]["start"] == "1970-01-01T00:00:00.000000Z"
     assert event["observer"]["name"] == "test-sensor"
     assert event["helloscope"] == {"stats": {"packets": 3, "kernel_dropped": 0}}
+
+
+def test_handshake_pcap_bounds_what_it_holds_and_counts_what_it_lets_go(tmp_path: Path):
+    frames = frames_of("tls13-noauth.pcap")
+    segments = [(timestamp, linktype, frame, decode(linktype, frame)) for timestamp, linktype, frame in frames]
+    stats = RunStats()
+    bounds = HandshakeBounds(packets_per_flow=4, bytes_per_flow=1 << 20, total_bytes=1 << 20, flows=2)
+    pcap = HandshakePcap(str(tmp_path / "h.pcapng"), stats, bounds)
+    # Three flows for room for two: the first packets of two other connections, then this one's.
+    for other in ("tls12-noauth.pcap", "tls13-required-missing.pcap"):
+        timestamp, linktype, frame = frames_of(other)[0]
+        segment = decode(linktype, frame)
+        assert segment is not None
+        pcap.keep(timestamp, linktype, frame, segment)
+    for timestamp, linktype, frame, segment in segments:
+        assert segment is not None
+        pcap.keep(timestamp, linktype, frame, segment)
+    assert stats.handshake_flows_dropped == 1
+    reports: list[ConnectionReport] = []
+    with open_capture(str(PCAPS / "tls13-noauth.pcap")) as reader:
+        table = FlowTable(reports.append, RunStats(), Limits(idle_timeout=time.time()))
+        feed_frames(reader, table, RunStats())
+        table.flush()
+    (report,) = reports
+    pcap.reported(report)
+    pcap.close()
+    with open_capture(str(tmp_path / "h.pcapng")) as reader:
+        kept = [bytes(frame) for _, _, frame in reader]
+    assert kept == [frame for _, _, frame in frames[:4]]  # the first packets_per_flow packets only
+    assert stats.handshake_packets_written == 4
