@@ -144,12 +144,15 @@ def run_workers(
     *,
     on_note: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     grace: float = DEFAULT_GRACE,
     batch: int = 1,
 ) -> Outcome:
     """Run each job in its own worker process; deliver what they send; return their summed counters.
 
-    Callbacks run in the calling thread. Raises :class:`WorkerError` when a worker fails. With ``batch``
+    Callbacks run in the calling thread. ``on_start`` is called once every worker has been forked, before
+    any other callback: the place to open what starts threads (an output's sender) or must not be
+    inherited by the workers. Raises :class:`WorkerError` when a worker fails. With ``batch``
     above 1 a worker sends its events that many at a time (fewer messages, fewer wake-ups of the
     parent), and also whenever it sends progress or a note and when its job ends: for jobs that end, not
     for a live sensor, whose events must not wait.
@@ -181,6 +184,8 @@ def run_workers(
                     previous[number] = signal.signal(number, lambda signum, frame: stop.append(signum))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if on_start is not None:
+            on_start()
         return _collect(workers, stop, on_event, on_note, on_progress, grace)
     finally:
         for remote in workers:  # all gone already, unless a callback raised: then none is left behind
@@ -351,6 +356,7 @@ def analyze_parallel(
     keys: KeyLog | None = None,
     on_note: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Outcome:
     """Analyse capture files with ``workers`` processes; the same events (as a set) and counters as one.
 
@@ -372,8 +378,8 @@ def analyze_parallel(
       as with one worker; the cap is hit per worker.
     - Events reach ``on_event`` as workers report them (not merged by time). Damaged files give one
       note each through ``on_note`` (``stats.truncated_files`` counts them). ``on_progress(bytes,
-      packets)`` adds bytes read and packets handled; every ``paths`` entry is a file (not ``-``: see
-      :func:`worker_count`).
+      packets)`` adds bytes read and packets handled; ``on_start`` is as for :func:`run_workers`. Every
+      ``paths`` entry is a file (not ``-``: see :func:`worker_count`).
     """
     limits = replace(limits, max_flows=-(-limits.max_flows // workers))
     settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog())
@@ -382,7 +388,7 @@ def analyze_parallel(
         jobs: list[Job] = [_FileJob(group, settings) for group in groups]
     else:
         jobs = [_FlowJob(paths, settings) for _ in range(workers)]
-    return run_workers(jobs, on_event, on_note=on_note, on_progress=on_progress, batch=_BATCH)
+    return run_workers(jobs, on_event, on_note=on_note, on_progress=on_progress, on_start=on_start, batch=_BATCH)
 
 
 def worker_count(paths: Sequence[str], workers: int) -> tuple[int, str | None]:

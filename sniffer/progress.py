@@ -12,6 +12,9 @@ follows starts on a clean line. Use::
 
 With workers, :func:`sniffer.parallel.analyze_parallel`'s ``on_progress`` feeds ``advance(size,
 packets)`` and each event ``advance(reports=1)``; in one process, :func:`with_progress` wraps a reader.
+While the bar is up, writes through ``sys.stdout``/``sys.stderr`` (warnings) appear above it; events
+streamed to the same terminal through a stream object taken before it started would break the bar
+apart, so pass ``quiet=True`` then.
 """
 
 from __future__ import annotations

@@ -219,6 +219,18 @@ def test_a_worker_that_raises_stops_the_others_and_says_why_in_one_line():
     assert _pids_gone([event["pid"] for event in events])
 
 
+def test_on_start_comes_once_the_workers_exist_and_before_their_events():
+    calls: list[str] = []
+    analyze_parallel(
+        [str(PCAPS / "tls13-noauth.pcap")],
+        2,
+        OBSERVER,
+        lambda event: calls.append("event"),
+        on_start=lambda: calls.append("start"),
+    )
+    assert calls == ["start", "event"]
+
+
 def test_a_worker_that_dies_is_reported():
     def die(worker: Worker) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
