@@ -177,14 +177,16 @@ class QueuedDestination:
         failures = 0
         batch: _Batch | None = None
         while True:
-            with self._changed:
-                batch = batch or self._next_batch()
-                if batch is None:
-                    return
             try:
+                with self._changed:
+                    batch = batch or self._next_batch()
+                    if batch is None:
+                        return
                 sent = self._transport.send(batch.records)
-            except DeliveryError as error:
+            except Exception as error:  # whatever fails (spool read, a library's surprise), delivery goes on
                 failures += 1
+                if not isinstance(error, DeliveryError):
+                    error = DeliveryError(f"unexpected {type(error).__name__}: {error}")
                 with self._changed:
                     if self._stopped:
                         return

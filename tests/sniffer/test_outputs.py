@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from sniffer.outputs import ACCEPTED_FORMS, DeliveryOptions, OutputError, open_outputs
+from sniffer.outputs.delivery import BatchLimits, QueuedDestination, Sent
 from sniffer.outputs.spool import Spool
 from tests.receivers import BulkReceiver, free_port, sample_events, serving, wait_until
 
@@ -217,3 +220,39 @@ def test_without_a_spool_undelivered_events_are_counted_lost_at_close(capsys: py
 def test_the_same_destination_twice_is_refused() -> None:
     with pytest.raises(OutputError, match="named twice: syslog\\+udp://127.0.0.1:514"):
         open_outputs(["syslog+udp://127.0.0.1", "syslog+udp://127.0.0.1:514"], DeliveryOptions())
+
+
+class _SurprisingTransport:
+    """Fails its first send with an exception no transport is meant to raise (a library bug, say)."""
+
+    name = "surprising"
+    linger = 0.0
+
+    def __init__(self) -> None:
+        self.delivered: list[bytes] = []
+        self.failed = False
+
+    def send(self, records: Sequence[bytes]) -> Sent:
+        if not self.failed:
+            self.failed = True
+            raise ValueError("library bug")
+        self.delivered += records
+        return Sent()
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_unexpected_exception_in_the_sender_is_retried_not_fatal(capsys: pytest.CaptureFixture[str]) -> None:
+    transport = _SurprisingTransport()
+    destination = QueuedDestination(transport, BatchLimits(10, 1 << 20, 100, 0.05), None)
+    destination.write(b"first")
+    destination.write(b"second")
+    destination.begin_close(time.monotonic() + 10)
+    destination.finish_close()
+    assert transport.delivered == [b"first", b"second"]
+    assert destination.counters()["outputs_retried"] == 1
+    assert "surprising: unexpected ValueError: library bug; retrying" in capsys.readouterr().err
