@@ -123,7 +123,7 @@ def test_https_and_hecs_verify_the_receiver(tmp_path: Path, kind: str, capsys: p
 
 _SENSOR = textwrap.dedent(
     """
-    import signal, sys, threading
+    import json, signal, sys, threading
     from sniffer.outputs import DeliveryOptions, open_outputs
     from tests.receivers import sample_events
 
@@ -134,7 +134,7 @@ _SENSOR = textwrap.dedent(
 
     def stop(signum, frame):
         outputs.close(timeout=float(sys.argv[5]))
-        print(outputs.counters(), flush=True)
+        print(json.dumps(outputs.counters()), flush=True)
         done.set()
 
     signal.signal(signal.SIGTERM, stop)
@@ -163,7 +163,7 @@ def _terminate(sensor: subprocess.Popen[str]) -> tuple[dict[str, int], str]:
     sensor.send_signal(signal.SIGTERM)
     out, err = sensor.communicate(timeout=30)
     assert sensor.returncode == 0, err
-    return eval(out.strip()), err  # noqa: S307 - our own child printing a dict of ints
+    return json.loads(out), err
 
 
 def test_sigterm_while_the_receiver_is_down_loses_nothing_and_the_next_run_replays_first(tmp_path: Path) -> None:
@@ -184,3 +184,44 @@ def test_sigterm_while_the_receiver_is_down_loses_nothing_and_the_next_run_repla
         second_counters, _ = _terminate(second_run)
     assert receiver.sequences() == list(range(130))
     assert second_counters["events_written"] == 130 and second_counters["events_dropped"] == 0
+
+
+_CRASHING_SENSOR = textwrap.dedent(
+    """
+    import itertools, sys
+    from sniffer.outputs import DeliveryOptions, open_outputs
+    from tests.receivers import sample_events
+
+    # No memory queue: every event goes through the spool, which is what a kill -9 tests.
+    outputs = open_outputs([sys.argv[1]], DeliveryOptions(spool_dir=sys.argv[2], queue_events=0))
+    events = sample_events(6)
+    for sequence in itertools.count():
+        event = events[sequence % 6]
+        event["event"]["sequence"] = sequence
+        outputs.write(event)
+        if sequence % 50 == 49:
+            print(sequence + 1, flush=True)
+    """
+)
+
+
+def test_kill_9_mid_write_leaves_a_spool_the_next_run_replays_in_order(tmp_path: Path) -> None:
+    port = free_port()
+    spec = f"http://127.0.0.1:{port}/_bulk"
+    spool = tmp_path / "spool"
+    crashing = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_SENSOR, spec, str(spool)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert crashing.stdout is not None
+    while int(crashing.stdout.readline() or "-1") < 300:
+        assert crashing.poll() is None
+    crashing.kill()  # SIGKILL: no handler, no close, possibly in the middle of an append
+    crashing.wait(10)
+
+    receiver = BulkReceiver("bulk")
+    with serving(receiver, port):
+        replaying = _start_sensor(spec, spool, 0, 0, close_timeout=20)
+        counters, _ = _terminate(replaying)
+    delivered = receiver.sequences()
+    assert len(delivered) >= 300 and delivered == list(range(len(delivered)))
+    assert counters["events_written"] == len(delivered) and counters["spool_torn"] <= 1
