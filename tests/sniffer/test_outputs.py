@@ -256,3 +256,12 @@ def test_an_unexpected_exception_in_the_sender_is_retried_not_fatal(capsys: pyte
     assert transport.delivered == [b"first", b"second"]
     assert destination.counters()["outputs_retried"] == 1
     assert "surprising: unexpected ValueError: library bug; retrying" in capsys.readouterr().err
+
+
+def test_an_unusable_spool_directory_fails_with_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(
+        OutputError, match=r"^cannot use spool directory .*not-a-directory/[0-9a-f]{16}: Not a directory$"
+    ):
+        open_outputs(["syslog+udp://127.0.0.1"], DeliveryOptions(spool_dir=str(blocker)))
