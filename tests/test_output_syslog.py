@@ -23,7 +23,7 @@ from tests.helpers import PCAPS
 from tests.receivers import LOOPBACK_CA, free_port, loopback_certificate, sample_events, wait_until
 
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
-GTLS = Path("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so")
+HAS_GTLS = any(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))  # Debian package rsyslog-gnutls
 QUICK = DeliveryOptions(batch_events=10, batch_seconds=0.02, retry_max_seconds=0.1)
 _FIELDS = "%pri% %app-name% %procid% %msgid% %structured-data% %inputname% %msg%\\n"
 
@@ -32,7 +32,7 @@ _FIELDS = "%pri% %app-name% %procid% %msgid% %structured-data% %inputname% %msg%
 class Rsyslog:
     udp: int
     tcp: int
-    tls: int
+    tls: int | None  # None without rsyslog's TLS driver
     received: Path
     ca: Path  # the CA that signed rsyslogd's certificate and must sign the client's
     process: subprocess.Popen[bytes]
@@ -75,19 +75,15 @@ def rsyslog(tmp_path: Path) -> Iterator[tuple[Rsyslog, Path]]:
     """A running rsyslogd and its config file (to restart it with)."""
     if RSYSLOGD is None:
         pytest.skip("rsyslogd is not installed (Debian package rsyslog; .ci/run installs it)")
-    if not GTLS.exists():
-        pytest.skip("rsyslog's TLS driver is not installed (Debian package rsyslog-gnutls)")
     work = tmp_path / "rsyslog"
     work.mkdir()
     cert, key = loopback_certificate(work)
     config = work / "rsyslog.conf"
-    udp, tcp, tls, received, ca = (
-        free_port(socket.SOCK_DGRAM),
-        free_port(),
-        free_port(),
-        work / "received.log",
-        LOOPBACK_CA,
-    )
+    udp, tcp, received, ca = free_port(socket.SOCK_DGRAM), free_port(), work / "received.log", LOOPBACK_CA
+    tls = free_port() if HAS_GTLS else None
+    tls_input = f"""
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
+input(type="imtcp" address="127.0.0.1" port="{tls}")"""
     config.write_text(
         f"""
 global(workDirectory="{work}" maxMessageSize="64k"
@@ -95,10 +91,8 @@ global(workDirectory="{work}" maxMessageSize="64k"
        defaultNetstreamDriverKeyFile="{key}")
 module(load="imudp")
 module(load="imptcp")
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 input(type="imudp" address="127.0.0.1" port="{udp}")
-input(type="imptcp" address="127.0.0.1" port="{tcp}")
-input(type="imtcp" address="127.0.0.1" port="{tls}")
+input(type="imptcp" address="127.0.0.1" port="{tcp}"){tls_input if tls else ""}
 template(name="fields" type="string" string="{_FIELDS}")
 action(type="omfile" file="{received}" template="fields")
 """
@@ -106,12 +100,18 @@ action(type="omfile" file="{received}" template="fields")
     process = _start(config, work / "rsyslogd.pid")
     daemon = Rsyslog(udp, tcp, tls, received, ca, process)
     try:
-        if not wait_until(lambda: process.poll() is None and _listening(daemon.tcp) and _listening(daemon.tls)):
+        if not wait_until(lambda: process.poll() is None and all(_listening(port) for port in (tcp, tls) if port)):
             _stop(process)
             pytest.fail(f"rsyslogd did not start: {(work / 'rsyslogd.err').read_text(errors='replace')}")
         yield daemon, config
     finally:
         _stop(process)
+
+
+def _tls_port(daemon: Rsyslog) -> int:
+    if daemon.tls is None:
+        pytest.skip("rsyslog's TLS driver is not installed (Debian package rsyslog-gnutls)")
+    return daemon.tls
 
 
 def _arrived(daemon: Rsyslog, count: int) -> list[dict[str, Any]]:
@@ -124,7 +124,7 @@ def test_rsyslog_receives_every_event_intact_one_per_message(
     rsyslog: tuple[Rsyslog, Path], protocol: str, tmp_path: Path
 ) -> None:
     daemon, _ = rsyslog
-    port = {"udp": daemon.udp, "tcp": daemon.tcp, "tls": daemon.tls}[protocol]
+    port = {"udp": daemon.udp, "tcp": daemon.tcp, "tls": _tls_port(daemon)}[protocol]
     spec = f"syslog+{protocol}://127.0.0.1:{port}"
     if protocol == "tls":
         spec += f"?ca={daemon.ca}&cert={PCAPS / 'pki/client.pem'}&key={PCAPS / 'pki/client.key'}"
@@ -185,7 +185,7 @@ def test_tls_refuses_a_receiver_its_ca_did_not_sign_and_keeps_the_events(
     daemon, _ = rsyslog
     wrong_ca = PCAPS / "pki" / "untrusted-ca.pem"
     options = DeliveryOptions(spool_dir=str(tmp_path / "spool"), batch_seconds=0.02, retry_max_seconds=0.1)
-    outputs = open_outputs([f"syslog+tls://127.0.0.1:{daemon.tls}?ca={wrong_ca}"], options)
+    outputs = open_outputs([f"syslog+tls://127.0.0.1:{_tls_port(daemon)}?ca={wrong_ca}"], options)
     outputs.write(sample_events(1)[0])
     assert wait_until(lambda: outputs.counters()["outputs_retried"] >= 2)
     outputs.close(timeout=0.2)
@@ -199,7 +199,7 @@ def test_tls_without_the_client_certificate_rsyslog_demands_keeps_the_events(
 ) -> None:
     daemon, _ = rsyslog
     options = DeliveryOptions(spool_dir=str(tmp_path / "spool"), batch_seconds=0.02, retry_max_seconds=0.1)
-    outputs = open_outputs([f"syslog+tls://127.0.0.1:{daemon.tls}?ca={daemon.ca}"], options)
+    outputs = open_outputs([f"syslog+tls://127.0.0.1:{_tls_port(daemon)}?ca={daemon.ca}"], options)
     for event in sample_events(3):
         outputs.write(event)
     assert wait_until(lambda: outputs.counters()["outputs_retried"] >= 2)
