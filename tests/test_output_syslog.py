@@ -124,7 +124,7 @@ def test_rsyslog_receives_every_event_intact_one_per_message(
     rsyslog: tuple[Rsyslog, Path], protocol: str, tmp_path: Path
 ) -> None:
     daemon, _ = rsyslog
-    port = {"udp": daemon.udp, "tcp": daemon.tcp, "tls": _tls_port(daemon)}[protocol]
+    port = {"udp": daemon.udp, "tcp": daemon.tcp}[protocol] if protocol != "tls" else _tls_port(daemon)
     spec = f"syslog+{protocol}://127.0.0.1:{port}"
     if protocol == "tls":
         spec += f"?ca={daemon.ca}&cert={PCAPS / 'pki/client.pem'}&key={PCAPS / 'pki/client.key'}"
