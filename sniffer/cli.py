@@ -294,7 +294,8 @@ def _stop_signals_interrupt() -> Iterator[None]:
     "--write-pcap",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also keep the handshake packets of reported connections in this pcapng file (appended).",
+    help="Also keep the handshake packets of reported connections in this pcapng file (appended; "
+    "with --workers, one file per worker: NAME.wN.EXT).",
 )
 @_limit_options
 @_event_options("SSLKEYLOGFILE to decrypt with, followed as it grows (repeatable).")

@@ -6,7 +6,8 @@ this process; :func:`run_sensor_workers` in N worker processes (sniffer.parallel
 one fanout group, with the events written by the parent. Connections are reported when they conclude or
 go idle (``FlowTable.expire`` about once a second, also on a quiet link); on SIGTERM/SIGINT every
 pending one is reported before the outputs close. SIGHUP reopens the output files and the pcap files
-(logrotate); the parent passes it on to its workers.
+(logrotate); the parent passes it on to its workers. With workers, ``--write-pcap NAME.EXT`` becomes one
+file per worker, ``NAME.wN.EXT``: a pcapng section cannot have two writers.
 
 The final stats event (written to the outputs after the last connection) is shaped like an ECS metric::
 
@@ -273,7 +274,8 @@ def run_sensor(
         serve(sensor, signals, stats_interval, log_stats, outputs.reopen)
     finally:
         _conclude(sensor.stats, outputs, settings.observer, started, log)
-    return signals.stop if signals.stop is not None else signal.SIGTERM
+    assert signals.stop is not None  # serve returns only once a stop signal came
+    return signals.stop
 
 
 def run_sensor_workers(
