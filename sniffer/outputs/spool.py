@@ -52,6 +52,8 @@ class Spool:
         except BlockingIOError:
             self._lock.close()
             raise SpoolBusyError(f"spool directory {directory} is in use by another helloscope") from None
+        for leftover in directory.glob(f"*{_SUFFIX}.tmp"):  # from a crash inside append_before
+            leftover.unlink()
         self._sizes = {
             int(path.name.removesuffix(_SUFFIX)): path.stat().st_size
             for path in directory.glob(f"*{_SUFFIX}")
@@ -100,7 +102,7 @@ class Spool:
 
         The unread rest of the head segment is copied behind them into a new segment numbered before it,
         the acknowledged position moves to that segment, and then the old head goes. A crash in between
-        can repeat records on replay, never lose acknowledged-as-undelivered ones.
+        can make the next run send some records twice, never lose one.
         """
         if not records:
             return True
@@ -119,7 +121,7 @@ class Spool:
             stream.write(b"".join(_HEADER.pack(len(record), zlib.crc32(record)) + record for record in records))
             stream.write(rest)
             stream.flush()
-            os.fsync(stream.fileno())
+            os.fsync(stream.fileno())  # on disk before the old head, which holds the same records, is deleted
         os.replace(temporary, self._path(new_head))
         self._sizes[new_head] = added + len(rest)
         self._write_ack(Position(new_head, 0))
