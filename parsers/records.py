@@ -27,6 +27,7 @@ MAX_PLAINTEXT = 16384
 MAX_CIPHERTEXT = MAX_PLAINTEXT + 2048
 
 T = TypeVar("T")
+_Bytes = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,44 +63,51 @@ class _Framer(ABC, Generic[T]):
         return self._error
 
     @abstractmethod
-    def _body_length(self, view: memoryview, pos: int, stream_offset: int) -> int:
+    def _body_length(self, view: _Bytes, pos: int, stream_offset: int) -> int:
         """Validate the header at ``view[pos:]`` and return its body length, or raise ParseError."""
 
     @abstractmethod
-    def _frame(self, view: memoryview, pos: int, length: int, stream_offset: int) -> T:
+    def _frame(self, view: _Bytes, pos: int, length: int, stream_offset: int) -> T:
         """Build the frame whose header starts at ``view[pos]``."""
 
-    def _feed(self, data: bytes | bytearray | memoryview) -> list[T]:
+    def _feed(self, data: _Bytes) -> list[T]:
         if self._error is not None:
             raise ParseError(self._error.what, self._error.offset)
         tail = self._tail
-        buffered = bool(tail)
-        if buffered:
+        if tail:
             tail += data
-        frames: list[T] = []
-        pos = 0
-        header = self.HEADER
-        with memoryview(tail if buffered else data) as view:
-            end = len(view)
-            base = self._base
-            while end - pos >= header:
-                try:
-                    length = self._body_length(view, pos, base + pos)
-                except ParseError as exc:
-                    self._error = exc
-                    break
-                if end - pos - header < length:
-                    break
-                frames.append(self._frame(view, pos, length, base + pos))
-                pos += header + length
-            if not buffered:
-                tail += view[pos:]
-        if buffered:
+            # A view, so that frames copy their bytes once; released before the front is dropped.
+            with memoryview(tail) as view:
+                pos, frames = self._frames(view)
             del tail[:pos]  # CPython drops a bytearray's front without moving the rest
+        else:
+            # Nothing pending (the usual case): frames come straight out of the caller's bytes.
+            pos, frames = self._frames(data)
+            if pos < len(data):
+                tail += data[pos:]
         self._base += pos
         if self._error is not None and not frames:
             raise ParseError(self._error.what, self._error.offset)
         return frames
+
+    def _frames(self, view: _Bytes) -> tuple[int, list[T]]:
+        """Every complete frame in ``view`` and where the first incomplete one starts; records a bad header."""
+        frames: list[T] = []
+        pos = 0
+        header = self.HEADER
+        end = len(view)
+        base = self._base
+        while end - pos >= header:
+            try:
+                length = self._body_length(view, pos, base + pos)
+            except ParseError as exc:
+                self._error = exc
+                break
+            if end - pos - header < length:
+                break
+            frames.append(self._frame(view, pos, length, base + pos))
+            pos += header + length
+        return pos, frames
 
 
 class RecordReader(_Framer[Record]):
@@ -113,7 +121,7 @@ class RecordReader(_Framer[Record]):
         super().__init__()
         self._max_fragment = max_fragment
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Record]:
+    def feed(self, data: _Bytes) -> list[Record]:
         """Every record completed by ``data``; a partial record stays buffered."""
         return self._feed(data)
 
@@ -122,7 +130,7 @@ class RecordReader(_Framer[Record]):
         """Bytes held while waiting for the rest of a record."""
         return len(self._tail)
 
-    def _body_length(self, view: memoryview, pos: int, stream_offset: int) -> int:
+    def _body_length(self, view: _Bytes, pos: int, stream_offset: int) -> int:
         content_type = view[pos]
         if not CHANGE_CIPHER_SPEC <= content_type <= HEARTBEAT:
             raise ParseError(f"record content type {content_type} is not TLS", stream_offset)
@@ -133,11 +141,9 @@ class RecordReader(_Framer[Record]):
             raise ParseError(f"record_overflow: {length} bytes > {self._max_fragment}", stream_offset)
         return length
 
-    def _frame(self, view: memoryview, pos: int, length: int, stream_offset: int) -> Record:
+    def _frame(self, view: _Bytes, pos: int, length: int, stream_offset: int) -> Record:
         start = pos + RECORD_HEADER
-        return Record(
-            view[pos], view[pos + 1] << 8 | view[pos + 2], view[start : start + length].tobytes(), stream_offset
-        )
+        return Record(view[pos], view[pos + 1] << 8 | view[pos + 2], bytes(view[start : start + length]), stream_offset)
 
 
 class HandshakeReader(_Framer[HandshakeMessage]):
@@ -154,7 +160,7 @@ class HandshakeReader(_Framer[HandshakeMessage]):
         super().__init__()
         self._max_message = max_message
 
-    def feed(self, fragment: bytes | bytearray | memoryview) -> list[HandshakeMessage]:
+    def feed(self, fragment: _Bytes) -> list[HandshakeMessage]:
         """Every message completed by ``fragment``; a partial message stays buffered."""
         return self._feed(fragment)
 
@@ -163,12 +169,12 @@ class HandshakeReader(_Framer[HandshakeMessage]):
         """A partial message (or a partial header) is buffered."""
         return bool(self._tail)
 
-    def _body_length(self, view: memoryview, pos: int, stream_offset: int) -> int:
+    def _body_length(self, view: _Bytes, pos: int, stream_offset: int) -> int:
         length = view[pos + 1] << 16 | view[pos + 2] << 8 | view[pos + 3]
         if length > self._max_message:
             raise ParseError(f"handshake message of {length} bytes exceeds {self._max_message}", stream_offset)
         return length
 
-    def _frame(self, view: memoryview, pos: int, length: int, stream_offset: int) -> HandshakeMessage:
+    def _frame(self, view: _Bytes, pos: int, length: int, stream_offset: int) -> HandshakeMessage:
         start = pos + HANDSHAKE_HEADER
-        return HandshakeMessage(view[pos], view[start : start + length].tobytes(), HANDSHAKE_HEADER + length)
+        return HandshakeMessage(view[pos], bytes(view[start : start + length]), HANDSHAKE_HEADER + length)

@@ -158,13 +158,14 @@ class FlowTable:
     # ----- packets -------------------------------------------------------------------------------
 
     def packet(self, timestamp: float, segment: Segment) -> None:
-        key = (segment.src, segment.sport, segment.dst, segment.dport)
+        # One unpack instead of an attribute look-up per field: this runs for every TCP segment.
+        _, src, dst, sport, dport, seq, _, flags, payload, snapped = segment
+        key = (src, sport, dst, dport)
         flow = self._flows.get(key)
-        flags = segment.flags
         if flow is None:
-            if not segment.payload and not flags & SYN:
+            if not payload and not flags & SYN:
                 return  # a bare ACK/FIN/RST of a flow we do not follow
-            if self._ports and segment.sport not in self._ports and segment.dport not in self._ports:
+            if self._ports and sport not in self._ports and dport not in self._ports:
                 return
             flow = self._open(key, timestamp)
         elif flow.done:
@@ -184,28 +185,32 @@ class FlowTable:
         side = 0 if key == flow.keys[0] else 1
         if flags & SYN:
             if flow.sides is not None:
-                flow.sides[side].stream.syn(segment.seq)
+                flow.sides[side].stream.syn(seq)
             elif flow.isn[side] is None:
-                flow.isn = (segment.seq, flow.isn[1]) if side == 0 else (flow.isn[0], segment.seq)
+                flow.isn = (seq, flow.isn[1]) if side == 0 else (flow.isn[0], seq)
             if flow.client is None:
                 flow.client = 1 - side if flags & ACK else side
         # Only bytes reaching the tracker can settle a connection: a bare ACK skips that check.
         tracked = False
-        if segment.payload:
+        if payload:
             sides, tracker = self._allocate(flow)
             direction = sides[side]
             if not direction.broken:
-                gaps = direction.stream.gaps
-                data = direction.stream.add(segment.seq, segment.payload)
-                if segment.snapped:
+                stream = direction.stream
+                gaps = stream.gaps
+                data = stream.add(seq, payload)
+                if snapped:
                     tracker.note("snaplen_cut_payload")
-                if direction.stream.gaps != gaps and direction.records is not None:
+                if stream.gaps != gaps and direction.records is not None:
                     # Record framing cannot survive lost bytes; what was seen before the hole stands.
                     tracker.stream_broken(flow.role(side), "stream_gap")
                     direction.stop()
                     tracked = True
                 elif data:
-                    self._consume(flow, sides, tracker, side, data, timestamp)
+                    if direction.records is not None:
+                        self._frame(flow, direction, tracker, side, data, timestamp)
+                    else:
+                        self._search(flow, sides, tracker, side, data, timestamp)
                     tracked = True
         if flags & (FIN | RST) and not flow.done:
             self._teardown(flow, side, flags)
@@ -215,7 +220,7 @@ class FlowTable:
             self._sweep(timestamp)
 
     def _allocate(self, flow: _Flow) -> tuple[tuple[_Direction, _Direction], ConnectionTracker]:
-        """The flow's byte-stream state, made when its first payload arrives."""
+        """The flow's byte-stream state, made with its first payload."""
         if flow.sides is None or flow.tracker is None:
             limits = self._limits
             flow.sides = (_Direction(limits, flow.isn[0]), _Direction(limits, flow.isn[1]))
@@ -313,7 +318,7 @@ class FlowTable:
 
     # ----- byte streams --------------------------------------------------------------------------
 
-    def _consume(
+    def _search(
         self,
         flow: _Flow,
         sides: tuple[_Direction, _Direction],
@@ -322,18 +327,15 @@ class FlowTable:
         data: bytes,
         timestamp: float,
     ) -> None:
-        direction = sides[side]
-        if direction.records is not None:
-            self._frame(flow, direction, tracker, side, data, timestamp)
-            return
-        direction.pending += data
+        """Bytes of a direction whose TLS start is not found yet: look for it again with them."""
+        sides[side].pending += data
         self._locate_tls(flow, sides, tracker, timestamp)
 
     def _frame(
         self, flow: _Flow, direction: _Direction, tracker: ConnectionTracker, side: int, data: bytes, timestamp: float
     ) -> None:
         assert direction.records is not None
-        role = flow.role(side)
+        role = CLIENT if side == flow.client else SERVER
         reader = direction.records
         try:
             records = reader.feed(data)

@@ -42,7 +42,9 @@ class StreamReassembler:
         self.delivered = 0  # stream offset of the next byte to deliver
         self._pending: dict[int, bytes] = {}  # stream offset -> bytes beyond a hole
         self._pending_bytes = 0
-        self._recent = b""  # the last delivered bytes, ending at ``delivered``
+        # The last delivered bytes, ending at ``delivered``; a bytearray so that keeping the window costs an
+        # append and a front trim per segment, not a copy of the whole window.
+        self._recent = bytearray()
         self.max_bytes = max_bytes
         self.max_pending = max_pending
         self.out_of_order = 0
@@ -75,6 +77,8 @@ class StreamReassembler:
             # Before the stream start (a retransmission of bytes we never saw begin): drop it.
             self.retransmitted += 1
             return b""
+        if offset == self.delivered and not self._pending:
+            return self._deliver(payload)  # the common case: the next bytes, nothing held beyond a hole
         if offset < self.delivered:
             payload = self._trim_delivered(offset, payload)
             if not payload:
@@ -96,7 +100,7 @@ class StreamReassembler:
         start = min(self._pending)
         self.gaps += 1
         self.delivered = start
-        self._recent = b""
+        self._recent.clear()
         out: list[bytes] = []
         self._drain(start, out)
         return self._deliver(b"".join(out))
@@ -164,6 +168,8 @@ class StreamReassembler:
             self._pending.clear()
             self._pending_bytes = 0
         self.delivered += len(data)
-        recent = self._recent + data
-        self._recent = recent[-_RECENT_WINDOW:] if len(recent) > _RECENT_WINDOW else recent
+        recent = self._recent
+        recent += data
+        if len(recent) > _RECENT_WINDOW:
+            del recent[: len(recent) - _RECENT_WINDOW]  # CPython moves the start, not the bytes
         return data

@@ -132,7 +132,7 @@ class ConnectionTracker:
 
     @property
     def fatal_alert_seen(self) -> bool:
-        return any(alert.fatal for alert in self.alerts)
+        return bool(self.alerts) and any(alert.fatal for alert in self.alerts)
 
     @property
     def settled(self) -> bool:
