@@ -8,6 +8,7 @@ namespace pair serves the whole module; every peer and sensor runs under a deadl
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pwd
@@ -16,9 +17,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,13 @@ from sniffer.capture import open_capture
 from sniffer.decode import decode
 from tests.helpers import PCAPS, REPO
 from tests.netns import SERVER_ADDRESS, Link, namespaces_unavailable, veth_link
+from tests.receivers import RESET, BulkReceiver, serving
 
 sys.path.insert(0, str(PCAPS))
 import make_fixtures as fixtures  # noqa: E402 - pcaps/ is a script directory, not a package
 from peers import Peer  # noqa: E402
 
+CLONE_NEWNET = 0x40000000
 SENSOR_DEADLINE = 30.0  # seconds a sensor may take to start or to stop
 TLS12_BULK = 300_000  # bytes the TLS 1.2 client sends after its handshake: bulk the pcap must not keep
 SCAPY_CLIENT = (
@@ -216,6 +220,57 @@ def test_workers_share_the_capture_and_report_the_same_events(link: Link):
                     if segment is not None and segment.payload[:1] == b"\x16" and segment.payload[5:6] == b"\x01":
                         hello_ports.add(segment.dport)
         assert hello_ports == {sc.port for sc in SCENARIOS.values()}
+
+
+@contextmanager
+def receiving_in(namespace: str, receiver: BulkReceiver, port: int) -> Iterator[None]:
+    """Serve ``receiver`` on the namespace's own loopback: the listening socket is made by a thread that
+    joined the namespace (network namespaces are per thread), so the sensor inside reaches it."""
+    stack = ExitStack()
+    failure: list[BaseException] = []
+
+    def enter() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{namespace}", "rb") as handle:
+                if libc.setns(handle.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+            stack.enter_context(serving(receiver, port))
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            failure.append(error)
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    thread.join(SENSOR_DEADLINE)
+    if failure:
+        raise failure[0]
+    with stack:
+        yield
+
+
+def test_flaky_http_receiver_gets_every_event_once_in_order_across_a_sigterm_while_it_was_down(link: Link):
+    port = 47480
+    spec = f"http://127.0.0.1:{port}/_bulk"
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        events_path = work / "events.jsonl"
+        options = ("-o", spec, "-o", str(events_path), "--spool-dir", str(work / "spool"))
+        # The receiver is down for the whole first run: its events wait in the spool at SIGTERM.
+        with sensor(link, *options) as peer:
+            converse(link, work, ("tls13-required-missing", "tls12-noauth"))
+            assert stop(peer) == 0
+        first_run = events_in(events_path)
+        assert len(first_run) == 3 and first_run[-1]["event"]["kind"] == "metric"
+        # Up, but failing its first requests: the next run sends the spooled events first, then its own.
+        receiver = BulkReceiver("bulk", faults=[503, RESET, 500])
+        with receiving_in(link.server.namespace, receiver, port), sensor(link, *options) as peer:
+            converse(link, work, ("tls13-flag62-honored",))
+            assert stop(peer) == 0
+        everything = events_in(events_path)
+        assert len(everything) == 5
+        assert receiver.documents == everything  # each exactly once, in order
+        assert receiver.requests >= 4  # the three faults were met and retried
+        assert everything[-1]["helloscope"]["stats"]["outputs_retried"] >= 3
 
 
 def test_sighup_reopens_the_outputs_and_the_pcap_after_logrotate_renamed_them(link: Link):
