@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -79,24 +80,29 @@ class Reader:
     @contextmanager
     def pull_block(self, length_size: int, what: str = "block") -> Iterator[Reader]:
         """Read a length-prefixed block with a sub-reader that must consume it exactly."""
-        n = self._pull_length(length_size, what)
-        start = self._need(n, what)
-        inner = Reader(self._data, start, start + n)
+        inner = self._block(length_size, what)
         yield inner
         if not inner.eof():
             raise ParseError(f"{inner.remaining} unexpected bytes at end of {what}", inner.position)
 
+    def _block(self, length_size: int, what: str) -> Reader:
+        """The sub-reader of a length-prefixed block, for callers that always consume it whole."""
+        n = self._pull_length(length_size, what)
+        start = self._need(n, what)
+        return Reader(self._data, start, start + n)
+
     def pull_list_uint16(self, length_size: int, what: str) -> tuple[int, ...]:
         """A vector of uint16 values (cipher suites, groups, signature schemes)."""
-        with self.pull_block(length_size, what) as block:
-            if block.remaining % 2:
-                raise ParseError(f"odd length in {what}", block.position)
-            return tuple(block.pull_uint16(what) for _ in range(block.remaining // 2))
+        n = self._pull_length(length_size, what)
+        start = self._need(n, what)
+        if n % 2:
+            raise ParseError(f"odd length in {what}", start)
+        return struct.unpack_from(f">{n // 2}H", self._data, start)
 
     def pull_vector(self, length_size: int, what: str, pull_item: Callable[[Reader], T]) -> tuple[T, ...]:
         """A length-prefixed vector of variable-size items, each read from the block by ``pull_item``."""
-        with self.pull_block(length_size, what) as block:
-            items = []
-            while not block.eof():
-                items.append(pull_item(block))
-            return tuple(items)
+        block = self._block(length_size, what)
+        items = []
+        while not block.eof():
+            items.append(pull_item(block))
+        return tuple(items)
