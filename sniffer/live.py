@@ -41,6 +41,7 @@ from sniffer.stats import RunStats
 
 POLL_SECONDS: Final = 0.25  # longest wait for frames: bounds how late a signal or an idle sweep is seen
 EXPIRE_SECONDS: Final = 1.0  # idle sweeps on a quiet link
+DRAIN_SECONDS: Final = 2.0  # at most this long feeding what was captured before a stop
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 Event = dict[str, Any]
@@ -103,8 +104,9 @@ class Sensor:
         self._next_expiry = 0.0
         self.follow_keylogs(strict=True)
 
-    def step(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for frames and feed them; age out idle flows about once a second."""
+    def step(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for frames and feed them; age out idle flows about once a second.
+        Returns how many frames came."""
         frames = self._source.poll(timeout)
         # After the poll, before the table: a secret logged before those packets were sent is in the
         # file now, and decryption runs when the connection is reported.
@@ -118,6 +120,13 @@ class Sensor:
             self._table.expire(now)
             if self._pcap is not None:
                 self._pcap.expire(now, self._settings.limits.idle_timeout)
+        return len(frames)
+
+    def drain(self) -> None:
+        """Feed the frames the kernel already holds (stop requested); bounded, as a busy link never empties."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.step(0) and time.monotonic() < deadline:
+            pass
 
     def follow_keylogs(self, strict: bool = False) -> None:
         """Read what the key logs gained; ``strict``: an unreadable one raises OSError (startup)."""
@@ -209,9 +218,11 @@ class Signals:
 def serve(
     sensor: Sensor, signals: Signals, stats_interval: float, on_stats: Callable[[], None], on_hangup: Callable[[], None]
 ) -> None:
-    """Feed the sensor until ``signals.stop`` is set (or an exception, such as a worker's stop, ends it),
-    calling ``on_stats`` every ``stats_interval`` seconds; then report everything pending."""
+    """Feed the sensor until ``signals.stop`` is set or a worker is stopped (sniffer.parallel raises
+    KeyboardInterrupt in it), calling ``on_stats`` every ``stats_interval`` seconds; then feed what the
+    kernel already captured and report everything pending. Another exception only reports."""
     next_stats = time.monotonic() + stats_interval
+    stopped = False
     try:
         while signals.stop is None:
             if signals.take_reopen():
@@ -221,7 +232,13 @@ def serve(
             if time.monotonic() >= next_stats:
                 next_stats += stats_interval
                 on_stats()
+        stopped = True
+    except KeyboardInterrupt:
+        stopped = True
+        raise
     finally:
+        if stopped:
+            sensor.drain()
         sensor.finish()
 
 

@@ -205,6 +205,26 @@ def test_run_sensor_reopens_on_hangup_and_ends_with_a_stats_event_on_terminate()
     assert logged[-1].startswith("stats ") and f"packets={len(frames)}" in logged[-1]
 
 
+def test_a_stop_first_feeds_what_the_kernel_already_captured():
+    frames = frames_of("tls13-flag62-honored.pcap")
+
+    class StoppingSource(FakeSource):
+        def poll(self, timeout: float) -> list[Frame]:
+            if self.polls == 0:
+                os.kill(os.getpid(), signal.SIGTERM)  # the whole connection is still queued
+            return super().poll(timeout)
+
+    source = StoppingSource(frames, batch=2)
+    sink = RecordingSink()
+    signals = Signals()
+    settings = SensorSettings(Limits(idle_timeout=time.time()), OBSERVER)
+    with signals.installed():
+        run_sensor(source, settings, sink, lambda event: event, signals, 3600, lambda message: None)
+    connection, stats = sink.events
+    assert connection["helloscope"]["end_reason"] != "capture_end"  # it concluded: every packet was fed
+    assert stats["helloscope"]["stats"]["packets"] == len(frames)
+
+
 def test_stats_event_is_an_ecs_metric_with_flat_counters():
     event = stats_event({"packets": 3, "kernel_dropped": 0}, OBSERVER, 0.0, 1.5)
     assert event["@timestamp"] == "1970-01-01T00:00:01.500000Z"
