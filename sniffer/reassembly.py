@@ -42,9 +42,10 @@ class StreamReassembler:
         self.delivered = 0  # stream offset of the next byte to deliver
         self._pending: dict[int, bytes] = {}  # stream offset -> bytes beyond a hole
         self._pending_bytes = 0
-        # The last delivered bytes, ending at ``delivered``; a bytearray so that keeping the window costs an
-        # append and a front trim per segment, not a copy of the whole window.
-        self._recent = bytearray()
+        # The last delivered bytes, ending at ``delivered``. The first delivery is kept as is (no copy: a
+        # flow that sends one segment costs nothing more); later ones grow a bytearray, so keeping the
+        # window costs an append and a front trim per segment, not a copy of the whole window.
+        self._recent: bytes | bytearray = b""
         self.max_bytes = max_bytes
         self.max_pending = max_pending
         self.out_of_order = 0
@@ -100,7 +101,7 @@ class StreamReassembler:
         start = min(self._pending)
         self.gaps += 1
         self.delivered = start
-        self._recent.clear()
+        self._recent = b""
         out: list[bytes] = []
         self._drain(start, out)
         return self._deliver(b"".join(out))
@@ -169,6 +170,11 @@ class StreamReassembler:
             self._pending_bytes = 0
         self.delivered += len(data)
         recent = self._recent
+        if not recent:
+            self._recent = data[-_RECENT_WINDOW:] if len(data) > _RECENT_WINDOW else data
+            return data
+        if isinstance(recent, bytes):
+            self._recent = recent = bytearray(recent)
         recent += data
         if len(recent) > _RECENT_WINDOW:
             del recent[: len(recent) - _RECENT_WINDOW]  # CPython moves the start, not the bytes
