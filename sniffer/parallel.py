@@ -420,7 +420,7 @@ def _share_files(paths: Sequence[str], workers: int) -> list[list[str]]:
     loads = [0] * workers
     groups: list[list[str]] = [[] for _ in range(workers)]
     for path in sorted(paths, key=_size, reverse=True):
-        lightest = loads.index(min(loads))
+        lightest = min(range(workers), key=lambda worker: (loads[worker], len(groups[worker])))
         groups[lightest].append(path)
         loads[lightest] += _size(path)
     return [sorted(group, key=order.__getitem__) for group in groups]

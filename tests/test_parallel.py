@@ -6,12 +6,15 @@ with workers, and compares the events as sets (workers report in their own order
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from pathlib import Path
@@ -289,6 +292,75 @@ _PARENT = textwrap.dedent(
     print(json.dumps({"stopped_by": outcome.stopped_by}), flush=True)
     """
 )
+
+
+_ANALYZE = textwrap.dedent(
+    """
+    import json, sys
+    from sniffer.events import Observer
+    from sniffer.parallel import analyze_parallel
+
+    def show(event):
+        print(json.dumps(event), flush=True)
+
+    outcome = analyze_parallel(sys.argv[1:], 2, Observer("test"), show)
+    print(json.dumps({"stopped_by": outcome.stopped_by}), flush=True)
+    """
+)
+
+
+def test_a_stopped_analysis_reports_the_connections_its_workers_had_open(tmp_path: Path):
+    """Two captures still being written (named pipes): SIGTERM ends the run with what was read so far."""
+    head = (PCAPS / "tls13-noauth.pcap").read_bytes()[:624]  # file header, handshake, ClientHello
+    fifos = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ANALYZE, *map(str, fifos)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    writers: list[int] = []
+    try:
+        deadline = time.monotonic() + 20
+        for fifo in fifos:
+            writers.append(_open_when_read(fifo, deadline))
+            os.write(writers[-1], head)
+        while any(_unread(writer) for writer in writers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the bytes are read; let the workers handle them before they are stopped
+        parent.send_signal(signal.SIGTERM)
+        out, err = parent.communicate(timeout=30)
+    finally:
+        for writer in writers:
+            os.close(writer)
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+    *events, last = [json.loads(line) for line in out.splitlines()]
+    assert last["stopped_by"] == signal.SIGTERM
+    assert [event["helloscope"]["end_reason"] for event in events] == ["capture_end"] * 2
+    assert all(event["tls"]["client"]["server_name"] for event in events)
+    assert parent.returncode == 0 and err == ""
+
+
+def _open_when_read(fifo: Path, deadline: float) -> int:
+    """The write end of a named pipe, once a worker has opened it for reading."""
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _unread(pipe: int) -> int:
+    """Bytes written to a pipe that its reader has not taken yet."""
+    return struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 @pytest.mark.parametrize("how", ["SIGTERM to the parent", "Ctrl-C to the process group"])
