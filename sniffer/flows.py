@@ -136,9 +136,6 @@ class FlowTable:
     ) -> None:
         self._emit = emit
         self._keys = keys
-        # Protected records are kept only for a key log: none given, or one sealed empty (nothing followed,
-        # no capture secrets to come), means no key can ever open them.
-        self._keep_protected = not limits.fast_path or (keys is not None and (not keys.sealed or len(keys) > 0))
         self._stats = stats
         self._limits = limits
         self._ports = ports
@@ -224,9 +221,18 @@ class FlowTable:
         if flow.sides is None or flow.tracker is None:
             limits = self._limits
             flow.sides = (_Direction(limits, flow.isn[0]), _Direction(limits, flow.isn[1]))
-            flow.tracker = ConnectionTracker(keep_protected=self._keep_protected)
+            flow.tracker = ConnectionTracker(keep_protected=self._keys_can_open())
             flow.isn = _NO_ISN
         return flow.sides, flow.tracker
+
+    def _keys_can_open(self) -> bool:
+        """Whether a new connection's protected records are worth keeping for the key log.
+
+        No key log, or one sealed empty (nothing followed, no capture secrets to come), means no key can
+        ever open them. Asked per new flow, so a key log sealed after the table was made counts.
+        """
+        keys = self._keys
+        return not self._limits.fast_path or (keys is not None and (not keys.sealed or len(keys) > 0))
 
     def _follow_with_keys(self, tracker: ConnectionTracker) -> bool:
         """Keep a finished TLS <= 1.2 connection open when the key log can read what follows."""

@@ -92,9 +92,9 @@ def _feed(table: FlowTable, capture: Path, keep: int, payload: bool) -> None:
 @pytest.mark.parametrize(("fast", "sealed", "kept"), [(True, True, False), (True, False, True), (False, True, True)])
 def test_protected_records_are_kept_only_while_a_key_can_arrive(fast: bool, sealed: bool, kept: bool) -> None:
     keys = KeyLog()
-    if sealed:
-        keys.seal()
     table, _ = _table(fast, keys)
+    if sealed:
+        keys.seal()  # after the table was made, as a caller that learns it late would
     # No FIN or RST: the connection is still open (and its tracker readable) after its last record.
     _feed(table, PCAPS / "tls13-required-presented.pcap", keep=SYN, payload=True)
     trackers = [flow.tracker for flow in table._flows.values() if flow.tracker is not None]
