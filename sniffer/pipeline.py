@@ -53,26 +53,29 @@ def feed_frames(
     datagram = table.quic.datagram
     absorbed = 0
     undecoded = tcp = count = size = 0
-    for timestamp, linktype, frame in frames:
-        if len(secrets) != absorbed and keys is not None:
-            absorbed = _absorb(secrets, absorbed, keys, stats)
-        count += 1
-        size += len(frame)
-        segment = decode(linktype, frame)
-        if segment is None:
-            undecoded += 1
-            continue
-        if tap is not None:
-            tap(timestamp, linktype, frame, segment)
-        if segment.proto == TCP:
-            tcp += 1
-            packet(timestamp, segment)
-        elif segment.proto == UDP:
-            datagram(timestamp, segment)
-    stats.packets += count
-    stats.bytes += size
-    stats.undecoded_frames += undecoded
-    stats.tcp_segments += tcp
+    try:
+        for timestamp, linktype, frame in frames:
+            if len(secrets) != absorbed and keys is not None:
+                absorbed = _absorb(secrets, absorbed, keys, stats)
+            count += 1
+            size += len(frame)
+            segment = decode(linktype, frame)
+            if segment is None:
+                undecoded += 1
+                continue
+            if tap is not None:
+                tap(timestamp, linktype, frame, segment)
+            if segment.proto == TCP:
+                tcp += 1
+                packet(timestamp, segment)
+            elif segment.proto == UDP:
+                datagram(timestamp, segment)
+    finally:
+        # Also when a stop (KeyboardInterrupt) ends the loop early: what was fed is counted.
+        stats.packets += count
+        stats.bytes += size
+        stats.undecoded_frames += undecoded
+        stats.tcp_segments += tcp
 
 
 def _absorb(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats: RunStats) -> int:
