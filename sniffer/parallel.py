@@ -362,12 +362,14 @@ def analyze_parallel(
 
     - At least as many files as workers: whole files are shared out, largest first to the least loaded
       worker. Each file is then a capture of its own: a connection that continues from one file into
-      the next (a ring of rotated files) is reported once per file, and secrets embedded in one file
-      decrypt only that file. Keys given in ``keys`` serve every worker.
+      the next (a ring of rotated files) is reported once per file, one still open at the end of its
+      file ends as ``capture_end`` (one process may find it idle by a later file's clock), and secrets
+      embedded in one file decrypt only that file. Keys given in ``keys`` serve every worker; sealing
+      them (:meth:`parsers.keylog.KeyLog.seal`) has the effect it has in one process.
     - Fewer files: every worker reads every file and keeps the packets whose flow is its own
       (:func:`flow_owner`: a hash of the TCP/UDP 5-tuple that is the same in both directions), so each
       connection is followed whole by one worker; pcapng Decryption Secrets Blocks reach every worker.
-      A frame that carries no flow is owned by worker 0. Each packet, file and embedded secret is
+      A frame that decodes to no flow is owned by worker 0. Each packet, file and embedded secret is
       counted by one worker only, so the summed counters equal one worker's. A worker's idle sweeps
       run on the capture clock of every frame, its own and the others', about when one process's
       would; but one process sweeps TCP flows only on packets of flows it is still examining, which a
