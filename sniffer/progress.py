@@ -65,10 +65,9 @@ class ProgressBar:
         self.packets = 0
         self.reports = 0
         self._progress = Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=16),  # the whole line fits in 80 columns
             DownloadColumn(),
-            TextColumn("{task.fields[rate]} packets/s"),
+            TextColumn("{task.fields[rate]} pkt/s"),
             TextColumn("connections: {task.fields[reports]}"),
             TextColumn("eta {task.fields[eta]}"),
             console=console,

@@ -66,11 +66,11 @@ def test_the_bar_shows_bytes_of_total_packet_rate_connections_and_time_left():
         bar.advance(size=1_000_000, packets=5000)
         bar.advance(reports=7)
         bar.redraw()
-        assert "- packets/s" in out.getvalue() and "eta -" in out.getvalue()  # no rate in the first instant
+        assert "- pkt/s" in out.getvalue() and "eta -" in out.getvalue()  # no rate in the first instant
         bar.redraw(time.monotonic() + 100)  # as if 100 s had passed: 50 packets/s, as long again to go
         shown = out.getvalue()
     assert "1.0/2.0 MB" in shown and "connections: 7" in shown
-    assert re.search(r" (49|50) packets/s", shown)
+    assert re.search(r" (49|50) pkt/s", shown)
     assert re.search(r"eta 0:01:(39|40)", shown)
     assert "\x1b[" in shown  # drawn for a terminal
 
