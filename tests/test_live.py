@@ -197,9 +197,15 @@ def test_workers_share_the_capture_and_report_the_same_events(link: Link):
         keylog = work / "tls13-required-presented.keylog"
         keylog.touch()
         options = ("--workers", "2", "-o", str(events_path), "--write-pcap", str(pcap), "--keylog", str(keylog))
+        per_worker = [work / "handshakes.w1.pcapng", work / "handshakes.w2.pcapng"]
         with sensor(link, *options) as peer:
             converse(link, work, tuple(SCENARIOS))
+            rotated = [path.rename(path.with_suffix(".old")) for path in per_worker]
             peer.proc.send_signal(signal.SIGHUP)  # passed on to the workers, who reopen their pcap files
+            deadline = time.monotonic() + SENSOR_DEADLINE
+            while not all(path.exists() for path in per_worker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert all(path.exists() for path in per_worker)
             assert stop(peer) == 0
         assert sum("started" in line for line in peer.lines) == 2
         events = events_in(events_path)
@@ -213,7 +219,7 @@ def test_workers_share_the_capture_and_report_the_same_events(link: Link):
         assert counters["kernel_received"] >= counters["packets"] > 0
         # Each worker keeps its own handshake file; together they hold every connection's hello.
         hello_ports = set()
-        for path in (work / "handshakes.w1.pcapng", work / "handshakes.w2.pcapng"):
+        for path in rotated:
             with open_capture(str(path)) as reader:
                 for _, linktype, frame in reader:
                     segment = decode(linktype, frame)
