@@ -60,7 +60,8 @@ def to_json_line(event: dict[str, Any]) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _iso(timestamp: float) -> str:
+def iso_time(timestamp: float) -> str:
+    """ECS timestamp text: UTC, microseconds, Z."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -80,15 +81,15 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
     # tls.client and helloscope.client_hello both show the first hello's JA4: computed once.
     fingerprints = ja4_variants(hello, _ja4_transport(report)) if hello is not None else None
     return {
-        "@timestamp": _iso(report.start),
+        "@timestamp": iso_time(report.start),
         "event": {
             "kind": "event",
             "category": ["network"],
             "type": ["connection", "protocol"],
             "module": "helloscope",
             "dataset": "helloscope.tls",
-            "start": _iso(report.start),
-            "end": _iso(report.end),
+            "start": iso_time(report.start),
+            "end": iso_time(report.end),
             "duration": round((report.end - report.start) * 1e9),
             "outcome": _EVENT_OUTCOME.get(report.outcome, "unknown"),
         },
@@ -203,8 +204,8 @@ def _ecs_x509(summary: X509Summary) -> dict[str, Any]:
         "subject": {"distinguished_name": summary.subject},
         "issuer": {"distinguished_name": summary.issuer},
         "serial_number": summary.serial_number.upper(),
-        "not_before": _iso(summary.not_before.timestamp()),
-        "not_after": _iso(summary.not_after.timestamp()),
+        "not_before": iso_time(summary.not_before.timestamp()),
+        "not_after": iso_time(summary.not_after.timestamp()),
         "public_key_algorithm": summary.key_type,
         "alternative_names": list(summary.san_dns),
     }
@@ -256,8 +257,8 @@ def _x509_summary(summary: X509Summary) -> dict[str, Any]:
         "issuer": summary.issuer,
         "sha256": summary.sha256,
         "serial_number": summary.serial_number,
-        "not_before": _iso(summary.not_before.timestamp()),
-        "not_after": _iso(summary.not_after.timestamp()),
+        "not_before": iso_time(summary.not_before.timestamp()),
+        "not_after": iso_time(summary.not_after.timestamp()),
         "key_type": summary.key_type,
         "key_bits": summary.key_bits,
         "curve": summary.curve,

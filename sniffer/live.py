@@ -29,7 +29,7 @@ from types import FrameType
 from typing import Any, Final, Protocol
 
 from parsers.keylog import KeyLog
-from sniffer.events import ECS_VERSION, Observer, _iso, build_event
+from sniffer.events import ECS_VERSION, Observer, build_event, iso_time
 from sniffer.flows import FlowTable, Limits
 from sniffer.keylog_follow import KeyLogFollower
 from sniffer.livecapture import KernelStats
@@ -245,15 +245,15 @@ def serve(
 def stats_event(counters: Mapping[str, int], observer: Observer, start: float, end: float) -> Event:
     """The run's counters as one ECS metric event (``event.dataset: helloscope.stats``)."""
     return {
-        "@timestamp": _iso(end),
+        "@timestamp": iso_time(end),
         "event": {
             "kind": "metric",
             "category": ["network"],
             "type": ["info"],
             "module": "helloscope",
             "dataset": "helloscope.stats",
-            "start": _iso(start),
-            "end": _iso(end),
+            "start": iso_time(start),
+            "end": iso_time(end),
         },
         "ecs": {"version": ECS_VERSION},
         "observer": {"name": observer.name, "product": "helloscope", "type": "sensor", "version": observer.version},
