@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
 CORPUS = REPO.parent / "shared" / "corpus"
+# Each kind of event helloscope writes, by event.dataset, and the JSON Schema that describes it.
+SCHEMAS = {"helloscope.tls": "event.schema.json", "helloscope.stats": "stats.schema.json"}
 
 
 def tshark_fields(
@@ -64,3 +69,21 @@ def field(event: dict, dotted: str) -> object:
         assert isinstance(value, dict), dotted
         value = value[part]
     return value
+
+
+@cache
+def schema_validator(dataset: str) -> jsonschema.Draft202012Validator:
+    """The validator for one event.dataset's schema in schema/, itself checked against the metaschema."""
+    schema = json.loads((REPO / "schema" / SCHEMAS[dataset]).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def assert_schema_valid(events: list[dict], where: str) -> None:
+    """Every event validates against the schema of its event.dataset; the first errors are shown."""
+    for index, event in enumerate(events):
+        validator = schema_validator(event["event"]["dataset"])
+        errors = sorted(validator.iter_errors(event), key=lambda error: list(error.absolute_path))
+        assert not errors, f"{where} event {index}: " + "; ".join(
+            f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in errors[:5]
+        )

@@ -28,7 +28,7 @@ import pytest
 
 from sniffer.capture import open_capture
 from sniffer.decode import decode
-from tests.helpers import PCAPS, REPO
+from tests.helpers import PCAPS, REPO, assert_schema_valid
 from tests.netns import SERVER_ADDRESS, Link, namespaces_unavailable, veth_link
 from tests.receivers import RESET, BulkReceiver, serving
 
@@ -162,6 +162,7 @@ def test_live_sensor_reports_real_handshakes_follows_key_logs_and_keeps_handshak
             assert stop(peer) == 0
             assert any(line.startswith("helloscope: stats ") for line in peer.lines)
         events = events_in(events_path)
+        assert_schema_valid(events, "live")  # the connections and the closing stats event
         reported = by_scenario(events)
         assert sorted(reported) == sorted(SCENARIOS) and len(events) == len(SCENARIOS) + 1
         for name, event in reported.items():

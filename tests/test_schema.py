@@ -1,4 +1,4 @@
-"""Every event helloscope emits validates against schema/event.schema.json (JSON Schema 2020-12).
+"""Every event helloscope emits validates against its schema in schema/ (JSON Schema 2020-12).
 
 Events come from every bundled fixture, without and with its key log (decrypted events carry fields
 plaintext ones do not), and from the shared corpus when present, for the odd hellos of the wild.
@@ -7,36 +7,19 @@ plaintext ones do not), and from the shared corpus when present, for the odd hel
 from __future__ import annotations
 
 import json
-from functools import cache
+import re
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from parsers.keylog import KeyLog
 from sniffer.capture import open_capture
 from sniffer.events import Observer
 from sniffer.pipeline import analyze_files
-from tests.helpers import CORPUS, PCAPS, REPO, analyze
+from tests.helpers import CORPUS, PCAPS, REPO, analyze, assert_schema_valid, schema_validator
 
-SCHEMA_PATH = REPO / "schema" / "event.schema.json"
 FIXTURES = sorted(PCAPS.glob("*.pcap"))
 CORPUS_CAPTURES = sorted((CORPUS / "ja4" / "pcap").glob("*.pcap*")) if CORPUS.is_dir() else []
-
-
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads(SCHEMA_PATH.read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-
-
-def _assert_valid(events: list[dict], where: str) -> None:
-    for index, event in enumerate(events):
-        errors = sorted(_validator().iter_errors(event), key=lambda error: list(error.absolute_path))
-        assert not errors, f"{where} event {index}: " + "; ".join(
-            f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in errors[:5]
-        )
 
 
 def _decrypted(capture: Path) -> list[dict]:
@@ -51,19 +34,19 @@ def _decrypted(capture: Path) -> list[dict]:
 def test_fixture_events_validate(capture: Path) -> None:
     events = analyze(capture)
     assert events
-    _assert_valid(events, capture.name)
+    assert_schema_valid(events, capture.name)
     if capture.with_suffix(".keylog").exists():
-        _assert_valid(_decrypted(capture), f"{capture.name} with keys")
+        assert_schema_valid(_decrypted(capture), f"{capture.name} with keys")
 
 
 @pytest.mark.parametrize("capture", CORPUS_CAPTURES, ids=lambda path: path.name)
 def test_corpus_events_validate(capture: Path) -> None:
-    _assert_valid(analyze(capture), capture.name)
+    assert_schema_valid(analyze(capture), capture.name)
 
 
 def test_the_schema_rejects_what_the_builder_must_not_emit() -> None:
     (event,) = analyze(PCAPS / "tls13-noauth.pcap")
-    _assert_valid([event], "baseline")
+    assert_schema_valid([event], "baseline")
     for path, bad in [
         (("helloscope", "outcome"), "maybe"),
         (("helloscope", "certificate_request", "evidence"), "guessed"),
@@ -76,13 +59,27 @@ def test_the_schema_rejects_what_the_builder_must_not_emit() -> None:
         for part in path[:-1]:
             target = target[part]
         target[path[-1]] = bad
-        assert not _validator().is_valid(broken), path
+        assert not schema_validator("helloscope.tls").is_valid(broken), path
+
+
+def test_the_stats_schema_rejects_a_count_that_is_not_one() -> None:
+    text = (REPO / "docs" / "EVENTS.md").read_text()
+    (example,) = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", text, re.S) if "stats" in block]
+    assert_schema_valid([example], "stats example")
+    stats = schema_validator("helloscope.stats")
+    for name, bad in [("packets", -1), ("kernel_dropped", "0"), ("decryption_decrypted", 1.5)]:
+        broken = json.loads(json.dumps(example))
+        broken["helloscope"]["stats"][name] = bad
+        assert not stats.is_valid(broken), name
+    del example["helloscope"]["stats"]["kernel_dropped"]  # a live run always says what the kernel dropped
+    assert not stats.is_valid(example)
 
 
 def test_the_documented_examples_validate() -> None:
     """docs/EVENTS.md shows real events; they must stay valid as the schema changes."""
     text = (REPO / "docs" / "EVENTS.md").read_text()
     examples = [json.loads(block.split("```", 1)[0]) for block in text.split("```json\n")[1:]]
-    outcomes = {example["helloscope"]["outcome"] for example in examples}
+    outcomes = {example["helloscope"]["outcome"] for example in examples if "outcome" in example["helloscope"]}
     assert outcomes >= {"authenticated", "declined", "not_requested", "rejected", "unknown"}
-    _assert_valid(examples, "docs/EVENTS.md")
+    assert any(example["event"]["dataset"] == "helloscope.stats" for example in examples)
+    assert_schema_valid(examples, "docs/EVENTS.md")
