@@ -22,7 +22,7 @@ from rich.console import Console
 
 from parsers.keylog import KeyLog
 from sniffer import __version__
-from sniffer.capture import CaptureError, CaptureReader, open_capture
+from sniffer.capture import PCAP, CaptureError, CaptureReader, open_capture
 from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
 from sniffer.live import SensorSettings, Signals, run_sensor, run_sensor_workers
@@ -197,12 +197,16 @@ def analyze(
     if captures.count("-") > 1:
         raise _Fail("standard input (-) can be read only once")
     selected = _field_paths(fields, output_format, outputs)
+    formats = set()
     for path in captures:
         if path != "-":
-            _open(path).close()  # refuse a bad file list before any event is written
+            with _open(path) as reader:  # refuse a bad file list before any event is written
+                formats.add(reader.format)
     keys = KeyLog()
     for path in keylogs:
         _load_keylog(keys, path)
+    if formats == {PCAP} and "-" not in captures:
+        keys.seal()  # classic pcap has no Decryption Secrets Blocks: no key can arrive during the run
     stats = RunStats()
     summary = Summary()
     table_events: list[dict[str, Any]] = []
