@@ -20,6 +20,7 @@ apart, so pass ``quiet=True`` then.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -42,12 +43,12 @@ def wanted(stream: IO[str], quiet: bool) -> bool:
 
 
 def total_size(paths: Sequence[str]) -> int | None:
-    """Bytes the readers will consume over all ``paths``; None when unknown (stdin, gzip-compressed)."""
+    """Bytes the readers will consume over all ``paths``; None when unknown (stdin, pipes, gzip files)."""
     total = 0
     for path in paths:
-        if path == "-":
-            return None
         try:
+            if path == "-" or not stat.S_ISREG(os.stat(path).st_mode):
+                return None  # a pipe has no size, and a byte read from it here would be lost to the reader
             with open(path, "rb") as handle:
                 if handle.read(2) == b"\x1f\x8b":  # the reader counts uncompressed bytes
                     return None

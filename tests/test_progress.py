@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import time
 from pathlib import Path
@@ -51,13 +52,25 @@ def test_stderr_that_is_not_a_terminal_gets_no_bar(monkeypatch: pytest.MonkeyPat
     assert isinstance(progress_bar([str(CAPTURE)], quiet=False), ProgressBar)
 
 
-def test_the_total_is_the_files_sizes_and_unknown_for_stdin_or_gzip(tmp_path: Path):
+def test_the_total_is_the_files_sizes_and_unknown_for_stdin_pipes_or_gzip(tmp_path: Path):
     other = PCAPS / "tls13-noauth.pcap"
     assert total_size([str(CAPTURE), str(other)]) == CAPTURE.stat().st_size + other.stat().st_size
     assert total_size([str(CAPTURE), "-"]) is None
     compressed = tmp_path / "c.pcap.gz"
     compressed.write_bytes(gzip.compress(CAPTURE.read_bytes()))
     assert total_size([str(compressed)]) is None
+    fifo = tmp_path / "pipe.pcap"
+    os.mkfifo(fifo)
+    # both ends open and bytes waiting, so that a reading total_size fails here instead of blocking
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(writer, b"\xd4\xc3")
+        assert total_size([str(fifo)]) is None
+        assert os.read(reader, 2) == b"\xd4\xc3"  # left for the capture reader
+    finally:
+        os.close(writer)
+        os.close(reader)
 
 
 def test_the_bar_shows_bytes_of_total_packet_rate_connections_and_time_left():
