@@ -40,6 +40,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import stat
 import struct
 import sys
 import threading
@@ -380,8 +381,8 @@ def analyze_parallel(
       as with one worker; the cap is hit per worker.
     - Events reach ``on_event`` as workers report them (not merged by time). Damaged files give one
       note each through ``on_note`` (``stats.truncated_files`` counts them). ``on_progress(bytes,
-      packets)`` adds bytes read and packets handled; ``on_start`` is as for :func:`run_workers`. Every
-      ``paths`` entry is a file (not ``-``: see :func:`worker_count`).
+      packets)`` adds bytes read and packets handled; ``on_start`` is as for :func:`run_workers`. Ask
+      :func:`worker_count` first: ``paths`` may be pipes only if each gets a worker of its own.
     """
     limits = replace(limits, max_flows=-(-limits.max_flows // workers))
     settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog())
@@ -394,10 +395,24 @@ def analyze_parallel(
 
 
 def worker_count(paths: Sequence[str], workers: int) -> tuple[int, str | None]:
-    """How many workers ``paths`` can use, and a note for the user when it is fewer than asked."""
+    """How many workers ``paths`` can use, and a note for the user when it is fewer than asked.
+
+    Splitting by flow has every worker read every file, which a pipe cannot give: standard input is read
+    by one worker, and named pipes (``<(tcpdump -w - ...)``) each by its own.
+    """
     if workers > 1 and "-" in paths:
         return 1, "standard input cannot be split between workers: reading it with one"
+    if len(paths) < workers and any(_stream(path) for path in paths):
+        return len(paths), f"a pipe cannot be split between workers: {len(paths)} worker(s), one per file"
     return workers, None
+
+
+def _stream(path: str) -> bool:
+    """Whether ``path`` is something other than a regular file (a pipe): it can be read only once."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # opening it will say what is wrong
+        return False
 
 
 def damage_note(reader: CaptureReader, truncation: Truncation) -> str:

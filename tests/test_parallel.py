@@ -118,6 +118,16 @@ def test_secrets_embedded_in_pcapng_reach_every_worker(tmp_path: Path):
     _compare([embedded], 3)
 
 
+def test_named_pipes_are_not_split_between_workers(tmp_path: Path):
+    fifo = tmp_path / "live.pcap"
+    os.mkfifo(fifo)
+    capture = str(PCAPS / "tls13-noauth.pcap")
+    assert worker_count([str(fifo)], 3) == (1, "a pipe cannot be split between workers: 1 worker(s), one per file")
+    assert worker_count([str(fifo), capture], 3)[0] == 2
+    assert worker_count([str(fifo), capture], 2) == (2, None)  # whole files: each pipe has one reader
+    assert worker_count([capture], 3) == (3, None)
+
+
 def test_standard_input_is_read_by_one_worker_with_a_note():
     workers, note = worker_count(["a.pcap", "-"], 4)
     assert workers == 1 and note == "standard input cannot be split between workers: reading it with one"
