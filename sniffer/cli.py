@@ -28,10 +28,10 @@ from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
 from sniffer.live import SensorSettings, Signals, run_sensor, run_sensor_workers
 from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, drop_privileges
 from sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
-from sniffer.parallel import WorkerError
+from sniffer.parallel import WorkerError, analyze_parallel, damage_note, worker_count
 from sniffer.pipeline import feed_capture
+from sniffer.progress import NoProgress, ProgressBar, progress_bar, with_progress
 from sniffer.render import Summary, connections_table, print_summary
-from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
 
 EXIT_STRICT = 1
@@ -172,7 +172,15 @@ def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[
 @_limit_options
 @_event_options("SSLKEYLOGFILE to decrypt with (repeatable). Secrets embedded in pcapng files are used too.")
 @click.option("--strict", is_flag=True, help="Exit 1 if a capture is damaged or a connection had parse anomalies.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar on stderr.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes. With as many files as workers, whole files are shared out; with fewer, every "
+    "worker reads each file and follows its share of the flows. Events come as workers report them.",
+)
 def analyze(
     captures: tuple[str, ...],
     output_format: str,
@@ -189,6 +197,7 @@ def analyze(
     sensor_name: str | None,
     strict: bool,
     quiet: bool,
+    workers: int,
 ) -> None:
     """Read pcap/pcapng FILEs (or - for stdin) and report every TLS connection.
 
@@ -207,36 +216,43 @@ def analyze(
         _load_keylog(keys, path)
     if formats == {PCAP} and "-" not in captures:
         keys.seal()  # classic pcap has no Decryption Secrets Blocks: no key can arrive during the run
-    stats = RunStats()
+    workers, note = worker_count(captures, workers)
+    if note is not None:
+        _warn(note)
     summary = Summary()
     table_events: list[dict[str, Any]] = []
     observer = Observer(sensor_name or socket.gethostname())
     limits = Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout)
     specs = outputs or (("-",) if output_format == "json" else ())
-    sink = _open_outputs(specs, spool_dir, spool_limit) if specs else None
-    damaged = False
-    stopped_by: int | None = None
+    sinks: list[Outputs] = []  # opened in this process, with workers only once they are forked
 
-    def emit(report: ConnectionReport) -> None:
-        event = build_event(report, observer)
+    def deliver(event: dict[str, Any]) -> None:
+        bar.advance(reports=1)
         summary.add(event)
         if output_format == "table":
             table_events.append(event)
-        if sink is not None:
+        for sink in sinks:
             sink.write(select_fields(event, selected) if selected else event)
 
-    table = FlowTable(emit, stats, limits, frozenset(ports), keys)
-    try:
-        with _stop_signals_interrupt():
-            for path in captures:
-                with _open(path) as reader:
-                    damaged |= _run(reader, table, stats, keys)
-    except _Stopped as stop:
-        stopped_by = stop.signal
-    finally:
-        table.flush()
-        if sink is not None:
-            sink.close()
+    def open_sink() -> None:
+        if specs:
+            sinks.append(_open_outputs(specs, spool_dir, spool_limit))
+
+    # Events streaming to the terminal the bar would be drawn on would tear it apart.
+    streaming = "-" in specs and sys.stdout.isatty()
+    with progress_bar(captures, quiet=quiet or streaming) as bar:
+        try:
+            if workers > 1:
+                stats, stopped_by = _analyze_in_workers(
+                    captures, workers, observer, deliver, limits, frozenset(ports), keys, bar, open_sink
+                )
+            else:
+                open_sink()
+                stats, stopped_by = _analyze_here(captures, observer, deliver, limits, frozenset(ports), keys, bar)
+        finally:
+            for sink in sinks:
+                sink.close()
+    damaged = stats.truncated_files > 0
 
     if output_format == "table":
         stdout_console = _console(sys.stdout)
@@ -249,6 +265,62 @@ def analyze(
     if strict and (damaged or stats.connections_with_anomalies or stats.overlap_conflicts):
         _warn("--strict: the run met damaged input or protocol anomalies")
         sys.exit(EXIT_STRICT)
+
+
+def _analyze_here(
+    captures: tuple[str, ...],
+    observer: Observer,
+    deliver: Callable[[dict[str, Any]], None],
+    limits: Limits,
+    ports: frozenset[int],
+    keys: KeyLog,
+    bar: ProgressBar | NoProgress,
+) -> tuple[RunStats, int | None]:
+    """One process: every capture through one flow table; the counters and the signal that stopped it."""
+    stats = RunStats()
+    table = FlowTable(lambda report: deliver(build_event(report, observer)), stats, limits, ports, keys)
+    try:
+        with _stop_signals_interrupt():
+            for path in captures:
+                with _open(path) as reader:
+                    truncation = feed_capture(reader, table, stats, keys, with_progress(reader, bar))
+                    if truncation is not None:
+                        _warn(damage_note(reader, truncation))
+    except _Stopped as stop:
+        return stats, stop.signal
+    finally:
+        table.flush()
+    return stats, None
+
+
+def _analyze_in_workers(
+    captures: tuple[str, ...],
+    workers: int,
+    observer: Observer,
+    deliver: Callable[[dict[str, Any]], None],
+    limits: Limits,
+    ports: frozenset[int],
+    keys: KeyLog,
+    bar: ProgressBar | NoProgress,
+    open_sink: Callable[[], None],
+) -> tuple[RunStats, int | None]:
+    """``workers`` processes (sniffer.parallel); the outputs open once they are forked (threads)."""
+    try:
+        outcome = analyze_parallel(
+            captures,
+            workers,
+            observer,
+            deliver,
+            limits=limits,
+            ports=ports,
+            keys=keys,
+            on_note=_warn,
+            on_progress=lambda size, packets: bar.advance(size, packets),
+            on_start=open_sink,
+        )
+    except WorkerError as error:
+        raise _Failed(str(error)) from None
+    return outcome.stats, outcome.stopped_by
 
 
 class _Stopped(Exception):
@@ -508,18 +580,6 @@ def _load_keylog(keys: KeyLog, path: str) -> None:
     if problems:
         first = problems[0]
         _warn(f"{path}: {len(problems)} key log lines ignored (first: line {first.line}: {first.reason})")
-
-
-def _run(reader: CaptureReader, table: FlowTable, stats: RunStats, keys: KeyLog) -> bool:
-    """Feed one capture; warn and return True if the file was damaged."""
-    truncation = feed_capture(reader, table, stats, keys)
-    if truncation is None:
-        return False
-    _warn(
-        f"{reader.name}: capture damaged at byte offset {truncation.offset} ({truncation.reason}); "
-        f"the {reader.packets} packets before it were analysed"
-    )
-    return True
 
 
 def _open_outputs(specs: tuple[str, ...], spool_dir: str | None, spool_limit: int) -> Outputs:

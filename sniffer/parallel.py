@@ -57,7 +57,7 @@ from sniffer.capture import CaptureReader, Truncation, open_capture
 from sniffer.decode import LINKTYPE_ETHERNET, decode
 from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
-from sniffer.pipeline import feed_frames
+from sniffer.pipeline import absorb_secrets, feed_frames
 from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
 
@@ -528,7 +528,7 @@ class _Share:
         tick, step, expire = 0.0, self._step, self._table.expire
         for frames, item in enumerate(reader, 1):
             if len(secrets) != absorbed:
-                absorbed = self._absorb(secrets, absorbed)
+                absorbed = absorb_secrets(secrets, absorbed, self._keys, self._worker.stats if self._counted else None)
             if not frames % _PROGRESS_EVERY:
                 self._packets = owned
                 self.report_progress()
@@ -539,16 +539,6 @@ class _Share:
                 tick = item[0] + step
                 expire(item[0])
         self._packets = owned
-
-    def _absorb(self, secrets: list[bytes], absorbed: int) -> int:
-        keys = self._keys
-        for block in secrets[absorbed:]:
-            before = len(keys)
-            keys.feed(block.decode("utf-8", "replace"))
-            keys.finish()
-            if self._counted:
-                self._worker.stats.keylog_secrets += len(keys) - before
-        return len(secrets)
 
     def report_progress(self) -> None:
         """Send the bytes and packets since the last report (bytes by one worker when all read the file)."""

@@ -21,15 +21,20 @@ Tap: TypeAlias = Callable[[float, int, bytes, Segment], None]
 
 
 def feed_capture(
-    reader: CaptureReader, table: FlowTable, stats: RunStats, keys: KeyLog | None = None
+    reader: CaptureReader,
+    table: FlowTable,
+    stats: RunStats,
+    keys: KeyLog | None = None,
+    frames: Iterable[Frame] | None = None,
 ) -> Truncation | None:
     """Run every packet of one capture through the flow table; return where the file was damaged.
 
     Secrets embedded in the capture (pcapng Decryption Secrets Blocks) join ``keys`` as they are met,
-    before the packets that follow them.
+    before the packets that follow them. ``frames`` stands for the reader's own iteration when something
+    must watch the frames pass (a progress bar).
     """
     stats.files += 1
-    feed_frames(reader, table, stats, keys, reader.secrets)
+    feed_frames(reader if frames is None else frames, table, stats, keys, reader.secrets)
     if reader.truncation is not None:
         stats.truncated_files += 1
     return reader.truncation
@@ -56,7 +61,7 @@ def feed_frames(
     try:
         for timestamp, linktype, frame in frames:
             if len(secrets) != absorbed and keys is not None:
-                absorbed = _absorb(secrets, absorbed, keys, stats)
+                absorbed = absorb_secrets(secrets, absorbed, keys, stats)
             count += 1
             size += len(frame)
             segment = decode(linktype, frame)
@@ -78,12 +83,17 @@ def feed_frames(
         stats.tcp_segments += tcp
 
 
-def _absorb(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats: RunStats) -> int:
+def absorb_secrets(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats: RunStats | None) -> int:
+    """Feed the key log blocks after the first ``absorbed`` to ``keys``; return how many are absorbed now.
+
+    The secrets gained are counted in ``stats`` unless it is None (another process counts them).
+    """
     for block in secrets[absorbed:]:
         before = len(keys)
         keys.feed(block.decode("utf-8", "replace"))
         keys.finish()
-        stats.keylog_secrets += len(keys) - before
+        if stats is not None:
+            stats.keylog_secrets += len(keys) - before
     return len(secrets)
 
 

@@ -160,6 +160,10 @@ TOP_GROUPS = 10
 _ANSWERS = ("honored", "ignored", "unsolicited")
 
 
+# Counters only a live capture can move: a file analysis would show them as noise zeros.
+_LIVE_ONLY = frozenset({"kernel_received", "kernel_dropped", "handshake_packets_written", "handshake_flows_dropped"})
+
+
 def print_summary(console: Console, summary: Summary, stats: Mapping[str, int] | None = None) -> None:
     outcomes = Table(title=f"{summary.total.connections} TLS connections by outcome", header_style="bold")
     outcomes.add_column("outcome")
@@ -191,6 +195,8 @@ def print_summary(console: Console, summary: Summary, stats: Mapping[str, int] |
         run.add_column("counter")
         run.add_column("value", justify="right")
         for name, value in stats.items():
+            if not value and name in _LIVE_ONLY:
+                continue
             run.add_row(name.replace("_", " "), str(value), style="yellow" if value and _is_warning(name) else None)
         console.print(run)
 
