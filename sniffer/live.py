@@ -306,22 +306,12 @@ def run_sensor_workers(
     """Run one sensor per source, each in a worker process; the parent writes their events.
 
     The sources must be open before (they are inherited by the forked workers) and privileges dropped.
-    The outputs are opened by the parent once its workers are started (sniffer.parallel forks them and
-    an output's sender threads must not exist then): at the first message, which every worker sends at
-    once. Returns the stop signal; raises sniffer.parallel.WorkerError when a worker fails, and whatever
-    ``open_outputs`` raises.
+    The outputs are opened by the parent once its workers are forked (``on_start``): an output's sender
+    threads must not exist at a fork. Returns the stop signal; raises sniffer.parallel.WorkerError when
+    a worker fails, and whatever ``open_outputs`` raises.
     """
     started = time.time()
     opened: list[EventSink] = []
-
-    def outputs() -> EventSink:
-        if not opened:
-            opened.append(open_outputs())
-        return opened[0]
-
-    def on_note(text: str) -> None:
-        outputs()
-        log(text)
 
     def on_hangup(number: int, frame: FrameType | None) -> None:
         if opened:
@@ -333,14 +323,19 @@ def run_sensor_workers(
     jobs = [_sensor_job(source, settings, stats_interval) for source in sources]
     previous = signal.signal(signal.SIGHUP, on_hangup)
     try:
-        outcome = run_workers(jobs, lambda event: outputs().write(select(event)), on_note=on_note)
+        outcome = run_workers(
+            jobs,
+            lambda event: opened[0].write(select(event)),
+            on_note=log,
+            on_start=lambda: opened.append(open_outputs()),
+        )
     except BaseException:
         if opened:
             opened[0].close()  # what the workers sent before the failure is delivered or spooled
         raise
     finally:
         signal.signal(signal.SIGHUP, previous)
-    _conclude(outcome.stats, outputs(), settings.observer, started, log)
+    _conclude(outcome.stats, opened[0], settings.observer, started, log)
     return outcome.stopped_by
 
 
@@ -353,7 +348,7 @@ def _sensor_job(source: FrameSource, settings: SensorSettings, stats_interval: f
         signals = Signals()
         with signals.installed(stops=False):  # the worker's stop is sniffer.parallel's SIGTERM
             sensor = Sensor(source, mine, worker.emit, worker.note, worker.stats)
-            worker.note(f"{name} started")  # the parent opens its outputs at this first message
+            worker.note(f"{name} started")
 
             def note_stats() -> None:
                 worker.note(f"{name}: {stats_line(sensor.counters().as_dict())}")
