@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,3 +210,25 @@ def test_tls_without_the_client_certificate_rsyslog_demands_keeps_the_events(
     assert daemon.messages() == [] and outputs.counters()["events_written"] == 0
     assert outputs.counters()["events_spooled"] == 3
     assert "closed the connection as soon as it was made (does it want a client certificate" in capsys.readouterr().err
+
+
+def test_analyze_delivers_every_fixture_event_to_rsyslog_as_it_writes_them_to_a_file(
+    rsyslog: tuple[Rsyslog, Path], tmp_path: Path
+) -> None:
+    """The whole command: real captures in, the same events in rsyslog (TCP) as in the file output."""
+    daemon, _ = rsyslog
+    captures = sorted(str(path) for path in PCAPS.glob("*.pcap")) + [str(PCAPS / "hostile" / "hostile-strings.pcap")]
+    written = tmp_path / "events.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "sniffer.cli", "analyze", "-q", "-o", f"file:{written}"]
+        + ["-o", f"syslog+tcp://127.0.0.1:{daemon.tcp}", "--spool-dir", str(tmp_path / "spool"), *captures],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines()]
+    assert len(events) > len(captures)  # some fixtures hold several connections
+    messages = _arrived(daemon, len(events))
+    assert [json.loads(message["msg"]) for message in messages] == events
+    assert {(message["app"], message["msgid"]) for message in messages} == {("helloscope", "tls")}
