@@ -388,9 +388,9 @@ def analyze_parallel(
     settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog())
     if len(paths) >= workers:
         groups = _share_files(paths, workers)
-        jobs: list[Job] = [_FileJob(group, settings) for group in groups]
+        jobs: list[Job] = [_AnalysisJob(group, settings, split=False) for group in groups]
     else:
-        jobs = [_FlowJob(paths, settings) for _ in range(workers)]
+        jobs = [_AnalysisJob(paths, settings, split=True) for _ in range(workers)]
     return run_workers(jobs, on_event, on_note=on_note, on_progress=on_progress, on_start=on_start, batch=_BATCH)
 
 
@@ -450,26 +450,16 @@ def _size(path: str) -> int:
         return 0
 
 
-class _FileJob:
-    """One worker's whole files."""
+@dataclass(frozen=True, slots=True)
+class _AnalysisJob:
+    """One worker's whole files, or (``split``) its share of the flows of every file."""
 
-    def __init__(self, paths: Sequence[str], settings: _Settings) -> None:
-        self._paths = paths
-        self._settings = settings
-
-    def __call__(self, worker: Worker) -> None:
-        _analyze(worker, self._paths, self._settings, split=False)
-
-
-class _FlowJob:
-    """One worker's share of the flows of every file."""
-
-    def __init__(self, paths: Sequence[str], settings: _Settings) -> None:
-        self._paths = paths
-        self._settings = settings
+    paths: Sequence[str]
+    settings: _Settings
+    split: bool
 
     def __call__(self, worker: Worker) -> None:
-        _analyze(worker, self._paths, self._settings, split=True)
+        _analyze(worker, self.paths, self.settings, split=self.split)
 
 
 def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split: bool) -> None:

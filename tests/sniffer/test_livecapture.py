@@ -286,15 +286,19 @@ def test_fanout_sends_both_directions_of_a_flow_to_one_member(netns_link: Link, 
     assert sum(received for received, _ in seen.stats) == len(every)
 
 
-def test_loopback_packets_are_seen_once_with_ethernet_framing(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
-    child = capture_child(interfaces=["lo", netns_link.server.interface], bpf="tcp")
+def loop_and_link(link: Link, child: Any) -> Any:
+    """One TCP exchange over the server's loopback and one over the veth link, as ``child`` saw them."""
     assert child.hello.get("ready"), child.hello
-    loop = netns_link.server.run(
+    loop = link.server.run(
         sys.executable, "-c", TRAFFIC_CHILD, tcp(b"looped", address="127.0.0.1"), cwd=REPO, timeout=30
     )
     assert loop.returncode == 0, loop.stderr
-    send(netns_link.client, tcp(b"linked"))
-    seen = child.finish()
+    send(link.client, tcp(b"linked"))
+    return child.finish()
+
+
+def test_loopback_packets_are_seen_once_with_ethernet_framing(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
+    seen = loop_and_link(netns_link, capture_child(interfaces=["lo", netns_link.server.interface], bpf="tcp"))
 
     looped = [s for s in seen.segments if s["src"] == "127.0.0.1"]
     linked = [s for s in seen.segments if s["src"] != "127.0.0.1"]
@@ -307,14 +311,7 @@ def test_loopback_packets_are_seen_once_with_ethernet_framing(netns_link: Link, 
 
 def test_any_interface_is_cooked_filtered_and_sees_loopback_once(netns_link: Link, capture_child: Any) -> None:  # noqa: F811
     # "ip" is a test of the SLL protocol field: in the kernel it must become an ancillary load
-    child = capture_child(interfaces=["any"], bpf=f"ip and tcp port {ECHO_PORT}")
-    assert child.hello.get("ready"), child.hello
-    loop = netns_link.server.run(
-        sys.executable, "-c", TRAFFIC_CHILD, tcp(b"looped", address="127.0.0.1"), cwd=REPO, timeout=30
-    )
-    assert loop.returncode == 0, loop.stderr
-    send(netns_link.client, tcp(b"linked"))
-    seen = child.finish()
+    seen = loop_and_link(netns_link, capture_child(interfaces=["any"], bpf=f"ip and tcp port {ECHO_PORT}"))
 
     packets = seen.members[0]
     assert packets and all(p["linktype"] == 113 and p["segment"] for p in packets)
