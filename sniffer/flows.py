@@ -138,6 +138,7 @@ class FlowTable:
         self._keys = keys
         self._stats = stats
         self._limits = limits
+        self._idle = limits.idle_timeout  # read on every packet
         self._ports = ports
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
         self._order: deque[_Flow] = deque()  # creation order, for flow-cap eviction and idle sweeps
@@ -159,6 +160,13 @@ class FlowTable:
         _, src, dst, sport, dport, seq, _, flags, payload, snapped = segment
         key = (src, sport, dst, dport)
         flow = self._flows.get(key)
+        if flow is not None and timestamp - flow.last_seen > self._idle:
+            # Silent for longer than the timeout: it ended then, whether or not a sweep came by since.
+            # So when a sweep runs never changes a report (workers, which sweep on their own clocks,
+            # report what one process does).
+            self._stats.idle_evictions += 1
+            self._finish(flow, IDLE)
+            flow = None
         if flow is None:
             if not payload and not flags & SYN:
                 return  # a bare ACK/FIN/RST of a flow we do not follow

@@ -516,6 +516,7 @@ class _Share:
         owner = flow_owner if self._split else None
         owned = 0
         tick, step, expire = 0.0, self._step, self._table.expire
+        item = None
         for frames, item in enumerate(reader, 1):
             if len(secrets) != absorbed:
                 absorbed = absorb_secrets(secrets, absorbed, self._keys, self._worker.stats if self._counted else None)
@@ -528,6 +529,8 @@ class _Share:
             elif item[0] >= tick:  # the clock moves on the others' packets too: sweep as one process would
                 tick = item[0] + step
                 expire(item[0])
+        if item is not None:  # at the capture's last frame, whoever owns it, as sniffer.pipeline.feed_capture does
+            expire(item[0])
         self._packets = owned
 
     def report_progress(self) -> None:

@@ -34,7 +34,10 @@ def feed_capture(
     must watch the frames pass (a progress bar).
     """
     stats.files += 1
-    feed_frames(reader if frames is None else frames, table, stats, keys, reader.secrets)
+    last = feed_frames(reader if frames is None else frames, table, stats, keys, reader.secrets)
+    if last is not None:
+        # A flow silent for longer than the timeout when the capture ends ended then, not with the capture.
+        table.expire(last)
     if reader.truncation is not None:
         stats.truncated_files += 1
     return reader.truncation
@@ -47,8 +50,9 @@ def feed_frames(
     keys: KeyLog | None = None,
     secrets: Sequence[bytes] = (),
     tap: Tap | None = None,
-) -> None:
-    """Decode frames and hand TCP segments to ``table`` and UDP datagrams to ``table.quic``.
+) -> float | None:
+    """Decode frames and hand TCP segments to ``table`` and UDP datagrams to ``table.quic``; return the
+    last frame's timestamp (None without frames).
 
     ``secrets`` may grow while ``frames`` is consumed (a pcapng reader appends the Decryption Secrets
     Blocks it meets); new ones join ``keys`` before the next frame. ``tap`` sees every decoded frame
@@ -58,6 +62,7 @@ def feed_frames(
     datagram = table.quic.datagram
     absorbed = 0
     undecoded = tcp = count = size = 0
+    timestamp = None
     try:
         for timestamp, linktype, frame in frames:
             if len(secrets) != absorbed and keys is not None:
@@ -81,6 +86,7 @@ def feed_frames(
         stats.bytes += size
         stats.undecoded_frames += undecoded
         stats.tcp_segments += tcp
+    return timestamp
 
 
 def absorb_secrets(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats: RunStats | None) -> int:

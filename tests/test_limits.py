@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dpkt
+
 from sniffer.capture import open_capture
+from sniffer.decode import decode
 from sniffer.events import Observer
 from sniffer.flows import Limits
+from sniffer.parallel import analyze_parallel
 from sniffer.pipeline import analyze_files
 from tests.helpers import PCAPS
 
@@ -54,3 +58,55 @@ def test_idle_timeout_reports_silent_flows_and_counts_them(tmp_path: Path):
     assert stats["idle_evictions"] >= 1
     assert [event["helloscope"]["end_reason"] for event in events][0] == "idle_timeout"
     assert len(events) == 2
+
+
+def _frames(capture: Path) -> list[tuple[float, bytes]]:
+    with open_capture(str(capture)) as reader:
+        return [(timestamp, bytes(frame)) for timestamp, _, frame in reader]
+
+
+def _write(path: Path, frames: list[tuple[float, bytes]]) -> Path:
+    with path.open("wb") as handle:
+        writer = dpkt.pcap.Writer(handle)  # Ethernet, like the fixtures
+        for timestamp, frame in frames:
+            writer.writepkt(frame, ts=timestamp)
+    return path
+
+
+def _bare_ack(frame: bytes) -> bool:
+    segment = decode(1, frame)
+    return segment is not None and not segment.payload and not segment.flags & 0x07  # no FIN, SYN or RST
+
+
+def _same_with_workers(capture: Path, limits: Limits) -> list[dict]:
+    """One process's events, after checking that 2 and 3 workers report the same set."""
+    events, stats = analyze_files([open_capture(str(capture))], Observer("t"), limits)
+    for workers in (2, 3):
+        shared: list[dict] = []
+        outcome = analyze_parallel([str(capture)], workers, Observer("t"), shared.append, limits=limits)
+        assert sorted(map(repr, shared)) == sorted(map(repr, events)), workers
+        assert outcome.stats.as_dict() == stats.as_dict(), workers
+    return events
+
+
+def test_a_flow_silent_past_the_timeout_when_the_capture_ends_ended_idle(tmp_path: Path):
+    # The hello's connection stops mid-handshake; the capture's last frame, much later, is a bare ACK of a
+    # flow nobody follows, so no sweep runs on it: the end of the capture still finds the silence.
+    frames = _frames(PCAPS / "tls12-noauth.pcap")
+    other = _frames(PCAPS / "tls13-noauth.pcap")
+    bare_ack = next(frame for _, frame in reversed(other) if _bare_ack(frame))
+    cut = frames[: len(frames) // 2]
+    capture = _write(tmp_path / "idle-at-end.pcap", [*cut, (cut[-1][0] + 10, bare_ack)])
+    (event,) = _same_with_workers(capture, Limits(idle_timeout=5.0))
+    assert event["helloscope"]["end_reason"] == "idle_timeout"
+
+
+def test_a_packet_after_a_silence_past_the_timeout_finds_its_flow_already_ended(tmp_path: Path):
+    # The same connection, its second half sent long after its first: the first half is a connection that
+    # went idle (whenever a sweep would have come by), and the second starts a flow of its own mid-stream.
+    frames = _frames(PCAPS / "tls12-noauth.pcap")
+    half = len(frames) // 2
+    capture = _write(tmp_path / "gap.pcap", [*frames[:half], *((t + 10, f) for t, f in frames[half:])])
+    (event,) = _same_with_workers(capture, Limits(idle_timeout=5.0))
+    assert event["helloscope"]["end_reason"] == "idle_timeout"
+    assert event["helloscope"]["client_hello"] is not None
