@@ -372,11 +372,10 @@ def analyze_parallel(
       connection is followed whole by one worker; pcapng Decryption Secrets Blocks reach every worker.
       A frame that decodes to no flow is owned by worker 0. Each packet, file and embedded secret is
       counted by one worker only, so the summed counters equal one worker's. A worker's idle sweeps
-      run on the capture clock of every frame, its own and the others', about when one process's
-      would; but one process sweeps TCP flows only on packets of flows it is still examining, which a
-      worker cannot know of the others' flows. So a connection that falls silent for longer than the
-      idle timeout shortly before the end of a capture may end as ``idle_timeout`` in one run and
-      ``capture_end`` in the other (all else in its event equal), and ``idle_evictions`` may differ.
+      run on the capture clock of every frame, its own and the others', and the file's last frame
+      expires what went silent, as in one process; since a flow silent past the idle timeout ended
+      then whenever a sweep comes by (sniffer.flows), the reports are the same. Only a capture whose
+      timestamps go backwards can still differ in ``end_reason`` and ``idle_evictions``.
     - Each worker's flow table holds ``ceil(max_flows / workers)`` flows, so the flow cap bounds memory
       as with one worker; the cap is hit per worker.
     - Events reach ``on_event`` as workers report them (not merged by time). Damaged files give one
