@@ -61,7 +61,7 @@ def feed_frames(
     packet = table.packet
     datagram = table.quic.datagram
     absorbed = 0
-    undecoded = tcp = count = size = 0
+    undecoded = tcp = udp = count = size = 0
     timestamp = None
     try:
         for timestamp, linktype, frame in frames:
@@ -79,6 +79,7 @@ def feed_frames(
                 tcp += 1
                 packet(timestamp, segment)
             elif segment.proto == UDP:
+                udp += 1
                 datagram(timestamp, segment)
     finally:
         # Also when a stop (KeyboardInterrupt) ends the loop early: what was fed is counted.
@@ -86,6 +87,7 @@ def feed_frames(
         stats.bytes += size
         stats.undecoded_frames += undecoded
         stats.tcp_segments += tcp
+        stats.udp_datagrams += udp
     return timestamp
 
 

@@ -35,6 +35,8 @@ def report_connection(
 ) -> ConnectionReport:
     """Conclude and count one connection; ``span`` is (first packet, last packet, end reason)."""
     stats.tls_connections += 1
+    if quic is not None:
+        stats.quic_connections += 1
     if not tracker.client_hellos and not any("client_hello" in note for note in tracker.anomalies):
         tracker.note("client_hello_incomplete" + missing_hello_detail)
     handshake = tracker.handshake()

@@ -14,10 +14,12 @@ class RunStats:
     packets: int = 0
     bytes: int = 0
     tcp_segments: int = 0
+    udp_datagrams: int = 0  # decoded UDP datagrams, each looked at as possible QUIC
     undecoded_frames: int = 0
     truncated_files: int = 0
     flows_tracked: int = 0
     tls_connections: int = 0
+    quic_connections: int = 0  # of those, over QUIC
     non_tls_flows: int = 0
     flow_cap_evictions: int = 0
     idle_evictions: int = 0

@@ -19,7 +19,7 @@ from sniffer.pipeline import analyze_files
 from sniffer.quic import QuicTable
 from sniffer.report import ConnectionReport
 from sniffer.stats import RunStats
-from tests.helpers import PCAPS
+from tests.helpers import PCAPS, tshark_fields
 
 NAMES = [
     "quic-mtls-authenticated",
@@ -38,8 +38,16 @@ def _event(capture: Path, keylog: Path | None) -> dict:
         keys.finish()
     events, stats = analyze_files([open_capture(str(capture))], Observer("test"), keys=keys)
     (event,) = events
-    assert stats.tls_connections == 1
+    assert stats.tls_connections == stats.quic_connections == 1
     return event
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_run_statistics_count_every_udp_datagram_tshark_sees(name: str) -> None:
+    capture = PCAPS / f"{name}.pcap"
+    _, stats = analyze_files([open_capture(str(capture))], Observer("test"))
+    udp_frames = tshark_fields(capture, "udp", ["frame.number"])
+    assert stats.udp_datagrams == len(udp_frames) > 0 and stats.tcp_segments == 0
 
 
 @pytest.mark.parametrize("name", NAMES)
