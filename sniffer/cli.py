@@ -26,7 +26,14 @@ from sniffer.capture import PCAP, CaptureError, CaptureReader, open_capture
 from sniffer.events import Observer, build_event
 from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
 from sniffer.live import SensorSettings, Signals, run_sensor, run_sensor_workers
-from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, drop_privileges
+from sniffer.livecapture import (
+    DEFAULT_BUFFER_MB,
+    DEFAULT_SNAPLEN,
+    CaptureOptions,
+    LiveCapture,
+    LiveCaptureError,
+    drop_privileges,
+)
 from sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
 from sniffer.parallel import WorkerError, analyze_parallel, damage_note, worker_count
 from sniffer.pipeline import feed_capture
@@ -349,7 +356,20 @@ def _stop_signals_interrupt() -> Iterator[None]:
     "-i", "--interface", "interfaces", multiple=True, required=True, help="Capture on this interface (repeatable)."
 )
 @click.option("--bpf", default=None, metavar="EXPR", help="Capture filter in tcpdump syntax, e.g. 'tcp port 443'.")
-@click.option("--snaplen", type=click.IntRange(64, 262_144), default=262_144, show_default=True)
+@click.option(
+    "--snaplen",
+    type=click.IntRange(64, DEFAULT_SNAPLEN),
+    default=DEFAULT_SNAPLEN,
+    show_default=True,
+    help="Bytes kept of each frame.",
+)
+@click.option(
+    "--buffer-mb",
+    type=click.IntRange(1, 4096),
+    default=DEFAULT_BUFFER_MB,
+    show_default=True,
+    help="Kernel ring buffer per interface (and per worker), in MiB: room for bursts before the kernel drops.",
+)
 @click.option("--no-promisc", is_flag=True, help="Do not put the interfaces in promiscuous mode.")
 @click.option(
     "--workers",
@@ -379,6 +399,7 @@ def live(
     interfaces: tuple[str, ...],
     bpf: str | None,
     snaplen: int,
+    buffer_mb: int,
     no_promisc: bool,
     workers: int,
     user: str | None,
@@ -413,7 +434,12 @@ def live(
     )
     # One capture per worker, all in one fanout group (the kernel hashes each flow to one of them).
     capture = CaptureOptions(
-        tuple(interfaces), bpf, snaplen, not no_promisc, fanout_group=os.getpid() & 0xFFFF if workers > 1 else None
+        tuple(interfaces),
+        bpf,
+        snaplen,
+        not no_promisc,
+        fanout_group=os.getpid() & 0xFFFF if workers > 1 else None,
+        buffer_mb=buffer_mb,
     )
 
     def select(event: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,8 @@ from types import TracebackType
 from typing import Final, Self
 
 # <linux/if_ether.h>, <linux/if_packet.h>, <asm-generic/socket.h>
+DEFAULT_SNAPLEN: Final = 262_144  # as tcpdump's: every frame whole
+DEFAULT_BUFFER_MB: Final = 64
 _ETH_P_ALL: Final = 0x0003
 _SOL_PACKET: Final = 263
 _PACKET_ADD_MEMBERSHIP: Final = 1
@@ -119,10 +121,10 @@ class CaptureOptions:
 
     interfaces: tuple[str, ...]
     bpf: str | None = None  # tcpdump filter syntax
-    snaplen: int = 262_144
+    snaplen: int = DEFAULT_SNAPLEN
     promiscuous: bool = True
     fanout_group: int | None = None  # join PACKET_FANOUT in hash mode: both directions of a flow, one member
-    buffer_mb: int = 64  # kernel buffer per interface
+    buffer_mb: int = DEFAULT_BUFFER_MB  # kernel ring per interface
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,7 +197,18 @@ def test_workers_share_the_capture_and_report_the_same_events(link: Link):
         events_path, pcap = work / "events.jsonl", work / "handshakes.pcapng"
         keylog = work / "tls13-required-presented.keylog"
         keylog.touch()
-        options = ("--workers", "2", "-o", str(events_path), "--write-pcap", str(pcap), "--keylog", str(keylog))
+        options = (
+            "--workers",
+            "2",
+            "--buffer-mb",
+            "8",
+            "-o",
+            str(events_path),
+            "--write-pcap",
+            str(pcap),
+            "--keylog",
+            str(keylog),
+        )
         per_worker = [work / "handshakes.w1.pcapng", work / "handshakes.w2.pcapng"]
         with sensor(link, *options) as peer:
             converse(link, work, tuple(SCENARIOS))
