@@ -460,6 +460,8 @@ def live(
                 _drop_privileges(user)  # the sockets are open; nothing else is yet
             for path in keylogs:
                 _check_readable(path)
+            if write_pcap is not None:
+                _check_writable(write_pcap)
             if workers == 1:
                 stopped_by: int | None = _run_in_process(
                     sources[0], settings, open_sink(), select, signals, stats_interval
@@ -518,6 +520,15 @@ def _check_readable(path: str) -> None:
             pass
     except OSError as error:
         raise _Fail(f"cannot read key log {path}: {error.strerror}") from None
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a --write-pcap file this user cannot create or append to, before capture starts."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise _Fail(f"cannot write {path}: no such directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise _Fail(f"cannot write {path}: permission denied")
 
 
 def _log(message: str) -> None:

@@ -383,6 +383,8 @@ def test_runs_unprivileged_with_only_the_capture_capabilities_as_the_systemd_uni
         (("-o", "gopher://example.invalid/"), "gopher://example.invalid/"),
         (("--keylog", "/nonexistent/keys.log"), "/nonexistent/keys.log"),
         (("--user", "no-such-user-hs"), "no-such-user-hs"),
+        (("--write-pcap", "/nonexistent/handshakes.pcapng"), "cannot write /nonexistent/handshakes.pcapng"),
+        (("-o", "/nonexistent/events.jsonl"), "/nonexistent/events.jsonl"),
     ],
 )
 def test_unusable_options_give_one_line_and_exit_2(link: Link, options: tuple[str, ...], message: str):

@@ -127,7 +127,7 @@ class QueuedDestination:
             left = list(self._memory)
             self._memory.clear()
             if left and not (self._spool is not None and self._keep(self._spool, left)):
-                self._drop(len(left))
+                self._counters["events_dropped"] += len(left)  # not _drop: no queue filled up, the run ended
                 where = "no spool directory" if self._spool is None else "the spool is full"
                 warn(f"{self.name}: {len(left)} undelivered events are lost ({where})")
         self._transport.close()
