@@ -1,4 +1,5 @@
-"""Test-side destinations for sniffer.outputs: sample events and a flaky HTTP bulk/HEC receiver on loopback."""
+"""Test-side destinations for sniffer.outputs: sample events, a flaky HTTP bulk/HEC receiver and a real
+rsyslogd on loopback."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import datetime
 import ipaddress
 import json
 import re
+import shutil
+import signal
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -194,3 +199,100 @@ def serving(receiver: BulkReceiver, port: int = 0, tls: tuple[Path, Path] | None
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+# ----- a real rsyslogd ---------------------------------------------------------------------------------
+
+RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
+HAS_GTLS = any(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))  # Debian package rsyslog-gnutls
+_FIELDS = "%pri% %app-name% %procid% %msgid% %structured-data% %inputname% %msg%\\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Rsyslog:
+    """A running rsyslogd: its input ports on 127.0.0.1, and the file it writes each message's fields to."""
+
+    udp: int
+    tcp: int
+    tls: int | None  # None without rsyslog's TLS driver
+    received: Path
+    ca: Path  # the CA that signed rsyslogd's certificate and must sign the client's
+    config: Path
+    process: subprocess.Popen[bytes]
+
+    def messages(self) -> list[dict[str, Any]]:
+        lines = self.received.read_text(encoding="utf-8").splitlines() if self.received.exists() else []
+        return [_syslog_fields(line) for line in lines]
+
+
+def _syslog_fields(line: str) -> dict[str, Any]:
+    pri, app, procid, msgid, structured, inputname, msg = line.split(" ", 6)
+    return {"pri": pri, "app": app, "procid": procid, "msgid": msgid, "sd": structured, "input": inputname, "msg": msg}
+
+
+def start_rsyslogd(config: Path, prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """rsyslogd in the foreground with ``config`` (``prefix``: e.g. ``ip netns exec NS`` to run it there)."""
+    assert RSYSLOGD is not None
+    pid = config.with_name("rsyslogd.pid")
+    with open(config.with_name("rsyslogd.err"), "ab") as errors:  # a file: a full pipe would stall rsyslogd
+        return subprocess.Popen(
+            [*prefix, RSYSLOGD, "-n", "-f", str(config), "-i", str(pid)], stdout=errors, stderr=errors
+        )
+
+
+def stop_rsyslogd(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(10)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait(5)
+
+
+def _listening(port: int, prefix: Sequence[str]) -> bool:
+    if prefix:  # another network namespace: ask from inside it
+        probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=0.2)"
+        return subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, timeout=10).returncode == 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_rsyslog(work: Path, prefix: Sequence[str] = ()) -> Iterator[Rsyslog]:
+    """A real rsyslogd listening on 127.0.0.1 (UDP via imudp, TCP via imptcp, TLS via imtcp + gtls when
+    the driver is installed), writing what it receives to a file in ``work``; stopped on exit. With a
+    ``prefix`` that enters a network namespace, its ports must be free there, not here."""
+    work.mkdir(parents=True, exist_ok=True)
+    cert, key = loopback_certificate(work)
+    config = work / "rsyslog.conf"
+    udp, tcp, received, ca = free_port(socket.SOCK_DGRAM), free_port(), work / "received.log", LOOPBACK_CA
+    tls = free_port() if HAS_GTLS else None
+    tls_input = f"""
+module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
+input(type="imtcp" address="127.0.0.1" port="{tls}")"""
+    config.write_text(
+        f"""
+global(workDirectory="{work}" maxMessageSize="64k"
+       defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"
+       defaultNetstreamDriverKeyFile="{key}")
+module(load="imudp")
+module(load="imptcp")
+input(type="imudp" address="127.0.0.1" port="{udp}")
+input(type="imptcp" address="127.0.0.1" port="{tcp}"){tls_input if tls else ""}
+template(name="fields" type="string" string="{_FIELDS}")
+action(type="omfile" file="{received}" template="fields")
+"""
+    )
+    process = start_rsyslogd(config, prefix)
+    try:
+        ready = wait_until(
+            lambda: process.poll() is None and all(_listening(port, prefix) for port in (tcp, tls) if port)
+        )
+        if not ready:
+            raise RuntimeError(f"rsyslogd did not start: {(work / 'rsyslogd.err').read_text(errors='replace')}")
+        yield Rsyslog(udp, tcp, tls, received, ca, config, process)
+    finally:
+        stop_rsyslogd(process)

@@ -30,7 +30,7 @@ from sniffer.capture import open_capture
 from sniffer.decode import decode
 from tests.helpers import PCAPS, REPO, assert_schema_valid
 from tests.netns import SERVER_ADDRESS, Link, namespaces_unavailable, veth_link
-from tests.receivers import RESET, BulkReceiver, serving
+from tests.receivers import RESET, RSYSLOGD, BulkReceiver, running_rsyslog, serving, wait_until
 
 sys.path.insert(0, str(PCAPS))
 import make_fixtures as fixtures  # noqa: E402 - pcaps/ is a script directory, not a package
@@ -289,6 +289,29 @@ def test_flaky_http_receiver_gets_every_event_once_in_order_across_a_sigterm_whi
         assert receiver.documents == everything  # each exactly once, in order
         assert receiver.requests >= 4  # the three faults were met and retried
         assert everything[-1]["helloscope"]["stats"]["outputs_retried"] >= 3
+
+
+def test_rsyslog_in_the_namespace_receives_the_sensors_events_intact(link: Link):
+    if RSYSLOGD is None:
+        pytest.skip("rsyslogd is not installed (Debian package rsyslog; .ci/run installs it)")
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        events_path = work / "events.jsonl"
+        with running_rsyslog(work / "rsyslog", prefix=tuple(link.server.argv())) as daemon:
+            outputs = ("-o", str(events_path), "-o", f"syslog+tcp://127.0.0.1:{daemon.tcp}")
+            with sensor(link, *outputs, "-o", f"syslog+udp://127.0.0.1:{daemon.udp}") as peer:
+                converse(link, work, ("tls13-required-missing", "tls13-flag62-honored"))
+                assert stop(peer) == 0
+            events = events_in(events_path)
+            assert len(events) == 3  # two connections and the stats event
+            assert wait_until(lambda: len(daemon.messages()) == 2 * len(events))
+            messages = daemon.messages()
+        for transport in ("imptcp", "imudp"):
+            arrived = [json.loads(m["msg"]) for m in messages if m["input"] == transport]
+            assert sorted(map(json.dumps, arrived)) == sorted(map(json.dumps, events)), transport
+        assert [m["msgid"] for m in messages if m["input"] == "imptcp"] == ["tls", "tls", "stats"]
+        for name, event in by_scenario(events).items():
+            assert_truth(event, name)
 
 
 def test_sighup_reopens_the_outputs_and_the_pcap_after_logrotate_renamed_them(link: Link):

@@ -7,13 +7,9 @@ it writes each message's RFC 5424 fields and MSG to a file, which the test reads
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,92 +17,25 @@ import pytest
 
 from sniffer.outputs import DeliveryOptions, open_outputs
 from tests.helpers import PCAPS
-from tests.receivers import LOOPBACK_CA, free_port, loopback_certificate, sample_events, wait_until
+from tests.receivers import (
+    RSYSLOGD,
+    Rsyslog,
+    running_rsyslog,
+    sample_events,
+    start_rsyslogd,
+    stop_rsyslogd,
+    wait_until,
+)
 
-RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
-HAS_GTLS = any(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"))  # Debian package rsyslog-gnutls
 QUICK = DeliveryOptions(batch_events=10, batch_seconds=0.02, retry_max_seconds=0.1)
-_FIELDS = "%pri% %app-name% %procid% %msgid% %structured-data% %inputname% %msg%\\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Rsyslog:
-    udp: int
-    tcp: int
-    tls: int | None  # None without rsyslog's TLS driver
-    received: Path
-    ca: Path  # the CA that signed rsyslogd's certificate and must sign the client's
-    process: subprocess.Popen[bytes]
-
-    def messages(self) -> list[dict[str, Any]]:
-        lines = self.received.read_text(encoding="utf-8").splitlines() if self.received.exists() else []
-        return [_fields(line) for line in lines]
-
-
-def _fields(line: str) -> dict[str, Any]:
-    pri, app, procid, msgid, structured, inputname, msg = line.split(" ", 6)
-    return {"pri": pri, "app": app, "procid": procid, "msgid": msgid, "sd": structured, "input": inputname, "msg": msg}
-
-
-def _start(config: Path, pid: Path) -> subprocess.Popen[bytes]:
-    assert RSYSLOGD is not None
-    with open(config.with_name("rsyslogd.err"), "ab") as errors:  # a file: a full pipe would stall rsyslogd
-        return subprocess.Popen([RSYSLOGD, "-n", "-f", str(config), "-i", str(pid)], stdout=errors, stderr=errors)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _stop(daemon: subprocess.Popen[bytes]) -> None:
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(10)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait(5)
 
 
 @pytest.fixture
-def rsyslog(tmp_path: Path) -> Iterator[tuple[Rsyslog, Path]]:
-    """A running rsyslogd and its config file (to restart it with)."""
+def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
     if RSYSLOGD is None:
         pytest.skip("rsyslogd is not installed (Debian package rsyslog; .ci/run installs it)")
-    work = tmp_path / "rsyslog"
-    work.mkdir()
-    cert, key = loopback_certificate(work)
-    config = work / "rsyslog.conf"
-    udp, tcp, received, ca = free_port(socket.SOCK_DGRAM), free_port(), work / "received.log", LOOPBACK_CA
-    tls = free_port() if HAS_GTLS else None
-    tls_input = f"""
-module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
-input(type="imtcp" address="127.0.0.1" port="{tls}")"""
-    config.write_text(
-        f"""
-global(workDirectory="{work}" maxMessageSize="64k"
-       defaultNetstreamDriverCAFile="{ca}" defaultNetstreamDriverCertFile="{cert}"
-       defaultNetstreamDriverKeyFile="{key}")
-module(load="imudp")
-module(load="imptcp")
-input(type="imudp" address="127.0.0.1" port="{udp}")
-input(type="imptcp" address="127.0.0.1" port="{tcp}"){tls_input if tls else ""}
-template(name="fields" type="string" string="{_FIELDS}")
-action(type="omfile" file="{received}" template="fields")
-"""
-    )
-    process = _start(config, work / "rsyslogd.pid")
-    daemon = Rsyslog(udp, tcp, tls, received, ca, process)
-    try:
-        if not wait_until(lambda: process.poll() is None and all(_listening(port) for port in (tcp, tls) if port)):
-            _stop(process)
-            pytest.fail(f"rsyslogd did not start: {(work / 'rsyslogd.err').read_text(errors='replace')}")
-        yield daemon, config
-    finally:
-        _stop(process)
+    with running_rsyslog(tmp_path / "rsyslog") as daemon:
+        yield daemon
 
 
 def _tls_port(daemon: Rsyslog) -> int:
@@ -121,10 +50,8 @@ def _arrived(daemon: Rsyslog, count: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("protocol", ["udp", "tcp", "tls"])
-def test_rsyslog_receives_every_event_intact_one_per_message(
-    rsyslog: tuple[Rsyslog, Path], protocol: str, tmp_path: Path
-) -> None:
-    daemon, _ = rsyslog
+def test_rsyslog_receives_every_event_intact_one_per_message(rsyslog: Rsyslog, protocol: str, tmp_path: Path) -> None:
+    daemon = rsyslog
     port = {"udp": daemon.udp, "tcp": daemon.tcp}[protocol] if protocol != "tls" else _tls_port(daemon)
     spec = f"syslog+{protocol}://127.0.0.1:{port}"
     if protocol == "tls":
@@ -145,9 +72,9 @@ def test_rsyslog_receives_every_event_intact_one_per_message(
 
 
 def test_udp_event_too_large_for_a_datagram_is_counted_and_the_next_still_arrives(
-    rsyslog: tuple[Rsyslog, Path],
+    rsyslog: Rsyslog,
 ) -> None:
-    daemon, _ = rsyslog
+    daemon = rsyslog
     huge, normal = sample_events(2)
     huge["tls"]["client"]["server_name"] = "x" * 70_000  # over the 65,507 bytes a UDP datagram can carry
     outputs = open_outputs([f"syslog+udp://127.0.0.1:{daemon.udp}"], QUICK)
@@ -158,8 +85,8 @@ def test_udp_event_too_large_for_a_datagram_is_counted_and_the_next_still_arrive
     assert (outputs.counters()["events_rejected"], outputs.counters()["events_written"]) == (1, 1)
 
 
-def test_tcp_reconnects_after_rsyslog_restarts_and_loses_nothing(rsyslog: tuple[Rsyslog, Path], tmp_path: Path) -> None:
-    daemon, config = rsyslog
+def test_tcp_reconnects_after_rsyslog_restarts_and_loses_nothing(rsyslog: Rsyslog, tmp_path: Path) -> None:
+    daemon = rsyslog
     events = sample_events(20)
     outputs = open_outputs([f"syslog+tcp://127.0.0.1:{daemon.tcp}"], QUICK)
     for event in events[:10]:
@@ -167,23 +94,23 @@ def test_tcp_reconnects_after_rsyslog_restarts_and_loses_nothing(rsyslog: tuple[
     assert wait_until(lambda: len(daemon.messages()) == 10)
 
     # Restart: the daemon the fixture started goes away; a second one takes the same ports and file.
-    _stop(daemon.process)
+    stop_rsyslogd(daemon.process)
     for event in events[10:]:
         outputs.write(event)
     assert wait_until(lambda: outputs.counters()["outputs_retried"] >= 1)
-    second = _start(config, config.parent / "rsyslogd.pid")
+    second = start_rsyslogd(daemon.config)
     try:
         outputs.close(timeout=15)
         assert [json.loads(message["msg"]) for message in _arrived(daemon, 20)] == events
     finally:
-        _stop(second)
+        stop_rsyslogd(second)
     assert outputs.counters()["events_written"] == 20
 
 
 def test_tls_refuses_a_receiver_its_ca_did_not_sign_and_keeps_the_events(
-    rsyslog: tuple[Rsyslog, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rsyslog: Rsyslog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    daemon, _ = rsyslog
+    daemon = rsyslog
     wrong_ca = PCAPS / "pki" / "untrusted-ca.pem"
     options = DeliveryOptions(spool_dir=str(tmp_path / "spool"), batch_seconds=0.02, retry_max_seconds=0.1)
     outputs = open_outputs([f"syslog+tls://127.0.0.1:{_tls_port(daemon)}?ca={wrong_ca}"], options)
@@ -196,9 +123,9 @@ def test_tls_refuses_a_receiver_its_ca_did_not_sign_and_keeps_the_events(
 
 
 def test_tls_without_the_client_certificate_rsyslog_demands_keeps_the_events(
-    rsyslog: tuple[Rsyslog, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rsyslog: Rsyslog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    daemon, _ = rsyslog
+    daemon = rsyslog
     options = DeliveryOptions(spool_dir=str(tmp_path / "spool"), batch_seconds=0.02, retry_max_seconds=0.1)
     outputs = open_outputs([f"syslog+tls://127.0.0.1:{_tls_port(daemon)}?ca={daemon.ca}"], options)
     for event in sample_events(3):
@@ -213,10 +140,10 @@ def test_tls_without_the_client_certificate_rsyslog_demands_keeps_the_events(
 
 
 def test_analyze_delivers_every_fixture_event_to_rsyslog_as_it_writes_them_to_a_file(
-    rsyslog: tuple[Rsyslog, Path], tmp_path: Path
+    rsyslog: Rsyslog, tmp_path: Path
 ) -> None:
     """The whole command: real captures in, the same events in rsyslog (TCP) as in the file output."""
-    daemon, _ = rsyslog
+    daemon = rsyslog
     captures = sorted(str(path) for path in PCAPS.glob("*.pcap")) + [str(PCAPS / "hostile" / "hostile-strings.pcap")]
     written = tmp_path / "events.jsonl"
     result = subprocess.run(
