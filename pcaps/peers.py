@@ -15,6 +15,7 @@ from pathlib import Path
 
 READY_TIMEOUT = 10.0  # seconds for a peer to print that it is ready
 
+
 class Peer:
     """A child process whose merged output is collected by a thread."""
 
