@@ -52,7 +52,7 @@ from xml.etree import ElementTree
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "pcaps"))
-from peers import Peer  # noqa: E402  (shared with pcaps/make_fixtures.py)
+from peers import Peer, closing_scapy_client  # noqa: E402  (shared with pcaps/make_fixtures.py)
 
 PKI = REPO / "pcaps" / "pki"
 SNI = "server.helloscope.test"
@@ -851,30 +851,7 @@ def scapy_keylog(session: Any, path: str) -> None:
 
 
 def scapy_client(spec: dict[str, Any]) -> None:
-    from scapy.layers.tls.automaton_cli import TLSClientAutomaton
-    from scapy.layers.tls.record import TLSAlert
-
-    class Client(TLSClientAutomaton):
-        def add_msg(self, pkt):  # type: ignore[no-untyped-def]
-            if isinstance(pkt, TLSAlert) and pkt.descr == 0:
-                # Unread data (tickets) at close() makes Linux send a RST instead of our close_notify.
-                self._closing = True
-                self._drain(quiet=0.2)
-            super().add_msg(pkt)
-
-        def flush_records(self):  # type: ignore[no-untyped-def]
-            super().flush_records()
-            if getattr(self, "_closing", False):
-                self._drain(quiet=1.0)
-
-        def _drain(self, quiet: float) -> None:
-            self.socket.settimeout(quiet)
-            try:
-                while self.socket.recv(65536):
-                    pass
-            except OSError:
-                pass
-
+    Client = closing_scapy_client()  # noqa: N806 - a class
     kwargs: dict[str, Any] = {}
     if spec["cert"]:
         kwargs.update(mycert=str(PKI / f"{spec['cert']}.pem"), mykey=str(PKI / f"{spec['cert']}.key"))

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from peers import Peer  # pcaps/peers.py: this script's directory is on sys.path when it runs
+from peers import Peer, closing_scapy_client  # pcaps/peers.py: this script's directory is on sys.path when it runs
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
@@ -434,14 +434,12 @@ def record(sc: Scenario, work: Path) -> tuple[Path, Path, list[str]]:
 def scapy_client(spec: dict[str, Any]) -> None:
     """Child process: scapy's TLS 1.3 client with extra ClientHello extensions (flags, padding)."""
     sys.path.insert(0, str(REPO))
-    from scapy.layers.tls.automaton_cli import TLSClientAutomaton
     from scapy.layers.tls.extensions import TLS_Ext_Padding, TLS_Ext_Unknown
     from scapy.layers.tls.handshake import TLS13ClientHello
-    from scapy.layers.tls.record import TLSAlert
 
     from parsers.flags import encode_tls_flags
 
-    class ExtraExtensionsClient(TLSClientAutomaton):
+    class ExtraExtensionsClient(closing_scapy_client()):  # type: ignore[misc]
         """Appends ``extra_extensions`` to the TLS 1.3 ClientHello the automaton builds."""
 
         def parse_args(self, extra_extensions=(), **kwargs):  # type: ignore[no-untyped-def]
@@ -451,25 +449,7 @@ def scapy_client(spec: dict[str, Any]) -> None:
         def add_msg(self, pkt):  # type: ignore[no-untyped-def]
             if isinstance(pkt, TLS13ClientHello) and self.extra_extensions:
                 pkt.ext = list(pkt.ext) + self.extra_extensions
-            if isinstance(pkt, TLSAlert) and pkt.descr == 0:
-                # Unread data (e.g. a second NewSessionTicket) at close() makes Linux send a RST
-                # instead of our close_notify: read everything first.
-                self._closing = True
-                self._drain(quiet=0.2)
             super().add_msg(pkt)
-
-        def flush_records(self):  # type: ignore[no-untyped-def]
-            super().flush_records()
-            if getattr(self, "_closing", False):
-                self._drain(quiet=1.0)  # until the server's close_notify and FIN (or a second)
-
-        def _drain(self, quiet: float) -> None:
-            self.socket.settimeout(quiet)
-            try:
-                while self.socket.recv(65536):
-                    pass
-            except OSError:
-                pass
 
     extra = []
     if spec["flag_codepoint"] is not None:

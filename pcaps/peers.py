@@ -80,3 +80,36 @@ class Peer:
             self.proc.kill()  # this process only (by its own handle), never by name
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
+
+
+def closing_scapy_client() -> type:
+    """scapy's TLS client automaton, made to close as a well-behaved client does.
+
+    Unread data (a NewSessionTicket) in the socket at close() makes Linux send a RST instead of the
+    client's close_notify, so the client reads everything before its close_notify and until the server's
+    close_notify and FIN after it. scapy is imported here, in the client children that need it only.
+    """
+    from scapy.layers.tls.automaton_cli import TLSClientAutomaton
+    from scapy.layers.tls.record import TLSAlert
+
+    class ClosingClient(TLSClientAutomaton):
+        def add_msg(self, pkt):  # type: ignore[no-untyped-def]
+            if isinstance(pkt, TLSAlert) and pkt.descr == 0:
+                self._closing = True
+                self._drain(quiet=0.2)
+            super().add_msg(pkt)
+
+        def flush_records(self):  # type: ignore[no-untyped-def]
+            super().flush_records()
+            if getattr(self, "_closing", False):
+                self._drain(quiet=1.0)  # until the server's close_notify and FIN (or a second)
+
+        def _drain(self, quiet: float) -> None:
+            self.socket.settimeout(quiet)
+            try:
+                while self.socket.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    return ClosingClient
