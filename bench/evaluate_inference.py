@@ -23,10 +23,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from parsers.keylog import KeyLog  # noqa: E402
-from sniffer.capture import open_capture  # noqa: E402
-from sniffer.events import Observer  # noqa: E402
-from sniffer.pipeline import analyze_files  # noqa: E402
+from helloscope.parsers.keylog import KeyLog  # noqa: E402
+from helloscope.sniffer.capture.files import open_capture  # noqa: E402
+from helloscope.sniffer.report.events import Observer  # noqa: E402
+from helloscope.sniffer.run.pipeline import analyze_files  # noqa: E402
 
 FIELDS = ("certificate_request", "client_certificate", "outcome")
 CONFIDENCES = ("high", "medium", "low")

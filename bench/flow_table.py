@@ -28,13 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from parsers.keylog import KeyLog  # noqa: E402
-from sniffer.capture import open_capture  # noqa: E402
-from sniffer.decode import Segment, decode  # noqa: E402
-from sniffer.events import Observer, build_event, to_json_line  # noqa: E402
-from sniffer.flows import FlowTable, Limits  # noqa: E402
-from sniffer.report import ConnectionReport  # noqa: E402
-from sniffer.stats import RunStats  # noqa: E402
+from helloscope.parsers.keylog import KeyLog  # noqa: E402
+from helloscope.sniffer.capture.files import open_capture  # noqa: E402
+from helloscope.sniffer.capture.decode import Segment, decode  # noqa: E402
+from helloscope.sniffer.report.events import Observer, build_event, to_json_line  # noqa: E402
+from helloscope.sniffer.transport.tcp import FlowTable, Limits  # noqa: E402
+from helloscope.sniffer.report.model import ConnectionReport  # noqa: E402
+from helloscope.sniffer.stats import RunStats  # noqa: E402
 
 TCP = 6
 VARIANTS: dict[str, tuple[bool, bool]] = {  # name -> (fast_path, seal the key log)

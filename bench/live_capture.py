@@ -6,8 +6,8 @@ of the client's end as fast as it can; a consumer process in the server's namesp
 other end with one backend, touches every frame as a sensor would (its length, a bytes object, a
 timestamp), and reports what it got and what the kernel says it dropped. Backends:
 
-- ``ring``: sniffer.livecapture.LiveCapture, AF_PACKET with a TPACKET_V3 mmap ring (what helloscope uses);
-- ``ring+decode``: the same, and every frame through sniffer.decode.decode, as the live sensor does;
+- ``ring``: helloscope.sniffer.capture.rings.LiveCapture, AF_PACKET with a TPACKET_V3 mmap ring (what helloscope uses);
+- ``ring+decode``: the same, and every frame through helloscope.sniffer.capture.decode.decode, as the live sensor does;
 - ``recvmsg``: a plain AF_PACKET socket with a 64 MiB buffer, one recvmsg per packet (SO_TIMESTAMPNS);
 - ``scapy``: scapy's native Linux socket (scapy.arch.linux.L2ListenSocket), one recv_raw per packet.
 
@@ -62,8 +62,8 @@ SO_TIMESTAMPNS, SO_RCVBUFFORCE = 35, 33
 
 
 def packets_from_ring(interface: str, decoding: bool) -> tuple[Iterator[int], Callable[[], tuple[int, int]]]:
-    from sniffer.decode import decode
-    from sniffer.livecapture import CaptureOptions, LiveCapture
+    from helloscope.sniffer.capture.decode import decode
+    from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture
 
     capture = LiveCapture(CaptureOptions((interface,)))
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from parsers.keylog import KeyLog  # noqa: E402
-from sniffer import parallel  # noqa: E402
-from sniffer.capture import open_capture  # noqa: E402
-from sniffer.events import Observer, build_event, to_json_line  # noqa: E402
-from sniffer.flows import FlowTable  # noqa: E402
-from sniffer.pipeline import feed_capture  # noqa: E402
-from sniffer.stats import RunStats  # noqa: E402
+from helloscope.parsers.keylog import KeyLog  # noqa: E402
+from helloscope.sniffer.run import parallel  # noqa: E402
+from helloscope.sniffer.capture.files import open_capture  # noqa: E402
+from helloscope.sniffer.report.events import Observer, build_event, to_json_line  # noqa: E402
+from helloscope.sniffer.transport.tcp import FlowTable  # noqa: E402
+from helloscope.sniffer.run.pipeline import feed_capture  # noqa: E402
+from helloscope.sniffer.stats import RunStats  # noqa: E402
 
 
 def main() -> None:

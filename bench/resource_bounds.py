@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from sniffer.capture import open_capture  # noqa: E402
-from sniffer.flows import Limits  # noqa: E402
+from helloscope.sniffer.capture.files import open_capture  # noqa: E402
+from helloscope.sniffer.transport.tcp import Limits  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 TEMPLATE = REPO / "pcaps" / "tls12-noauth.pcap"
@@ -108,11 +108,11 @@ def hole(syn: bytes, hello: bytes, total: int) -> Iterator[bytes]:
 # minus writing JSON, so peak RSS is the sensor's own.
 _CHILD = """
 import json, sys
-from sniffer.capture import open_capture
-from sniffer.events import Observer, build_event
-from sniffer.flows import FlowTable, Limits
-from sniffer.pipeline import feed_capture
-from sniffer.stats import RunStats
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.run.pipeline import feed_capture
+from helloscope.sniffer.stats import RunStats
 stats, observer = RunStats(), Observer("bench")
 table = FlowTable(lambda report: build_event(report, observer), stats, Limits(max_flows=int(sys.argv[2])))
 with open_capture(sys.argv[1]) as reader:

@@ -160,7 +160,7 @@ def main() -> None:
     events.unlink(missing_ok=True)  # analyze -o appends
 
     runs = [
-        timed("helloscope", [sys.executable, "-m", "sniffer.cli", "analyze", "-q", "-o", str(events), str(capture)]),
+        timed("helloscope", [sys.executable, "-m", "helloscope.sniffer", "analyze", "-q", "-o", str(events), str(capture)]),
         timed(
             "tshark",
             # Out-of-order reassembly is off by default in tshark 4.0; without it reordered hellos are lost.

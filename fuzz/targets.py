@@ -14,9 +14,9 @@ from typing import Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
-from parsers.alerts import parse_alerts
-from parsers.certs import name_to_text, parse_certificate, parse_certificate_request, summarize_x509
-from parsers.decrypt import (
+from helloscope.parsers.alerts import parse_alerts
+from helloscope.parsers.certs import name_to_text, parse_certificate, parse_certificate_request, summarize_x509
+from helloscope.parsers.decrypt import (
     AES_CCM,
     AES_GCM,
     TLS13_SUITES,
@@ -24,13 +24,13 @@ from parsers.decrypt import (
     Tls13RecordDecryptor,
     derive_traffic_keys,
 )
-from parsers.errors import ParseError
-from parsers.fingerprints import ja3, ja3s, ja4, ja4_o, ja4_r, ja4_ro
-from parsers.flags import decode_tls_flags
-from parsers.hello import parse_client_hello, parse_server_hello, parse_sslv2_client_hello
-from parsers.keylog import KeyLog
-from parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
-from parsers.quic import (
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.fingerprints import ja3, ja3s, ja4, ja4_o, ja4_r, ja4_ro
+from helloscope.parsers.flags import decode_tls_flags
+from helloscope.parsers.hello import parse_client_hello, parse_server_hello, parse_sslv2_client_hello
+from helloscope.parsers.keylog import KeyLog
+from helloscope.parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
+from helloscope.parsers.quic import (
     CLIENT_IN,
     INITIAL,
     CryptoStream,
@@ -41,8 +41,8 @@ from parsers.quic import (
     short_header,
     unprotect,
 )
-from parsers.records import HandshakeReader, RecordReader
-from parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
+from helloscope.parsers.records import HandshakeReader, RecordReader
+from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
 
 Target = Callable[[bytes], None]
 
@@ -140,7 +140,7 @@ def preamble(data: bytes) -> None:
 
 
 def keylog(data: bytes) -> None:
-    # Key logs are read as text with undecodable bytes replaced, as sniffer.decryption does.
+    # Key logs are read as text with undecodable bytes replaced, as helloscope.sniffer.handshake.decryption does.
     cut, raw = _split(data)
     log = KeyLog(max_line_chars=512)
     log.feed(raw[:cut].decode("utf-8", "replace"))

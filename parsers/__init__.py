@@ -1,5 +1,5 @@
 """Pure, sans-IO parsers: bytes in, typed frozen dataclasses out, :class:`ParseError` on bad input."""
 
-from parsers.errors import ParseError
+from helloscope.parsers.errors import ParseError
 
 __all__ = ["ParseError"]

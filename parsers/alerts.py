@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from parsers.errors import ParseError
-from parsers.registry import ALERT_NAMES
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.registry import ALERT_NAMES
 
 WARNING: Final = 1
 FATAL: Final = 2

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from parsers.errors import ParseError
+from helloscope.parsers.errors import ParseError
 
 T = TypeVar("T")
 

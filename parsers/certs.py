@@ -17,10 +17,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from parsers.buffer import Reader
-from parsers.errors import ParseError
-from parsers.flags import TlsFlags
-from parsers.hello import (
+from helloscope.parsers.buffer import Reader
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.flags import TlsFlags
+from helloscope.parsers.hello import (
     TLS_FLAGS_DECODERS,
     DecoderTable,
     Extension,
@@ -28,7 +28,7 @@ from parsers.hello import (
     pull_extensions,
     pull_signature_algorithms,
 )
-from parsers.registry import CERTIFICATE_AUTHORITIES, SIGNATURE_ALGORITHMS
+from helloscope.parsers.registry import CERTIFICATE_AUTHORITIES, SIGNATURE_ALGORITHMS
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from parsers.errors import ParseError
+from helloscope.parsers.errors import ParseError
 
 RECORD_HEADER_LENGTH: Final = 5
 CONTENT_APPLICATION_DATA: Final = 23

@@ -16,8 +16,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from parsers.hello import ClientHello, ServerHello
-from parsers.registry import ALPN, SERVER_NAME
+from helloscope.parsers.hello import ClientHello, ServerHello
+from helloscope.parsers.registry import ALPN, SERVER_NAME
 
 # RFC 8701: 0x?A?A with both bytes equal. A set look-up is what makes the per-value filter cheap.
 _GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from parsers.buffer import Reader
-from parsers.errors import ParseError
-from parsers.flags import TLS_FLAGS_CODEPOINTS, TlsFlags, decode_tls_flags
-from parsers.registry import (
+from helloscope.parsers.buffer import Reader
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.flags import TLS_FLAGS_CODEPOINTS, TlsFlags, decode_tls_flags
+from helloscope.parsers.registry import (
     ALPN,
     EC_POINT_FORMATS,
     ENCRYPTED_CLIENT_HELLO,

@@ -1,7 +1,7 @@
 """QUIC v1/v2 packet protection, frames and CRYPTO reassembly for a passive observer (RFC 9000, 9001, 9369).
 
 Sans-IO like the rest of :mod:`parsers`: bytes in, frozen values out, and :class:`ParseError` (or its
-:class:`~parsers.decrypt.DecryptError` subclass when authentication fails) for anything malformed.
+:class:`~helloscope.parsers.decrypt.DecryptError` subclass when authentication fails) for anything malformed.
 
 Initial packets are protected with keys derived from the Destination Connection ID of the client's first
 Initial, which travels in clear: anyone on the path can read the ClientHello and ServerHello they carry.
@@ -20,9 +20,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from parsers.buffer import Reader
-from parsers.decrypt import AES_GCM, CHACHA20_POLY1305, TLS13_SUITES, DecryptError, _make_aead, hkdf_expand_label
-from parsers.errors import ParseError
+from helloscope.parsers.buffer import Reader
+from helloscope.parsers.decrypt import AES_GCM, CHACHA20_POLY1305, TLS13_SUITES, DecryptError, _make_aead, hkdf_expand_label
+from helloscope.parsers.errors import ParseError
 
 QUIC_V1: Final = 0x00000001
 QUIC_V2: Final = 0x6B3343CF
@@ -95,7 +95,7 @@ class PacketKeys:
     key: bytes
     iv: bytes
     hp: bytes
-    aead: str = AES_GCM  # parsers.decrypt AEAD names; header protection is AES except for ChaCha20
+    aead: str = AES_GCM  # helloscope.parsers.decrypt AEAD names; header protection is AES except for ChaCha20
 
     def __repr__(self) -> str:  # key material never reaches logs
         return "PacketKeys(<redacted>)"

@@ -17,8 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
-from parsers.errors import ParseError
-from parsers.registry import CHANGE_CIPHER_SPEC, HEARTBEAT
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.registry import CHANGE_CIPHER_SPEC, HEARTBEAT
 
 RECORD_HEADER = 5
 HANDSHAKE_HEADER = 4

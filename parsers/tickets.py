@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parsers.buffer import Reader
-from parsers.errors import ParseError
-from parsers.flags import TlsFlags
-from parsers.hello import TLS_FLAGS_DECODERS, Extension, decode_extensions, pull_extensions, selected_alpn
+from helloscope.parsers.buffer import Reader
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.flags import TlsFlags
+from helloscope.parsers.hello import TLS_FLAGS_DECODERS, Extension, decode_extensions, pull_extensions, selected_alpn
 
 
 @dataclass(frozen=True, slots=True)

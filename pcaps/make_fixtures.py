@@ -24,7 +24,7 @@ For every scenario in ``SCENARIOS`` this script
 ClientHello segment is cut into five TCP segments, delivered out of order with one duplicate.
 
 Every child process is bounded by a timeout and killed on expiry. Nothing here uses helloscope itself
-apart from ``parsers.flags.encode_tls_flags``, which builds the flagged test hellos (the bytes on the
+apart from ``helloscope.parsers.flags.encode_tls_flags``, which builds the flagged test hellos (the bytes on the
 wire are checked against the draft's encoding independently).
 
 Needs: openssl (3.0), tcpdump, tshark (4.0), scapy >= 2.6 (TLS 1.3 client automaton).
@@ -437,7 +437,7 @@ def scapy_client(spec: dict[str, Any]) -> None:
     from scapy.layers.tls.extensions import TLS_Ext_Padding, TLS_Ext_Unknown
     from scapy.layers.tls.handshake import TLS13ClientHello
 
-    from parsers.flags import encode_tls_flags
+    from helloscope.parsers.flags import encode_tls_flags
 
     class ExtraExtensionsClient(closing_scapy_client()):  # type: ignore[misc]
         """Appends ``extra_extensions`` to the TLS 1.3 ClientHello the automaton builds."""

@@ -45,7 +45,7 @@ from aioquic.asyncio import connect, serve
 from aioquic.quic.configuration import QuicConfiguration
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from parsers.flags import REQUEST_MTLS, encode_tls_flags  # noqa: E402  (the bytes are checked with tshark)
+from helloscope.parsers.flags import REQUEST_MTLS, encode_tls_flags  # noqa: E402  (the bytes are checked with tshark)
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"

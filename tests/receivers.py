@@ -1,4 +1,4 @@
-"""Test-side destinations for sniffer.outputs: sample events, a flaky HTTP bulk/HEC receiver and a real
+"""Test-side destinations for helloscope.sniffer.outputs: sample events, a flaky HTTP bulk/HEC receiver and a real
 rsyslogd on loopback."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sniffer.events import text_of
+from helloscope.sniffer.report.events import text_of
 from tests.helpers import PCAPS, REPO
 
 RESET = "reset"  # a fault: close the connection with a RST, without reading or answering the request

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sniffer.cli import cli
+from helloscope.sniffer.run.cli import cli
 from tests.helpers import PCAPS, REPO, field
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"
@@ -41,7 +41,7 @@ EVIDENCE = {"plaintext", "decrypted", "inferred", "unknown"}
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", *args], input=stdin, capture_output=True, timeout=120, check=False
+        [sys.executable, "-m", "helloscope.sniffer", *args], input=stdin, capture_output=True, timeout=120, check=False
     )
 
 
@@ -164,7 +164,7 @@ def test_garbage_inside_a_stream_is_an_anomaly_not_a_failure(tmp_path: Path):
 
 def test_output_dash_means_stdout(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", "analyze", "-q", "-o", "-", str(FIXTURE)],
+        [sys.executable, "-m", "helloscope.sniffer", "analyze", "-q", "-o", "-", str(FIXTURE)],
         capture_output=True,
         timeout=120,
         check=False,

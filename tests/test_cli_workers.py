@@ -25,7 +25,7 @@ LARGEST = max(FIXTURES, key=os.path.getsize)
 
 def analyze(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", "analyze", *args],
+        [sys.executable, "-m", "helloscope.sniffer", "analyze", *args],
         input=None if stdin is None else stdin.decode("latin-1"),
         capture_output=True,
         text=True,
@@ -41,7 +41,7 @@ def event_set(stdout: str) -> list[str]:
 
 def summary_json(path: Path) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", "summary", "--json", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "helloscope.sniffer", "summary", "--json", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -88,7 +88,7 @@ def run_with_terminal_stderr(*args: str) -> tuple[int, str]:
     terminal showed."""
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "sniffer.cli", "analyze", *args],
+        [sys.executable, "-m", "helloscope.sniffer", "analyze", *args],
         stdout=subprocess.DEVNULL,
         stderr=terminal,
         env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},

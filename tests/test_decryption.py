@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from parsers.keylog import KeyLog
-from sniffer.capture import open_capture
-from sniffer.events import Observer
-from sniffer.pipeline import analyze_files
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.run.pipeline import analyze_files
 from tests.helpers import PCAPS, tshark_fields
 
 KEYED_FIXTURES = sorted(path for path in PCAPS.glob("tls13-*.expected.json") if Path(str(path)).exists())
@@ -98,7 +98,7 @@ def test_a_wrong_secret_says_decrypt_failed_and_the_run_goes_on(tmp_path: Path):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", "analyze", *args],
+        [sys.executable, "-m", "helloscope.sniffer", "analyze", *args],
         capture_output=True,
         text=True,
         timeout=120,

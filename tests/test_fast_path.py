@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from parsers.fingerprints import ja4_variants
-from parsers.hello import ClientHello
-from parsers.keylog import KeyLog
-from parsers.registry import ALPN, SERVER_NAME, is_grease
-from sniffer.capture import PCAP, CaptureError, open_capture
-from sniffer.decode import decode
-from sniffer.events import Observer
-from sniffer.flows import SYN, FlowTable, Limits
-from sniffer.pipeline import analyze_files
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.fingerprints import ja4_variants
+from helloscope.parsers.hello import ClientHello
+from helloscope.parsers.keylog import KeyLog
+from helloscope.parsers.registry import ALPN, SERVER_NAME, is_grease
+from helloscope.sniffer.capture.files import PCAP, CaptureError, open_capture
+from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.transport.tcp import SYN, FlowTable, Limits
+from helloscope.sniffer.run.pipeline import analyze_files
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS, analyze
 
 FIXTURES = sorted(PCAPS.glob("*.pcap"))

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from sniffer.cli import cli
+from helloscope.sniffer.run.cli import cli
 from tests.helpers import PCAPS, analyze
 
 CAPTURE = PCAPS / "tls12-required-presented.pcap"

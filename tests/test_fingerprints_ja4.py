@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from parsers.fingerprints import ja4, ja4_o, ja4_r, ja4_ro
-from parsers.hello import ClientHello
+from helloscope.parsers.fingerprints import ja4, ja4_o, ja4_r, ja4_ro
+from helloscope.parsers.hello import ClientHello
 from tests.helpers import CORPUS, analyze
 
 JA4_CORPUS = CORPUS / "ja4"
@@ -69,10 +69,10 @@ def test_the_golden_covers_hello_retry_and_many_streams() -> None:
 @pytest.fixture(scope="module")
 def chrome_hello() -> ClientHello:
     """A Chrome ClientHello from the corpus (tls-alpn-h2: GREASE ciphers and extensions, h2 ALPN)."""
-    from sniffer.capture import open_capture
-    from sniffer.flows import FlowTable, Limits
-    from sniffer.pipeline import feed_capture
-    from sniffer.stats import RunStats
+    from helloscope.sniffer.capture.files import open_capture
+    from helloscope.sniffer.transport.tcp import FlowTable, Limits
+    from helloscope.sniffer.run.pipeline import feed_capture
+    from helloscope.sniffer.stats import RunStats
 
     capture = JA4_CORPUS / "pcap" / "tls-alpn-h2.pcap"
     if not capture.exists():

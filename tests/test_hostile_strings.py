@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from sniffer.cli import cli
+from helloscope.sniffer.run.cli import cli
 from tests.helpers import PCAPS, field
 
 CAPTURE = PCAPS / "hostile" / "hostile-strings.pcap"
@@ -33,7 +33,7 @@ RAW_HAZARDS = ("\x00", "\n" + "line", "\x1b[31mansi", "\x1b[2J", "\x1b]0;", "\x0
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", *args],
+        [sys.executable, "-m", "helloscope.sniffer", *args],
         capture_output=True,
         timeout=120,
         check=False,

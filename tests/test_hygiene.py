@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from parsers.certs import X509Summary
-from sniffer.capture import open_capture
-from sniffer.flows import FlowTable, Limits
-from sniffer.hygiene import FINDING_CODES, certificate_findings, public_ca_names
-from sniffer.pipeline import feed_capture
-from sniffer.stats import RunStats
+from helloscope.parsers.certs import X509Summary
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.handshake.hygiene import FINDING_CODES, certificate_findings, public_ca_names
+from helloscope.sniffer.run.pipeline import feed_capture
+from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS, analyze
 
 NO_CAS: frozenset[str] = frozenset()

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import dpkt
 
-from sniffer.capture import open_capture
-from sniffer.decode import decode
-from sniffer.events import Observer
-from sniffer.flows import Limits
-from sniffer.parallel import analyze_parallel
-from sniffer.pipeline import analyze_files
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.transport.tcp import Limits
+from helloscope.sniffer.run.parallel import analyze_parallel
+from helloscope.sniffer.run.pipeline import analyze_files
 from tests.helpers import PCAPS
 
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from sniffer.capture import open_capture
-from sniffer.decode import decode
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import decode
 from tests.helpers import PCAPS, REPO, assert_schema_valid
 from tests.netns import SERVER_ADDRESS, Link, namespaces_unavailable, veth_link
 from tests.receivers import RESET, RSYSLOGD, BulkReceiver, running_rsyslog, serving, wait_until
@@ -105,7 +105,7 @@ def converse(link: Link, work: Path, names: tuple[str, ...]) -> None:
 
 @contextmanager
 def sensor(link: Link, *options: str, prefix: tuple[str, ...] = ()) -> Iterator[Peer]:
-    argv = [*prefix, sys.executable, "-m", "sniffer.cli", "live", "-i", link.server.interface, *options]
+    argv = [*prefix, sys.executable, "-m", "helloscope.sniffer", "live", "-i", link.server.interface, *options]
     peer = Peer(link.server.argv(*argv), [], "sensor", cwd=REPO)
     try:
         peer.wait_for("listening on", timeout=SENSOR_DEADLINE)
@@ -411,7 +411,7 @@ def test_runs_unprivileged_with_only_the_capture_capabilities_as_the_systemd_uni
     ],
 )
 def test_unusable_options_give_one_line_and_exit_2(link: Link, options: tuple[str, ...], message: str):
-    argv = [sys.executable, "-m", "sniffer.cli", "live", "-i", link.server.interface, *options]
+    argv = [sys.executable, "-m", "helloscope.sniffer", "live", "-i", link.server.interface, *options]
     result = link.server.run(*argv, timeout=SENSOR_DEADLINE, cwd=REPO)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
@@ -422,7 +422,7 @@ def test_capture_without_cap_net_raw_names_the_capability(link: Link):
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
     prefix = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all")
-    argv = [*prefix, sys.executable, "-m", "sniffer.cli", "live", "-i", link.server.interface, "-o", os.devnull]
+    argv = [*prefix, sys.executable, "-m", "helloscope.sniffer", "live", "-i", link.server.interface, "-o", os.devnull]
     result = link.server.run(*argv, timeout=SENSOR_DEADLINE, cwd=REPO)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.splitlines()) == 1 and "CAP_NET_RAW" in result.stderr, result.stderr

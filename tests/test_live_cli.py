@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from sniffer.decode import decode
+from helloscope.sniffer.capture.decode import decode
 from tests.helpers import PCAPS, REPO
 
-CLI = [sys.executable, "-m", "sniffer.cli"]
+CLI = [sys.executable, "-m", "helloscope.sniffer"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 FIN_OR_RST = 0x05
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sniffer.outputs import DeliveryOptions, open_outputs
+from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
 from tests.helpers import REPO
 from tests.receivers import (
     LOOPBACK_CA,
@@ -124,7 +124,7 @@ def test_https_and_hecs_verify_the_receiver(tmp_path: Path, kind: str, capsys: p
 _SENSOR = textwrap.dedent(
     """
     import json, signal, sys, threading
-    from sniffer.outputs import DeliveryOptions, open_outputs
+    from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
     from tests.receivers import sample_events
 
     spec, spool, first, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -189,7 +189,7 @@ def test_sigterm_while_the_receiver_is_down_loses_nothing_and_the_next_run_repla
 _CRASHING_SENSOR = textwrap.dedent(
     """
     import itertools, sys
-    from sniffer.outputs import DeliveryOptions, open_outputs
+    from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
     from tests.receivers import sample_events
 
     # No memory queue: every event goes through the spool, which is what a kill -9 tests.

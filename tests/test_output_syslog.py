@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from sniffer.outputs import DeliveryOptions, open_outputs
+from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
 from tests.helpers import PCAPS
 from tests.receivers import (
     RSYSLOGD,
@@ -147,7 +147,7 @@ def test_analyze_delivers_every_fixture_event_to_rsyslog_as_it_writes_them_to_a_
     captures = sorted(str(path) for path in PCAPS.glob("*.pcap")) + [str(PCAPS / "hostile" / "hostile-strings.pcap")]
     written = tmp_path / "events.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "sniffer.cli", "analyze", "-q", "-o", f"file:{written}"]
+        [sys.executable, "-m", "helloscope.sniffer", "analyze", "-q", "-o", f"file:{written}"]
         + ["-o", f"syslog+tcp://127.0.0.1:{daemon.tcp}", "--spool-dir", str(tmp_path / "spool"), *captures],
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Worker processes (sniffer.parallel): the same events and counters as one process, and clean failures.
+"""Worker processes (helloscope.sniffer.run.parallel): the same events and counters as one process, and clean failures.
 
 Every comparison runs the real pipeline on real captures once in-process (``analyze_files``) and once
 with workers, and compares the events as sets (workers report in their own order) and the counters.
@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from sniffer.capture import open_capture
-from sniffer.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
-from sniffer.events import Observer
-from sniffer.parallel import Worker, WorkerError, analyze_parallel, flow_owner, run_workers, worker_count
-from sniffer.pipeline import analyze_files
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.run.parallel import Worker, WorkerError, analyze_parallel, flow_owner, run_workers, worker_count
+from helloscope.sniffer.run.pipeline import analyze_files
 from tests.helpers import PCAPS, REPO
 
 FIXTURES = sorted(PCAPS.glob("*.pcap")) + sorted(PCAPS.glob("hostile/*.pcap"))
@@ -282,7 +282,7 @@ def test_an_analysis_worker_that_raises_gives_one_line(monkeypatch: pytest.Monke
     def broken(*args: object) -> dict[str, Any]:
         raise KeyError("no such field")
 
-    monkeypatch.setattr("sniffer.parallel.build_event", broken)  # the forked workers inherit it
+    monkeypatch.setattr("helloscope.sniffer.run.parallel.build_event", broken)  # the forked workers inherit it
     with pytest.raises(WorkerError, match=r"^worker [12] of 2 failed: KeyError: 'no such field' \(at "):
         analyze_parallel([str(PCAPS / "tls13-noauth.pcap")], 2, OBSERVER, lambda event: None)
 
@@ -293,7 +293,7 @@ _PARENT = textwrap.dedent(
     """
     import json, sys
     from tests.test_parallel import _wait_for_stop
-    from sniffer.parallel import run_workers
+    from helloscope.sniffer.run.parallel import run_workers
 
     def show(event):
         print(json.dumps(event), flush=True)
@@ -307,8 +307,8 @@ _PARENT = textwrap.dedent(
 _ANALYZE = textwrap.dedent(
     """
     import json, sys
-    from sniffer.events import Observer
-    from sniffer.parallel import analyze_parallel
+    from helloscope.sniffer.report.events import Observer
+    from helloscope.sniffer.run.parallel import analyze_parallel
 
     def show(event):
         print(json.dumps(event), flush=True)

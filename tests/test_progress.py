@@ -1,4 +1,4 @@
-"""The progress bar (sniffer.progress): shown only on a terminal without --quiet, and what it says."""
+"""The progress bar (helloscope.sniffer.run.progress): shown only on a terminal without --quiet, and what it says."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from sniffer.capture import open_capture
-from sniffer.events import Observer
-from sniffer.parallel import analyze_parallel
-from sniffer.pipeline import analyze_files
-from sniffer.progress import NoProgress, ProgressBar, progress_bar, total_size, wanted, with_progress
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.run.parallel import analyze_parallel
+from helloscope.sniffer.run.pipeline import analyze_files
+from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, total_size, wanted, with_progress
 from tests.helpers import PCAPS
 
 CAPTURE = PCAPS / "large-clienthello.pcap"

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.keylog import KeyLog
-from sniffer.capture import open_capture
-from sniffer.decode import Segment, decode
-from sniffer.events import Observer
-from sniffer.pipeline import analyze_files
-from sniffer.quic import QuicTable
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.run.pipeline import analyze_files
+from helloscope.sniffer.transport.quic import QuicTable
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS, tshark_fields
 
 NAMES = [

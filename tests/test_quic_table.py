@@ -1,4 +1,4 @@
-"""sniffer.quic: connections keyed by connection IDs, Retry, reordered CRYPTO data, CONNECTION_CLOSE.
+"""helloscope.sniffer.transport.quic: connections keyed by connection IDs, Retry, reordered CRYPTO data, CONNECTION_CLOSE.
 
 The RFC 9001 Appendix A packets are the real traffic here; the scenarios that need other connection IDs
 (Retry, a split ClientHello, a close) re-protect the RFC's own frames with a small test-only helper.
@@ -11,12 +11,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.quic import CLIENT_IN, QUIC_V1, QUIC_V2, SERVER_IN, initial_keys
-from sniffer.decode import Segment
-from sniffer.events import Observer, build_event
-from sniffer.quic import QuicTable
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.quic import CLIENT_IN, QUIC_V1, QUIC_V2, SERVER_IN, initial_keys
+from helloscope.sniffer.capture.decode import Segment
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.transport.quic import QuicTable
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 from tests.parsers import quic_vectors as rfc
 
 CLIENT = (bytes([192, 0, 2, 1]), 50000)

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sniffer.capture import open_capture
-from sniffer.decode import Segment, decode
-from sniffer.events import Observer, build_event
-from sniffer.flows import FlowTable, Limits
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from parsers.keylog import KeyLog
-from sniffer.capture import open_capture
-from sniffer.events import Observer
-from sniffer.pipeline import analyze_files
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.run.pipeline import analyze_files
 from tests.helpers import CORPUS, PCAPS, REPO, analyze, assert_schema_valid, schema_validator
 
 FIXTURES = sorted(PCAPS.glob("*.pcap"))

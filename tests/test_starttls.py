@@ -62,10 +62,10 @@ def test_hello_retry_request_keeps_both_hellos(corpus: Path):
 
 def test_preamble_bound_drops_non_tls_flows(corpus: Path):
     # A plain-HTTP capture has no TLS within the bound: nothing reported, the flows counted as non-TLS.
-    from sniffer.capture import open_capture
-    from sniffer.events import Observer
-    from sniffer.flows import Limits
-    from sniffer.pipeline import analyze_files
+    from helloscope.sniffer.capture.files import open_capture
+    from helloscope.sniffer.report.events import Observer
+    from helloscope.sniffer.transport.tcp import Limits
+    from helloscope.sniffer.run.pipeline import analyze_files
 
     capture = corpus / "nDPI/tests/cfgs/default/pcap/smtp-starttls.pcap"
     events, stats = analyze_files([open_capture(str(capture))], Observer("t"), Limits(max_preamble_bytes=16))

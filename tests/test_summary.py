@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sniffer.cli import cli
-from sniffer.render import Summary
+from helloscope.sniffer.run.cli import cli
+from helloscope.sniffer.report.render import Summary
 from tests.helpers import PCAPS, analyze
 
 FIXTURES = sorted(PCAPS.glob("*.pcap"))

@@ -1,7 +1,7 @@
 """Event outputs: stdout, files, syslog, Elasticsearch ``_bulk`` and Splunk HEC, several at once.
 
 Files and stdout are written synchronously (a line per event, flushed). Each network destination is a
-:class:`~sniffer.outputs.delivery.QueuedDestination`: a sender thread, a bounded memory queue and, with a
+:class:`~helloscope.sniffer.outputs.delivery.QueuedDestination`: a sender thread, a bounded memory queue and, with a
 ``spool_dir``, an on-disk spool in ``spool_dir/<hash of the destination>/`` that survives restarts. Without
 a ``spool_dir`` events wait in memory only: a warning says so when the outputs open, and whatever is still
 undelivered at ``close`` is counted as dropped.
@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sniffer.events import to_json_line
-from sniffer.outputs.delivery import COUNTERS, BatchLimits, QueuedDestination, Transport, warn
-from sniffer.outputs.http import HttpTransport, bulk_outcome, bulk_record, hec_record, whole_batch_outcome
-from sniffer.outputs.spool import Spool, SpoolBusyError
-from sniffer.outputs.syslog import SyslogTransport, syslog_message
+from helloscope.sniffer.report.events import to_json_line
+from helloscope.sniffer.outputs.delivery import COUNTERS, BatchLimits, QueuedDestination, Transport, warn
+from helloscope.sniffer.outputs.http import HttpTransport, bulk_outcome, bulk_record, hec_record, whole_batch_outcome
+from helloscope.sniffer.outputs.spool import Spool, SpoolBusyError
+from helloscope.sniffer.outputs.syslog import SyslogTransport, syslog_message
 
 __all__ = ["DeliveryOptions", "OutputError", "Outputs", "open_outputs"]
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sniffer.outputs.spool import Position, Spool
+from helloscope.sniffer.outputs.spool import Position, Spool
 
 COUNTERS = ("events_written", "outputs_retried", "events_spooled", "events_dropped", "events_rejected", "spool_torn")
 _FIRST_RETRY_SECONDS = 0.25

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sniffer.outputs.delivery import DeliveryError, Sent
+from helloscope.sniffer.outputs.delivery import DeliveryError, Sent
 
 _TIMEOUT_SECONDS = 30.0
 _RETRIED_STATUSES = frozenset({401, 403, 404, 408, 429})

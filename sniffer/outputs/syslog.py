@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sniffer.outputs.delivery import DeliveryError, Sent
+from helloscope.sniffer.outputs.delivery import DeliveryError, Sent
 
 _PRI = 16 * 8 + 6  # local0.info
 _CONNECT_SECONDS = 5.0

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from parsers.records import HandshakeMessage, HandshakeReader, Record, RecordReader
-from parsers.registry import ALERT, CHANGE_CIPHER_SPEC, HANDSHAKE
+from helloscope.parsers.records import HandshakeMessage, HandshakeReader, Record, RecordReader
+from helloscope.parsers.registry import ALERT, CHANGE_CIPHER_SPEC, HANDSHAKE
 
 
 def _tshark(*args: str) -> str:

@@ -10,7 +10,7 @@ import ipaddress
 
 import pytest
 
-from parsers.community_id import community_id
+from helloscope.parsers.community_id import community_id
 
 TCP, UDP, SCTP, RSVP = 6, 17, 132, 46
 

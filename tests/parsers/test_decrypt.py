@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.decrypt import (
+from helloscope.parsers.decrypt import (
     TLS12_AEAD_SUITES,
     TLS13_SUITES,
     Decrypted,
@@ -36,8 +36,8 @@ from parsers.decrypt import (
     hkdf_expand_label,
     tls12_prf,
 )
-from parsers.errors import ParseError
-from parsers.keylog import (
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.keylog import (
     CLIENT_HANDSHAKE_TRAFFIC_SECRET,
     CLIENT_RANDOM,
     CLIENT_TRAFFIC_SECRET_0,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.flags import (
+from helloscope.parsers.flags import (
     EMPTY,
     LENGTH_MISMATCH,
     NONMINIMAL,

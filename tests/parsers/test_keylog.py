@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.keylog import (
+from helloscope.parsers.keylog import (
     CLIENT_HANDSHAKE_TRAFFIC_SECRET,
     CLIENT_RANDOM,
     KEYLOG_LABELS,

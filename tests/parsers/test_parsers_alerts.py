@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from parsers.alerts import Alert, parse_alerts
-from parsers.errors import ParseError
+from helloscope.parsers.alerts import Alert, parse_alerts
+from helloscope.parsers.errors import ParseError
 from tests.helpers import tshark_fields
 from tests.parsers.corpus_streams import plaintext_records, tcp_streams
 

@@ -16,17 +16,17 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from parsers.certs import (
+from helloscope.parsers.certs import (
     CertificateMessage,
     name_to_text,
     parse_certificate,
     parse_certificate_request,
     summarize_x509,
 )
-from parsers.errors import ParseError
-from parsers.flags import TlsFlags
-from parsers.hello import Extension
-from parsers.records import HandshakeMessage
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.flags import TlsFlags
+from helloscope.parsers.hello import Extension
+from helloscope.parsers.records import HandshakeMessage
 from tests.helpers import tshark_fields
 from tests.parsers.corpus_streams import plaintext_handshake, tcp_streams
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from parsers.errors import ParseError
-from parsers.fingerprints import ja3, ja3_string
-from parsers.flags import TlsFlags
-from parsers.hello import (
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.fingerprints import ja3, ja3_string
+from helloscope.parsers.flags import TlsFlags
+from helloscope.parsers.hello import (
     HELLO_RETRY_REQUEST_RANDOM,
     ClientHello,
     EchOffer,

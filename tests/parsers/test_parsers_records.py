@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from parsers.errors import ParseError
-from parsers.records import HandshakeMessage, HandshakeReader, Record, RecordReader
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.records import HandshakeMessage, HandshakeReader, Record, RecordReader
 from tests.parsers import rfc8448
 from tests.parsers.corpus_streams import plaintext_handshake, tcp_streams, tls_start
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from parsers import registry
-from parsers.registry import (
+from helloscope.parsers import registry
+from helloscope.parsers.registry import (
     ALERT_NAMES,
     CERTIFICATE_REJECTION_ALERTS,
     CIPHER_SUITE_NAMES,

@@ -1,4 +1,4 @@
-"""parsers.quic against RFC 9001 / RFC 9369 Appendix A, hand-built malformed input, and fuzzing."""
+"""helloscope.parsers.quic against RFC 9001 / RFC 9369 Appendix A, hand-built malformed input, and fuzzing."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.decrypt import DecryptError
-from parsers.errors import ParseError
-from parsers.hello import parse_client_hello, parse_server_hello
-from parsers.quic import (
+from helloscope.parsers.decrypt import DecryptError
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.hello import parse_client_hello, parse_server_hello
+from helloscope.parsers.quic import (
     ACK_ECN,
     CLIENT_IN,
     CRYPTO,
@@ -37,7 +37,7 @@ from parsers.quic import (
     short_header,
     unprotect,
 )
-from parsers.records import HandshakeReader
+from helloscope.parsers.records import HandshakeReader
 from tests.parsers import quic_vectors as rfc
 
 

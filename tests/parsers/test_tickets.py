@@ -7,9 +7,9 @@ import contextlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parsers.errors import ParseError
-from parsers.flags import encode_tls_flags
-from parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.flags import encode_tls_flags
+from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
 from tests.parsers.test_decrypt import RFC8448_ENCRYPTED_EXTENSIONS
 
 

@@ -1,4 +1,4 @@
-"""sniffer.capture against real captures, their rewritten copies, and damaged files.
+"""helloscope.sniffer.capture.files against real captures, their rewritten copies, and damaged files.
 
 Every format variant is made from a real capture, either with Wireshark's tools (editcap, mergecap) or
 by a small writer below that re-encodes the same frames in another pcap/pcapng layout; tshark confirms
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sniffer import capture
-from sniffer.capture import CaptureError, CaptureReader, Truncation, open_capture
+from helloscope.sniffer.capture import files as capture
+from helloscope.sniffer.capture.files import CaptureError, CaptureReader, Truncation, open_capture
 from tests.helpers import REPO, tshark_fields
 
 PCAP = "FlowTest/pcap/tls12.pcap"  # Ethernet, microseconds, 26 packets
@@ -170,7 +170,7 @@ def test_standard_input_is_a_pipe(corpus: Path) -> None:
     """open_capture("-") reading a real pipe (not seekable) gives the same frames as the file."""
     code = (
         "import hashlib, sys\n"
-        "from sniffer.capture import open_capture\n"
+        "from helloscope.sniffer.capture.files import open_capture\n"
         "h = hashlib.sha256()\n"
         "for ts, lt, frame in open_capture('-'):\n"
         "    h.update(b'%d %d ' % (round(ts * 1e6), lt) + frame)\n"

@@ -1,4 +1,4 @@
-"""sniffer.decode against tshark on real captures of every supported link type, and on rewritten copies.
+"""helloscope.sniffer.capture.decode against tshark on real captures of every supported link type, and on rewritten copies.
 
 Where the corpus has no example (DLT_RAW 12/14, LINKTYPE_IPV6, LOOP, 802.1ad, IPv6 routing/fragment/AH
 headers, IPv4 options on TCP, fragments), real frames are rewritten into that form; tshark checks the
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sniffer.capture import open_capture
-from sniffer.decode import SUPPORTED_LINKTYPES, Segment, decode
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, Segment, decode
 from tests.helpers import CORPUS, tshark_fields
 
 NDPI = "nDPI/tests/cfgs/default/pcap/"

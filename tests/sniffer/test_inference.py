@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sniffer.inference import ACCEPTED, ALERT_AND_CLOSE, HIGH, MEDIUM, Sizes, infer
-from sniffer.report import CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
+from helloscope.sniffer.handshake.inference import ACCEPTED, ALERT_AND_CLOSE, HIGH, MEDIUM, Sizes, infer
+from helloscope.sniffer.report.model import CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
 
 AES_128_GCM, AES_256_GCM, CCM_8 = 0x1301, 0x1302, 0x1305
 

@@ -14,18 +14,18 @@ from typing import Any
 
 import pytest
 
-from parsers.keylog import KeyLog
-from sniffer.capture import open_capture
-from sniffer.decode import decode
-from sniffer.events import Observer
-from sniffer.flows import FlowTable, Limits
-from sniffer.keylog_follow import KeyLogFollower
-from sniffer.live import Sensor, SensorSettings, Signals, run_sensor, stats_event
-from sniffer.livecapture import KernelStats
-from sniffer.pcapwriter import HandshakeBounds, HandshakePcap
-from sniffer.pipeline import Frame, analyze_files, feed_frames
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.run.keylog_follow import KeyLogFollower
+from helloscope.sniffer.run.live import Sensor, SensorSettings, Signals, run_sensor, stats_event
+from helloscope.sniffer.capture.rings import KernelStats
+from helloscope.sniffer.capture.pcapwriter import HandshakeBounds, HandshakePcap
+from helloscope.sniffer.run.pipeline import Frame, analyze_files, feed_frames
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS
 
 OBSERVER = Observer("test-sensor")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, compile_filter
+from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture, LiveCaptureError, compile_filter
 from tests.helpers import REPO
 from tests.netns import SERVER_ADDRESS, Host, Link, netns_link  # noqa: F401
 
@@ -33,8 +33,8 @@ CHILD_DEADLINE = 20.0
 # process (a fanout group's members), and optionally a user to become once the sockets are open.
 CAPTURE_CHILD = r"""
 import json, os, select, socket, sys, threading, time
-from sniffer.decode import decode
-from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError, drop_privileges
+from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture, LiveCaptureError, drop_privileges
 
 spec = json.loads(sys.argv[1])
 options = CaptureOptions(tuple(spec["interfaces"]), bpf=spec.get("bpf"), snaplen=spec.get("snaplen", 262144),
@@ -412,7 +412,7 @@ def test_capture_goes_on_after_dropping_privileges(netns_link: Link, capture_chi
 
 def run_as_nobody(code: str) -> subprocess.CompletedProcess[str]:
     """``code`` in a child that has dropped root (through drop_privileges) before it runs."""
-    prelude = "from sniffer.livecapture import drop_privileges; drop_privileges('nobody'); import os\n"
+    prelude = "from helloscope.sniffer.capture.rings import drop_privileges; drop_privileges('nobody'); import os\n"
     return subprocess.run(
         [sys.executable, "-c", prelude + code], cwd=REPO, capture_output=True, text=True, timeout=30,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -431,7 +431,7 @@ def test_without_cap_net_raw_the_error_says_what_is_needed() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to drop it")
     done = run_as_nobody(
-        "from sniffer.livecapture import CaptureOptions, LiveCapture, LiveCaptureError\n"
+        "from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture, LiveCaptureError\n"
         "try:\n    LiveCapture(CaptureOptions(('lo',)))\n"
         "except LiveCaptureError as error:\n    print(error)\n"
     )
@@ -440,7 +440,7 @@ def test_without_cap_net_raw_the_error_says_what_is_needed() -> None:
 
 
 def test_unknown_user_is_one_clear_error() -> None:
-    from sniffer.livecapture import drop_privileges
+    from helloscope.sniffer.capture.rings import drop_privileges
 
     with pytest.raises(LiveCaptureError, match="no such user: no-such-user-here"):
         drop_privileges("no-such-user-here")

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sniffer.reassembly import StreamReassembler
+from helloscope.sniffer.transport.reassembly import StreamReassembler
 
 ISN = 0xFFFF_FF00  # close to the wrap, so sequence arithmetic modulo 2**32 is exercised
 

@@ -20,13 +20,13 @@ from typing import IO, Any, TypeAlias
 import click
 from rich.console import Console
 
-from parsers.keylog import KeyLog
-from sniffer import __version__
-from sniffer.capture import PCAP, CaptureError, CaptureReader, open_capture
-from sniffer.events import Observer, build_event
-from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
-from sniffer.live import SensorSettings, Signals, run_sensor, run_sensor_workers
-from sniffer.livecapture import (
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer import __version__
+from helloscope.sniffer.capture.files import PCAP, CaptureError, CaptureReader, open_capture
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
+from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor, run_sensor_workers
+from helloscope.sniffer.capture.rings import (
     DEFAULT_BUFFER_MB,
     DEFAULT_SNAPLEN,
     CaptureOptions,
@@ -34,12 +34,12 @@ from sniffer.livecapture import (
     LiveCaptureError,
     drop_privileges,
 )
-from sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
-from sniffer.parallel import WorkerError, analyze_parallel, damage_note, worker_count
-from sniffer.pipeline import feed_capture
-from sniffer.progress import NoProgress, ProgressBar, progress_bar, with_progress
-from sniffer.render import Summary, connections_table, print_summary
-from sniffer.stats import RunStats
+from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
+from helloscope.sniffer.run.parallel import WorkerError, analyze_parallel, damage_note, worker_count
+from helloscope.sniffer.run.pipeline import feed_capture
+from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, with_progress
+from helloscope.sniffer.report.render import Summary, connections_table, print_summary
+from helloscope.sniffer.stats import RunStats
 
 EXIT_STRICT = 1
 EXIT_FAILED = 1
@@ -311,7 +311,7 @@ def _analyze_in_workers(
     bar: ProgressBar | NoProgress,
     open_sink: Callable[[], None],
 ) -> tuple[RunStats, int | None]:
-    """``workers`` processes (sniffer.parallel); the outputs open once they are forked (threads)."""
+    """``workers`` processes (helloscope.sniffer.run.parallel); the outputs open once they are forked (threads)."""
     try:
         outcome = analyze_parallel(
             captures,

@@ -1,6 +1,6 @@
 """One state machine per TLS connection: records and handshake messages in, observations out.
 
-The tracker only records what the wire shows; :mod:`sniffer.correlate` draws the conclusions. That
+The tracker only records what the wire shows; :mod:`helloscope.sniffer.handshake.correlation` draws the conclusions. That
 split is the seam for decryption and inference: they add observations, the conclusions stay in one place.
 """
 
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from parsers.alerts import parse_alerts
-from parsers.certs import CertificateMessage, CertificateRequest, parse_certificate, parse_certificate_request
-from parsers.errors import ParseError
-from parsers.hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
-from parsers.records import HandshakeReader, Record
-from parsers.registry import (
+from helloscope.parsers.alerts import parse_alerts
+from helloscope.parsers.certs import CertificateMessage, CertificateRequest, parse_certificate, parse_certificate_request
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
+from helloscope.parsers.records import HandshakeReader, Record
+from helloscope.parsers.registry import (
     ALERT,
     APPLICATION_DATA,
     CERTIFICATE,
@@ -28,8 +28,8 @@ from parsers.registry import (
     SERVER_HELLO_DONE,
     SERVER_KEY_EXCHANGE,
 )
-from sniffer.decryption import ProtectedRecord, Session
-from sniffer.report import CLIENT, PLAINTEXT, SERVER, AlertFinding, Handshake, RecordTrace
+from helloscope.sniffer.handshake.decryption import ProtectedRecord, Session
+from helloscope.sniffer.report.model import CLIENT, PLAINTEXT, SERVER, AlertFinding, Handshake, RecordTrace
 
 TLS13: Final = 0x0304
 TLS12: Final = 0x0303

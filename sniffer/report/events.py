@@ -2,7 +2,7 @@
 
 This is the one place where attacker-controlled bytes (SNI, ALPN, certificate names) become text:
 invalid UTF-8 is written as ``\\xNN`` escapes so every event is valid JSON. Terminal escaping of
-control characters and markup happens at display time in :mod:`sniffer.render`.
+control characters and markup happens at display time in :mod:`helloscope.sniffer.report.render`.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from parsers.certs import X509Summary, name_to_text
-from parsers.community_id import community_id
-from parsers.errors import ParseError
-from parsers.fingerprints import Ja4, ja3, ja3_string, ja3s, ja3s_string, ja4_variants
-from parsers.hello import ClientHello, ServerHello, selected_alpn
-from parsers.quic import VERSION_NAMES as QUIC_VERSION_NAMES
-from parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
-from sniffer import __version__
-from sniffer.hygiene import certificate_findings
-from sniffer.report import (
+from helloscope.parsers.certs import X509Summary, name_to_text
+from helloscope.parsers.community_id import community_id
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.fingerprints import Ja4, ja3, ja3_string, ja3s, ja3s_string, ja4_variants
+from helloscope.parsers.hello import ClientHello, ServerHello, selected_alpn
+from helloscope.parsers.quic import VERSION_NAMES as QUIC_VERSION_NAMES
+from helloscope.parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
+from helloscope.sniffer import __version__
+from helloscope.sniffer.handshake.hygiene import certificate_findings
+from helloscope.sniffer.report.model import (
     AUTHENTICATED,
     DECLINED,
     FAILED,

@@ -17,9 +17,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import BinaryIO, Final, TypeAlias
 
-from sniffer.decode import Segment
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.sniffer.capture.decode import Segment
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 
 _SHB: Final = 0x0A0D0D0A
 _IDB: Final = 0x00000001

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from parsers.alerts import parse_alerts
-from parsers.decrypt import DecryptError, Tls12RecordDecryptor, Tls13RecordDecryptor
-from parsers.errors import ParseError
-from parsers.keylog import (
+from helloscope.parsers.alerts import parse_alerts
+from helloscope.parsers.decrypt import DecryptError, Tls12RecordDecryptor, Tls13RecordDecryptor
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.keylog import (
     CLIENT_EARLY_TRAFFIC_SECRET,
     CLIENT_HANDSHAKE_TRAFFIC_SECRET,
     CLIENT_RANDOM,
@@ -24,8 +24,8 @@ from parsers.keylog import (
     SERVER_TRAFFIC_SECRET_0,
     KeyLog,
 )
-from parsers.records import HandshakeReader
-from parsers.registry import (
+from helloscope.parsers.records import HandshakeReader
+from helloscope.parsers.registry import (
     ALERT,
     CERTIFICATE_REQUEST,
     CERTIFICATE_VERIFY,
@@ -35,8 +35,8 @@ from parsers.registry import (
     HANDSHAKE_TYPE_NAMES,
     NEW_SESSION_TICKET,
 )
-from parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
-from sniffer.report import CLIENT, DECRYPTED, SERVER, AlertFinding, DecryptionSummary
+from helloscope.parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
+from helloscope.sniffer.report.model import CLIENT, DECRYPTED, SERVER, AlertFinding, DecryptionSummary
 
 # decryption status values (helloscope.decryption.status)
 NOT_NEEDED: Final = "not_needed"  # nothing protected was seen

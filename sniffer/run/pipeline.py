@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
-from parsers.keylog import KeyLog
-from sniffer.capture import CaptureReader, Truncation
-from sniffer.decode import Segment, decode
-from sniffer.events import Observer, build_event
-from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import CaptureReader, Truncation
+from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 
 TCP = 6
 UDP = 17

@@ -25,15 +25,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from parsers.errors import ParseError
-from parsers.keylog import (
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.keylog import (
     CLIENT_HANDSHAKE_TRAFFIC_SECRET,
     CLIENT_TRAFFIC_SECRET_0,
     SERVER_HANDSHAKE_TRAFFIC_SECRET,
     SERVER_TRAFFIC_SECRET_0,
     KeyLog,
 )
-from parsers.quic import (
+from helloscope.parsers.quic import (
     ACK,
     ACK_ECN,
     CLIENT_IN,
@@ -57,10 +57,10 @@ from parsers.quic import (
     short_header,
     unprotect,
 )
-from parsers.records import HandshakeReader
-from parsers.registry import FINISHED
-from sniffer.decode import Segment
-from sniffer.decryption import (
+from helloscope.parsers.records import HandshakeReader
+from helloscope.parsers.registry import FINISHED
+from helloscope.sniffer.capture.decode import Segment
+from helloscope.sniffer.handshake.decryption import (
     APPLICATION,
     DECRYPT_FAILED,
     DONE,
@@ -71,8 +71,8 @@ from sniffer.decryption import (
     Decryption,
     Session,
 )
-from sniffer.flows import CAPTURE_END, DEFAULT_LIMITS, EVICTED, HANDSHAKE_SETTLED, IDLE, Limits, _ip_text
-from sniffer.report import (
+from helloscope.sniffer.transport.tcp import CAPTURE_END, DEFAULT_LIMITS, EVICTED, HANDSHAKE_SETTLED, IDLE, Limits, _ip_text
+from helloscope.sniffer.report.model import (
     CLIENT,
     DECRYPTED,
     PLAINTEXT,
@@ -82,9 +82,9 @@ from sniffer.report import (
     QuicClose,
     QuicSummary,
 )
-from sniffer.reporting import Endpoints, report_connection
-from sniffer.stats import RunStats
-from sniffer.tracker import MAX_TRACED_RECORDS, ConnectionTracker
+from helloscope.sniffer.handshake.finish import Endpoints, report_connection
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.handshake.tracker import MAX_TRACED_RECORDS, ConnectionTracker
 
 QUIC_TRANSPORT_PARAMETERS: Final = 0x39
 FATAL: Final = 2

@@ -25,7 +25,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
-from parsers.certs import X509Summary
+from helloscope.parsers.certs import X509Summary
 
 EKU_MISSING_CLIENT_AUTH: Final = "eku_missing_client_auth"
 EKU_SERVER_AUTH_ONLY: Final = "eku_server_auth_only"

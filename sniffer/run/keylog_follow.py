@@ -12,7 +12,7 @@ import codecs
 import os
 from dataclasses import dataclass
 
-from parsers.keylog import KeyLog, KeyLogProblem
+from helloscope.parsers.keylog import KeyLog, KeyLogProblem
 
 _READ_CHUNK = 1 << 20
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sniffer.correlate import conclude
-from sniffer.decryption import Decryption, summarize
-from sniffer.report import ConnectionReport, Preamble, QuicSummary, TcpSummary
-from sniffer.stats import RunStats
-from sniffer.tracker import ConnectionTracker
+from helloscope.sniffer.handshake.correlation import conclude
+from helloscope.sniffer.handshake.decryption import Decryption, summarize
+from helloscope.sniffer.report.model import ConnectionReport, Preamble, QuicSummary, TcpSummary
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.handshake.tracker import ConnectionTracker
 
 
 @dataclass(frozen=True, slots=True)

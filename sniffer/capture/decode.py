@@ -7,7 +7,7 @@ frame too short or inconsistent to decode, gives ``None``; it never raises. Tunn
 VXLAN, Geneve, CAPWAP data, GRE, IP-in-IP, up to four deep): mobile cores and overlay networks carry
 their users' TLS inside them, and the segment returned is the innermost one.
 
-The frame should be ``bytes`` (as :class:`sniffer.capture.CaptureReader` yields): the addresses and the
+The frame should be ``bytes`` (as :class:`helloscope.sniffer.capture.files.CaptureReader` yields): the addresses and the
 payload of a :class:`Segment` are slices of it, so a ``memoryview`` frame would give views that keep the
 capture buffer alive.
 """

@@ -139,7 +139,7 @@ class KernelStats:
     dropped: int
 
 
-Packet = tuple[float, int, bytes]  # (timestamp, linktype, frame), as sniffer.capture.CaptureReader yields
+Packet = tuple[float, int, bytes]  # (timestamp, linktype, frame), as helloscope.sniffer.capture.files.CaptureReader yields
 
 
 class _BpfInsn(ctypes.Structure):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from parsers.certs import CertificateRequest, X509Summary
-from parsers.flags import TlsFlags
-from parsers.hello import ClientHello, ServerHello
-from parsers.registry import ALERT_NAMES
+from helloscope.parsers.certs import CertificateRequest, X509Summary
+from helloscope.parsers.flags import TlsFlags
+from helloscope.parsers.hello import ClientHello, ServerHello
+from helloscope.parsers.registry import ALERT_NAMES
 
 # How a finding was learned. An inference is never labelled as seen.
 PLAINTEXT: Final = "plaintext"

@@ -17,18 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from parsers.errors import ParseError
-from parsers.hello import parse_sslv2_client_hello
-from parsers.keylog import CLIENT_RANDOM, KeyLog
-from parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
-from parsers.records import RecordReader
-from sniffer.decode import Segment
-from sniffer.decryption import NO_KEYS, NOT_NEEDED, Decryption, decrypt
-from sniffer.reassembly import StreamReassembler
-from sniffer.report import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
-from sniffer.reporting import Endpoints, report_connection
-from sniffer.stats import RunStats
-from sniffer.tracker import ConnectionTracker
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.hello import parse_sslv2_client_hello
+from helloscope.parsers.keylog import CLIENT_RANDOM, KeyLog
+from helloscope.parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
+from helloscope.parsers.records import RecordReader
+from helloscope.sniffer.capture.decode import Segment
+from helloscope.sniffer.handshake.decryption import NO_KEYS, NOT_NEEDED, Decryption, decrypt
+from helloscope.sniffer.transport.reassembly import StreamReassembler
+from helloscope.sniffer.report.model import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
+from helloscope.sniffer.handshake.finish import Endpoints, report_connection
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.handshake.tracker import ConnectionTracker
 
 FIN: Final = 0x01
 SYN: Final = 0x02
@@ -144,9 +144,9 @@ class FlowTable:
         self._order: deque[_Flow] = deque()  # creation order, for flow-cap eviction and idle sweeps
         self._finished_in_order = 0  # finished flows still in _order, dropped by _compact_order
         self._next_sweep = 0.0
-        # QUIC connections share the sinks, limits and key log; imported here because sniffer.quic
+        # QUIC connections share the sinks, limits and key log; imported here because helloscope.sniffer.transport.quic
         # builds on this module.
-        from sniffer.quic import QuicTable
+        from helloscope.sniffer.transport.quic import QuicTable
 
         self.quic = QuicTable(emit, stats, limits, keys, ports)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from parsers.registry import APPLICATION_DATA
-from sniffer.report import ABSENT, CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
+from helloscope.parsers.registry import APPLICATION_DATA
+from helloscope.sniffer.report.model import ABSENT, CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
 
 HIGH: Final = "high"
 MEDIUM: Final = "medium"

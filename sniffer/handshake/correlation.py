@@ -1,7 +1,7 @@
 """From observations to conclusions: the CertificateRequest, the client certificate, the outcomes.
 
 Observations come from the plaintext handshake (the tracker) and, where a key log opens the protected
-records, from :mod:`sniffer.decryption`. Every conclusion carries the weakest evidence it rests on.
+records, from :mod:`helloscope.sniffer.handshake.decryption`. Every conclusion carries the weakest evidence it rests on.
 Where TLS 1.3 hides a fact and nothing decrypts it, the answer is ``None`` with evidence ``unknown`` (or
 ``decrypt_failed``) — never a default that looks like an observation.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parsers.certs import (
+from helloscope.parsers.certs import (
     CertificateMessage,
     CertificateRequest,
     X509Summary,
@@ -18,11 +18,11 @@ from parsers.certs import (
     parse_certificate_request,
     summarize_x509,
 )
-from parsers.errors import ParseError
-from parsers.registry import CERTIFICATE, CERTIFICATE_REJECTION_ALERTS, CERTIFICATE_REQUEST, FINISHED
-from sniffer.decryption import APPLICATION, DECRYPT_FAILED, DONE, HANDSHAKE_PHASE, DecryptedMessage, Decryption
-from sniffer.inference import ACCEPTED, ALERT_AND_CLOSE, Guess, infer, weakest
-from sniffer.report import (
+from helloscope.parsers.errors import ParseError
+from helloscope.parsers.registry import CERTIFICATE, CERTIFICATE_REJECTION_ALERTS, CERTIFICATE_REQUEST, FINISHED
+from helloscope.sniffer.handshake.decryption import APPLICATION, DECRYPT_FAILED, DONE, HANDSHAKE_PHASE, DecryptedMessage, Decryption
+from helloscope.sniffer.handshake.inference import ACCEPTED, ALERT_AND_CLOSE, Guess, infer, weakest
+from helloscope.sniffer.report.model import (
     ABSENT,
     AUTHENTICATED,
     CLIENT,
@@ -47,7 +47,7 @@ from sniffer.report import (
     ClientCertificateFinding,
     Handshake,
 )
-from sniffer.tracker import TLS12, TLS13, ConnectionTracker
+from helloscope.sniffer.handshake.tracker import TLS12, TLS13, ConnectionTracker
 
 
 @dataclass(frozen=True, slots=True)

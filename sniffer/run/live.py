@@ -1,8 +1,8 @@
 """``helloscope live``: capture → decode → flow table → outputs, until SIGTERM or SIGINT.
 
-One :class:`Sensor` owns a frame source (a :class:`sniffer.livecapture.LiveCapture`), a flow table, the
+One :class:`Sensor` owns a frame source (a :class:`helloscope.sniffer.capture.rings.LiveCapture`), a flow table, the
 followed key logs and the optional handshake pcap; :func:`serve` runs it. :func:`run_sensor` does so in
-this process; :func:`run_sensor_workers` in N worker processes (sniffer.parallel), one capture each in
+this process; :func:`run_sensor_workers` in N worker processes (helloscope.sniffer.run.parallel), one capture each in
 one fanout group, with the events written by the parent. Connections are reported when they conclude or
 go idle (``FlowTable.expire`` about once a second, also on a quiet link); on SIGTERM/SIGINT every
 pending one is reported before the outputs close. SIGHUP reopens the output files and the pcap files
@@ -28,16 +28,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final, Protocol
 
-from parsers.keylog import KeyLog
-from sniffer.events import ECS_VERSION, Observer, build_event, iso_time
-from sniffer.flows import FlowTable, Limits
-from sniffer.keylog_follow import KeyLogFollower
-from sniffer.livecapture import KernelStats
-from sniffer.parallel import Job, Worker, run_workers
-from sniffer.pcapwriter import HandshakePcap
-from sniffer.pipeline import Frame, feed_frames
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.report.events import ECS_VERSION, Observer, build_event, iso_time
+from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.run.keylog_follow import KeyLogFollower
+from helloscope.sniffer.capture.rings import KernelStats
+from helloscope.sniffer.run.parallel import Job, Worker, run_workers
+from helloscope.sniffer.capture.pcapwriter import HandshakePcap
+from helloscope.sniffer.run.pipeline import Frame, feed_frames
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 
 POLL_SECONDS: Final = 0.25  # longest wait for frames: bounds how late a signal or an idle sweep is seen
 EXPIRE_SECONDS: Final = 1.0  # idle sweeps on a quiet link
@@ -57,7 +57,7 @@ class FrameSource(Protocol):
 
 
 class EventSink(Protocol):
-    """What the sensor needs of its outputs (sniffer.outputs.Outputs)."""
+    """What the sensor needs of its outputs (helloscope.sniffer.outputs.Outputs)."""
 
     def write(self, event: Mapping[str, Any]) -> None: ...
 
@@ -218,7 +218,7 @@ class Signals:
 def serve(
     sensor: Sensor, signals: Signals, stats_interval: float, on_stats: Callable[[], None], on_hangup: Callable[[], None]
 ) -> None:
-    """Feed the sensor until ``signals.stop`` is set or a worker is stopped (sniffer.parallel raises
+    """Feed the sensor until ``signals.stop`` is set or a worker is stopped (helloscope.sniffer.run.parallel raises
     KeyboardInterrupt in it), calling ``on_stats`` every ``stats_interval`` seconds; then feed what the
     kernel already captured and report everything pending. Another exception only reports."""
     next_stats = time.monotonic() + stats_interval
@@ -307,7 +307,7 @@ def run_sensor_workers(
 
     The sources must be open before (they are inherited by the forked workers) and privileges dropped.
     The outputs are opened by the parent once its workers are forked (``on_start``): an output's sender
-    threads must not exist at a fork. Returns the stop signal; raises sniffer.parallel.WorkerError when
+    threads must not exist at a fork. Returns the stop signal; raises helloscope.sniffer.run.parallel.WorkerError when
     a worker fails, and whatever ``open_outputs`` raises.
     """
     started = time.time()
@@ -346,7 +346,7 @@ def _sensor_job(source: FrameSource, settings: SensorSettings, stats_interval: f
         if settings.write_pcap is not None:
             mine = replace(settings, write_pcap=_worker_path(settings.write_pcap, worker.index))
         signals = Signals()
-        with signals.installed(stops=False):  # the worker's stop is sniffer.parallel's SIGTERM
+        with signals.installed(stops=False):  # the worker's stop is helloscope.sniffer.run.parallel's SIGTERM
             sensor = Sensor(source, mine, worker.emit, worker.note, worker.stats)
             worker.note(f"{name} started")
 

@@ -3,7 +3,7 @@
 The generic piece is :func:`run_workers`. Each job runs in its own forked process and is handed a
 :class:`Worker`; the parent calls ``on_event`` for every event as the workers send it (so the output
 order is the order in which workers report; one worker keeps report order), ``on_note`` for one-line
-warnings, ``on_progress`` for progress, and returns the workers' :class:`~sniffer.stats.RunStats`
+warnings, ``on_progress`` for progress, and returns the workers' :class:`~helloscope.sniffer.stats.RunStats`
 summed into one :class:`Outcome`::
 
     def job(worker: Worker) -> None:            # runs in the worker process
@@ -52,14 +52,14 @@ from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any, Final, cast
 
-from parsers.keylog import KeyLog
-from sniffer.capture import CaptureReader, Truncation, open_capture
-from sniffer.decode import LINKTYPE_ETHERNET, decode
-from sniffer.events import Observer, build_event
-from sniffer.flows import DEFAULT_LIMITS, FlowTable, Limits
-from sniffer.pipeline import absorb_secrets, feed_frames
-from sniffer.report import ConnectionReport
-from sniffer.stats import RunStats
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import CaptureReader, Truncation, open_capture
+from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, decode
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
+from helloscope.sniffer.run.pipeline import absorb_secrets, feed_frames
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
 
 DEFAULT_GRACE: Final = 10.0  # seconds a stopping worker has to flush and send its last events
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
@@ -96,7 +96,7 @@ class Worker:
         self._stop_pending = False
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Send one event (a :func:`sniffer.events.build_event` dict) to the parent (see ``batch``)."""
+        """Send one event (a :func:`helloscope.sniffer.report.events.build_event` dict) to the parent (see ``batch``)."""
         self._events.append(event)
         if len(self._events) >= self._batch:
             self.flush()
@@ -366,7 +366,7 @@ def analyze_parallel(
       the next (a ring of rotated files) is reported once per file, one still open at the end of its
       file ends as ``capture_end`` (one process may find it idle by a later file's clock), and secrets
       embedded in one file decrypt only that file. Keys given in ``keys`` serve every worker; sealing
-      them (:meth:`parsers.keylog.KeyLog.seal`) has the effect it has in one process.
+      them (:meth:`helloscope.parsers.keylog.KeyLog.seal`) has the effect it has in one process.
     - Fewer files: every worker reads every file and keeps the packets whose flow is its own
       (:func:`flow_owner`: a hash of the TCP/UDP 5-tuple that is the same in both directions), so each
       connection is followed whole by one worker; pcapng Decryption Secrets Blocks reach every worker.
@@ -374,7 +374,7 @@ def analyze_parallel(
       counted by one worker only, so the summed counters equal one worker's. A worker's idle sweeps
       run on the capture clock of every frame, its own and the others', and the file's last frame
       expires what went silent, as in one process; since a flow silent past the idle timeout ended
-      then whenever a sweep comes by (sniffer.flows), the reports are the same. Only a capture whose
+      then whenever a sweep comes by (helloscope.sniffer.transport.tcp), the reports are the same. Only a capture whose
       timestamps go backwards can still differ in ``end_reason`` and ``idle_evictions``.
     - Each worker's flow table holds ``ceil(max_flows / workers)`` flows, so the flow cap bounds memory
       as with one worker; the cap is hit per worker.
@@ -528,7 +528,7 @@ class _Share:
             elif item[0] >= tick:  # the clock moves on the others' packets too: sweep as one process would
                 tick = item[0] + step
                 expire(item[0])
-        if item is not None:  # at the capture's last frame, whoever owns it, as sniffer.pipeline.feed_capture does
+        if item is not None:  # at the capture's last frame, whoever owns it, as helloscope.sniffer.run.pipeline.feed_capture does
             expire(item[0])
         self._packets = owned
 
@@ -545,7 +545,7 @@ _ETHERTYPE_IPV4: Final = 0x0800
 _ETHERTYPE_IPV6: Final = 0x86DD
 _TCP: Final = 6
 _UDP: Final = 17
-_TUNNELS: Final = frozenset({2152, 4789, 6081, 5247})  # UDP ports whose tunnels sniffer.decode opens
+_TUNNELS: Final = frozenset({2152, 4789, 6081, 5247})  # UDP ports whose tunnels helloscope.sniffer.capture.decode opens
 # From byte 12 of an Ethernet frame whose IPv4 header has no options: EtherType, version and header
 # length, flags and fragment offset, protocol, addresses, ports.
 _ethernet_ipv4 = struct.Struct("!HB5xHxB2xIIHH").unpack_from
@@ -557,7 +557,7 @@ def flow_owner(linktype: int, frame: bytes, workers: int) -> int:
     """The worker (0 to ``workers - 1``) that follows the flow of this frame; 0 for a frame with no flow.
 
     The hash is symmetric (both directions of a flow give the same worker) and computed from the
-    innermost TCP/UDP header that :func:`sniffer.decode.decode` finds. For the common cases, a plain
+    innermost TCP/UDP header that :func:`helloscope.sniffer.capture.decode.decode` finds. For the common cases, a plain
     Ethernet frame with an unfragmented IPv4 (no options) or IPv6 (no extension headers) TCP or UDP
     packet, it is read straight from the frame bytes, in a third of the time decoding takes; everything
     else is decoded.

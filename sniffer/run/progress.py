@@ -10,7 +10,7 @@ follows starts on a clean line. Use::
     with progress_bar(paths, quiet=quiet) as bar:
         ... bar.advance(size=bytes_read, packets=count) ... bar.advance(reports=1) ...
 
-With workers, :func:`sniffer.parallel.analyze_parallel`'s ``on_progress`` feeds ``advance(size,
+With workers, :func:`helloscope.sniffer.run.parallel.analyze_parallel`'s ``on_progress`` feeds ``advance(size,
 packets)`` and each event ``advance(reports=1)``; in one process, :func:`with_progress` wraps a reader.
 While the bar is up, writes through ``sys.stdout``/``sys.stderr`` (warnings) appear above it; events
 streamed to the same terminal through a stream object taken before it started would break the bar
@@ -30,7 +30,7 @@ from typing import IO, Final, Self
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-from sniffer.capture import CaptureReader
+from helloscope.sniffer.capture.files import CaptureReader
 
 _REDRAW: Final = 0.1  # seconds between two redraws
 _SETTLE: Final = 0.5  # seconds before rates and time left are shown

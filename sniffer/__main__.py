@@ -1,0 +1,5 @@
+"""``python -m helloscope.sniffer``: the ``helloscope`` command."""
+
+from helloscope.sniffer.run.cli import main
+
+main()
