@@ -6,7 +6,7 @@
 
 ``run_bench.py`` times the whole command against tshark; on a shared 2-core machine its wall times move
 by ±30 % between runs. This script isolates the part the fast path changes: every frame is read and
-decoded once up front, then each variant feeds the same segments to a fresh ``FlowTable`` (TCP and
+decoded once up front, then each variant feeds the same segments to a fresh ``ConnectionTables`` (TCP and
 QUIC) in interleaved rounds, and the minimum process CPU time per variant is reported. The variants:
 
 - ``fast, sealed key log``: what ``analyze`` does on pcap input without ``--keylog`` once it seals the
@@ -32,7 +32,8 @@ from helloscope.parsers.keylog import KeyLog  # noqa: E402
 from helloscope.sniffer.capture.files import open_capture  # noqa: E402
 from helloscope.sniffer.capture.decode import Segment, decode  # noqa: E402
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line  # noqa: E402
-from helloscope.sniffer.transport.tcp import FlowTable, Limits  # noqa: E402
+from helloscope.sniffer.transport.lifecycle import Limits  # noqa: E402
+from helloscope.sniffer.transport.tables import ConnectionTables  # noqa: E402
 from helloscope.sniffer.report.model import ConnectionReport  # noqa: E402
 from helloscope.sniffer.stats import RunStats  # noqa: E402
 
@@ -50,15 +51,12 @@ def run(segments: list[tuple[float, Segment]], fast: bool, seal: bool) -> tuple[
     if seal:
         keys.seal()
     reports: list[ConnectionReport] = []
-    table = FlowTable(reports.append, RunStats(), Limits(fast_path=fast), keys=keys)
-    packet, datagram = table.packet, table.quic.datagram
+    table = ConnectionTables(reports.append, RunStats(), Limits(fast_path=fast), keys=keys)
+    feed = table.segment
     gc.collect()
     began = time.process_time()
     for timestamp, segment in segments:
-        if segment.proto == TCP:
-            packet(timestamp, segment)
-        else:
-            datagram(timestamp, segment)
+        feed(timestamp, segment)
     table.flush()
     return time.process_time() - began, reports
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from helloscope.sniffer.capture.files import open_capture  # noqa: E402
-from helloscope.sniffer.transport.tcp import Limits  # noqa: E402
+from helloscope.sniffer.transport.lifecycle import Limits  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 TEMPLATE = REPO / "pcaps" / "tls12-noauth.pcap"
@@ -110,11 +110,12 @@ _CHILD = """
 import json, sys
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.stats import RunStats
 stats, observer = RunStats(), Observer("bench")
-table = FlowTable(lambda report: build_event(report, observer), stats, Limits(max_flows=int(sys.argv[2])))
+table = ConnectionTables(lambda report: build_event(report, observer), stats, Limits(max_flows=int(sys.argv[2])))
 with open_capture(sys.argv[1]) as reader:
     feed_capture(reader, table, stats)
 table.flush()

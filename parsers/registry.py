@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from typing import Final
 
+# Protocol versions as the wire carries them (RFC 8446 4.1.2, RFC 5246 A.1).
+TLS12: Final = 0x0303
+TLS13: Final = 0x0304
+
+# IP protocol numbers (IANA Assigned Internet Protocol Numbers): network.transport, the Community ID.
+IP_PROTOCOL_TCP: Final = 6
+IP_PROTOCOL_UDP: Final = 17
+
 # Content types (RFC 8446 5.1, RFC 6520 for heartbeat).
 CHANGE_CIPHER_SPEC: Final = 20
 ALERT: Final = 21
@@ -112,6 +120,11 @@ ALERT_NAMES: Final[dict[int, str]] = {
     120: "no_application_protocol",
     121: "ech_required",
 }
+
+# Alert levels (RFC 5246 7.2): TLS 1.3 sends every alert but close_notify and user_canceled as fatal.
+ALERT_WARNING: Final = 1
+ALERT_FATAL: Final = 2
+ALERT_LEVEL_NAMES: Final[dict[int, str]] = {ALERT_WARNING: "warning", ALERT_FATAL: "fatal"}
 
 # Fatal alerts that mean "your certificate (or its absence) was refused" (see PROTOCOL.md).
 CERTIFICATE_REJECTION_ALERTS: Final = frozenset({40, 42, 43, 44, 45, 46, 48, 49, 51, 116})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, fields
 
+from helloscope.sniffer.report.model import ConnectionReport
+
 
 @dataclass(slots=True)
 class RunStats:
@@ -35,6 +37,15 @@ class RunStats:
     handshake_packets_written: int = 0  # live --write-pcap: packets written ...
     handshake_flows_dropped: int = 0  # ... and flows whose held packets were let go for room before their report
     decryption: Counter[str] = field(default_factory=Counter)  # connections by decryption status
+
+    def count_report(self, report: ConnectionReport) -> None:
+        """A connection was reported."""
+        self.tls_connections += 1
+        if report.quic is not None:
+            self.quic_connections += 1
+        if report.handshake.anomalies or report.conclusion.anomalies:
+            self.connections_with_anomalies += 1
+        self.decryption[report.decryption.status] += 1
 
     def as_dict(self) -> dict[str, int]:
         """Flat counters; decryption statuses become ``decryption_<status>``."""

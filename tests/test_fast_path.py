@@ -23,7 +23,9 @@ from helloscope.parsers.registry import ALPN, SERVER_NAME, is_grease
 from helloscope.sniffer.capture.files import PCAP, CaptureError, open_capture
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.transport.tcp import SYN, FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
+from helloscope.sniffer.transport.tcp import SYN
 from helloscope.sniffer.run.pipeline import analyze_files
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
@@ -76,17 +78,17 @@ def test_fast_path_reports_equal_reference_on_corpus(corpus: Path) -> None:
     assert compared > 250
 
 
-def _table(fast: bool, keys: KeyLog) -> tuple[FlowTable, list[ConnectionReport]]:
+def _table(fast: bool, keys: KeyLog) -> tuple[ConnectionTables, list[ConnectionReport]]:
     reports: list[ConnectionReport] = []
-    return FlowTable(reports.append, RunStats(), Limits(fast_path=fast), keys=keys), reports
+    return ConnectionTables(reports.append, RunStats(), Limits(fast_path=fast), keys=keys), reports
 
 
-def _feed(table: FlowTable, capture: Path, keep: int, payload: bool) -> None:
+def _feed(table: ConnectionTables, capture: Path, keep: int, payload: bool) -> None:
     """TCP segments of ``capture`` whose flags intersect ``keep``, and (if ``payload``) every one with data."""
     for timestamp, linktype, frame in open_capture(str(capture)):
         segment = decode(linktype, frame)
         if segment is not None and segment.proto == 6 and ((payload and segment.payload) or segment.flags & keep):
-            table.packet(timestamp, segment)
+            table.segment(timestamp, segment)
 
 
 @pytest.mark.parametrize(("fast", "sealed", "kept"), [(True, True, False), (True, False, True), (False, True, True)])
@@ -97,7 +99,7 @@ def test_protected_records_are_kept_only_while_a_key_can_arrive(fast: bool, seal
         keys.seal()  # after the table was made, as a caller that learns it late would
     # No FIN or RST: the connection is still open (and its tracker readable) after its last record.
     _feed(table, PCAPS / "tls13-required-presented.pcap", keep=SYN, payload=True)
-    trackers = [flow.tracker for flow in table._flows.values() if flow.tracker is not None]
+    trackers = [flow.tracker for flow in table.tcp._flows.values() if flow.tracker is not None]
     assert trackers, "the TLS 1.3 connection is still open"
     assert all(tracker.protected_seen for tracker in trackers)
     assert all(bool(tracker.protected) == kept for tracker in trackers)
@@ -106,7 +108,7 @@ def test_protected_records_are_kept_only_while_a_key_can_arrive(fast: bool, seal
 def test_half_open_flows_allocate_no_stream_state() -> None:
     table, reports = _table(True, KeyLog())
     _feed(table, PCAPS / "tls12-noauth.pcap", keep=SYN, payload=False)  # SYN and SYN-ACK only
-    flows = list(table._flows.values())
+    flows = list(table.tcp._flows.values())
     assert len(table) == 1 and flows
     assert all(flow.sides is None and flow.tracker is None for flow in flows)
     table.flush()
@@ -152,13 +154,11 @@ def _reference_ja4(hello: ClientHello, transport: str, original_order: bool, raw
 
 def _hellos(capture: Path) -> list[tuple[ClientHello, str]]:
     reports: list[ConnectionReport] = []
-    table = FlowTable(reports.append, RunStats())
+    table = ConnectionTables(reports.append, RunStats())
     for timestamp, linktype, frame in open_capture(str(capture)):
         segment = decode(linktype, frame)
-        if segment is not None and segment.proto == 6:
-            table.packet(timestamp, segment)
-        elif segment is not None and segment.proto == 17:
-            table.quic.datagram(timestamp, segment)
+        if segment is not None:
+            table.segment(timestamp, segment)
     table.flush()
     return [
         (hello, "q" if report.quic is not None else "t")

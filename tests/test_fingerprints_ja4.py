@@ -70,7 +70,8 @@ def test_the_golden_covers_hello_retry_and_many_streams() -> None:
 def chrome_hello() -> ClientHello:
     """A Chrome ClientHello from the corpus (tls-alpn-h2: GREASE ciphers and extensions, h2 ALPN)."""
     from helloscope.sniffer.capture.files import open_capture
-    from helloscope.sniffer.transport.tcp import FlowTable, Limits
+    from helloscope.sniffer.transport.lifecycle import Limits
+    from helloscope.sniffer.transport.tables import ConnectionTables
     from helloscope.sniffer.run.pipeline import feed_capture
     from helloscope.sniffer.stats import RunStats
 
@@ -79,7 +80,7 @@ def chrome_hello() -> ClientHello:
         pytest.skip("../shared/corpus/ja4 is absent")
     reports: list = []
     stats = RunStats()
-    table = FlowTable(reports.append, stats, Limits())
+    table = ConnectionTables(reports.append, stats, Limits())
     feed_capture(open_capture(str(capture)), table, stats)
     table.flush()
     hello = reports[0].client_hello

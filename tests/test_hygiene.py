@@ -9,7 +9,8 @@ import pytest
 
 from helloscope.parsers.certs import X509Summary
 from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.handshake.hygiene import FINDING_CODES, certificate_findings, public_ca_names
 from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.stats import RunStats
@@ -23,11 +24,11 @@ def client_leaf() -> tuple[X509Summary, float]:
     """The client certificate of tls12-required-presented (readable without keys) and the capture time."""
     reports: list = []
     stats = RunStats()
-    table = FlowTable(reports.append, stats, Limits())
+    table = ConnectionTables(reports.append, stats, Limits())
     feed_capture(open_capture(str(PCAPS / "tls12-required-presented.pcap")), table, stats)
     table.flush()
     (report,) = reports
-    return report.client_certificate.chain[0], report.start
+    return report.conclusion.client_certificate.chain[0], report.start
 
 
 def test_the_fixture_client_certificate_is_clean(client_leaf: tuple[X509Summary, float]) -> None:

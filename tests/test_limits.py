@@ -9,7 +9,7 @@ import dpkt
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.transport.tcp import Limits
+from helloscope.sniffer.transport.lifecycle import Limits
 from helloscope.sniffer.run.parallel import analyze_parallel
 from helloscope.sniffer.run.pipeline import analyze_files
 from tests.helpers import PCAPS

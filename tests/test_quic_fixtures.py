@@ -110,4 +110,4 @@ def test_damaged_datagrams_with_keys_never_raise(flips: list[tuple[int, int, int
     table.flush()
     assert len(reports) <= 1
     if not flips:
-        assert reports[0].outcome == "authenticated"
+        assert reports[0].conclusion.outcome == "authenticated"

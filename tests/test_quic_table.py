@@ -82,10 +82,10 @@ def test_rfc_client_and_server_initials_make_one_report() -> None:
     assert len(reports) == 1
     report = reports[0]
     assert report.end_reason == "handshake_settled"
-    assert report.transport == "udp" and (report.server_port, report.client_port) == (8443, 50000)
+    assert report.endpoints.transport == "udp" and (report.endpoints.server_port, report.endpoints.client_port) == (8443, 50000)
     assert report.client_hello is not None and report.client_hello.server_name == b"example.com"
     assert report.handshake.server_hello is not None and report.handshake.version == 0x0304
-    assert report.outcome == "unknown" and report.flag_outcome == "unknown"
+    assert report.conclusion.outcome == "unknown" and report.conclusion.flag_outcome == "unknown"
     assert report.quic is not None
     assert (report.quic.version, report.quic.client_packets, report.quic.server_packets) == (QUIC_V1, 1, 1)
     assert ("max_idle_timeout", 30000) in report.quic.transport_parameters
@@ -107,7 +107,7 @@ def test_v2_client_initial_is_read() -> None:
     table.flush()
     (report,) = reports
     assert report.quic is not None and report.quic.version == QUIC_V2
-    assert report.end_reason == "capture_end" and report.outcome == "incomplete"
+    assert report.end_reason == "capture_end" and report.conclusion.outcome == "incomplete"
     assert report.client_hello is not None and report.client_hello.server_name == b"example.com"
 
 
@@ -148,8 +148,8 @@ def test_connection_close_in_an_initial_is_reported_as_an_alert() -> None:
     table.datagram(1.1, _segment(protect(CLIENT_SCID, b"\x77", dcid, SERVER_IN, 0, close), from_client=False))
     (report,) = reports
     assert report.end_reason == "handshake_settled"
-    assert report.outcome == "failed"
-    assert [(alert.sender, alert.level, alert.description, alert.evidence) for alert in report.alerts] == [
+    assert report.conclusion.outcome == "failed"
+    assert [(alert.sender, alert.level, alert.description, alert.evidence) for alert in report.conclusion.alerts] == [
         ("server", 2, 120, "plaintext")
     ]
     assert report.quic is not None and report.quic.close is not None and report.quic.close.reason == b"alpn"

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import Segment, decode
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS
@@ -41,19 +42,19 @@ LAST_DATA_INDEX = max(i for i, (_, s) in enumerate(PACKETS) if s.payload)
 
 
 class Run:
-    """A FlowTable with its stats, collecting events as the CLI would write them."""
+    """A ConnectionTables with its stats, collecting events as the CLI would write them."""
 
     def __init__(self, **limits: Any) -> None:
         self.stats = RunStats()
         self.events: list[dict[str, Any]] = []
-        self.table = FlowTable(self._emit, self.stats, Limits(**limits))
+        self.table = ConnectionTables(self._emit, self.stats, Limits(**limits))
 
     def _emit(self, report: ConnectionReport) -> None:
         self.events.append(build_event(report, Observer("test")))
 
     def feed(self, packets: list[tuple[float, Segment]]) -> None:
         for timestamp, segment in packets:
-            self.table.packet(timestamp, segment)
+            self.table.segment(timestamp, segment)
 
 
 def _shift_client_seq(packets: list[tuple[float, Segment]], shift: int) -> list[tuple[float, Segment]]:
@@ -168,8 +169,8 @@ def test_out_of_order_data_behind_a_hole_stays_within_its_budget():
     timestamp = PACKETS[HELLO_INDEX][0]
     for index in range((1 << 20) // len(chunk)):
         segment = HELLO._replace(seq=(after + index * len(chunk)) % SEQ_MOD, payload=chunk, flags=ACK)
-        run.table.packet(timestamp, segment)
-        sides = [side for flow in run.table._flows.values() for side in flow.sides or ()]
+        run.table.segment(timestamp, segment)
+        sides = [side for flow in run.table.tcp._flows.values() for side in flow.sides or ()]
         held = max((side.stream.pending_bytes for side in sides), default=0)
         assert held <= budget + len(chunk)  # what waits behind a hole: the budget plus the segment that broke it
     run.table.flush()

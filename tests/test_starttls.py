@@ -64,7 +64,7 @@ def test_preamble_bound_drops_non_tls_flows(corpus: Path):
     # A plain-HTTP capture has no TLS within the bound: nothing reported, the flows counted as non-TLS.
     from helloscope.sniffer.capture.files import open_capture
     from helloscope.sniffer.report.events import Observer
-    from helloscope.sniffer.transport.tcp import Limits
+    from helloscope.sniffer.transport.lifecycle import Limits
     from helloscope.sniffer.run.pipeline import analyze_files
 
     capture = corpus / "nDPI/tests/cfgs/default/pcap/smtp-starttls.pcap"

@@ -1,14 +1,14 @@
 """From observations to conclusions: the CertificateRequest, the client certificate, the outcomes.
 
-Observations come from the plaintext handshake (the tracker) and, where a key log opens the protected
-records, from :mod:`helloscope.sniffer.handshake.decryption`. Every conclusion carries the weakest evidence it rests on.
-Where TLS 1.3 hides a fact and nothing decrypts it, the answer is ``None`` with evidence ``unknown`` (or
-``decrypt_failed``) — never a default that looks like an observation.
+Observations come from the plaintext handshake (the tracker's frozen :class:`Handshake`) and, where a
+key log opens the protected records, from :mod:`helloscope.sniffer.handshake.decryption`. Every
+conclusion carries the weakest evidence it rests on. Where TLS 1.3 hides a fact and nothing decrypts it,
+the answer is ``None`` with evidence ``unknown`` (or ``decrypt_failed``) — never a default that looks
+like an observation. Nothing here writes back into the observations: what concluding finds worth noting
+travels in :attr:`Conclusion.anomalies`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from helloscope.parsers.certs import (
     CertificateMessage,
@@ -19,103 +19,94 @@ from helloscope.parsers.certs import (
     summarize_x509,
 )
 from helloscope.parsers.errors import ParseError
-from helloscope.parsers.registry import CERTIFICATE, CERTIFICATE_REJECTION_ALERTS, CERTIFICATE_REQUEST, FINISHED
-from helloscope.sniffer.handshake.decryption import APPLICATION, DECRYPT_FAILED, DONE, HANDSHAKE_PHASE, DecryptedMessage, Decryption
-from helloscope.sniffer.handshake.inference import ACCEPTED, ALERT_AND_CLOSE, Guess, infer, weakest
+from helloscope.parsers.registry import (
+    CERTIFICATE,
+    CERTIFICATE_REJECTION_ALERTS,
+    CERTIFICATE_REQUEST,
+    FINISHED,
+    TLS12,
+    TLS13,
+)
+from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption
+from helloscope.sniffer.handshake.inference import Guess, infer, weakest
+from helloscope.sniffer.handshake.settlement import server_went_on
 from helloscope.sniffer.report.model import (
-    ABSENT,
-    AUTHENTICATED,
-    CLIENT,
-    DECLINED,
-    DECRYPTED,
-    EMPTY,
-    FAILED,
-    HONORED,
-    IGNORED,
-    INCOMPLETE,
-    INFERRED,
-    NONE,
-    NOT_REQUESTED,
-    PLAINTEXT,
-    PRESENTED,
-    REJECTED,
-    SERVER,
-    UNKNOWN,
-    UNSOLICITED,
     AlertFinding,
     CertificateRequestFinding,
     ClientCertificateFinding,
+    Conclusion,
     Handshake,
 )
-from helloscope.sniffer.handshake.tracker import TLS12, TLS13, ConnectionTracker
+from helloscope.sniffer.vocabulary import (
+    CertificateState,
+    Confidence,
+    DecryptionStatus,
+    Evidence,
+    FlagOutcome,
+    Outcome,
+    Phase,
+    Sender,
+    Verdict,
+)
+
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 
 
-@dataclass(frozen=True, slots=True)
-class Conclusion:
-    certificate_request: CertificateRequestFinding
-    client_certificate: ClientCertificateFinding
-    alerts: tuple[AlertFinding, ...]
-    established: bool | None
-    outcome: str
-    outcome_evidence: str
-    flag_outcome: str
-    flag_outcome_evidence: str
-    outcome_confidence: str | None = None
-    outcome_basis: str | None = None
-
-
-def conclude(
-    tracker: ConnectionTracker, handshake: Handshake, decryption: Decryption, server_closed: bool = False
-) -> Conclusion:
-    if decryption.status == DONE:
-        request, certificate, alerts, established = _decrypted_view(tracker, handshake, decryption)
+def conclude(handshake: Handshake, decryption: Decryption, server_closed: bool = False) -> Conclusion:
+    notes: list[str] = []
+    if decryption.status == DecryptionStatus.DECRYPTED:
+        request, certificate, alerts, established = _decrypted_view(handshake, decryption, notes)
     else:
-        request = certificate_request_finding(tracker)
-        certificate = client_certificate_finding(tracker, request)
+        request = certificate_request_finding(handshake)
+        certificate = client_certificate_finding(handshake, request)
         alerts, established = handshake.alerts, handshake.established
-        if tracker.tls13 and decryption.status == DECRYPT_FAILED:
-            request = CertificateRequestFinding(None, DECRYPT_FAILED)
-            certificate = ClientCertificateFinding(None, DECRYPT_FAILED)
-        elif tracker.tls13:
+        if handshake.tls13 and decryption.status == DecryptionStatus.DECRYPT_FAILED:
+            request = CertificateRequestFinding(None, Evidence.DECRYPT_FAILED)
+            certificate = ClientCertificateFinding(None, Evidence.DECRYPT_FAILED)
+        elif handshake.tls13:
             return _inferred_view(handshake, request, certificate, server_closed)
     outcome, outcome_evidence = connection_outcome(handshake, alerts, established, request, certificate)
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
-    return Conclusion(request, certificate, alerts, established, outcome, outcome_evidence, flag_outcome, flag_evidence)
+    anomalies = tuple(note for note in dict.fromkeys(notes) if note not in handshake.anomalies)
+    return Conclusion(
+        request, certificate, alerts, established, outcome, outcome_evidence, flag_outcome, flag_evidence,
+        anomalies=anomalies,
+    )
 
 
 # ----- plaintext ---------------------------------------------------------------------------------
 
 
-def certificate_request_finding(tracker: ConnectionTracker) -> CertificateRequestFinding:
-    if tracker.certificate_request is not None:
-        return CertificateRequestFinding(True, PLAINTEXT, tracker.certificate_request)
-    server_fatal = any(alert.fatal and alert.sender == SERVER for alert in tracker.alerts)
-    if tracker.server_hello is None:
+def certificate_request_finding(handshake: Handshake) -> CertificateRequestFinding:
+    if handshake.certificate_request is not None:
+        return CertificateRequestFinding(True, Evidence.PLAINTEXT, handshake.certificate_request)
+    server_fatal = any(alert.fatal and alert.sender == SERVER for alert in handshake.alerts)
+    if handshake.server_hello is None:
         # A server that answers the ClientHello with an alert has visibly sent no CertificateRequest.
-        return CertificateRequestFinding(False if server_fatal else None, PLAINTEXT if server_fatal else UNKNOWN)
-    if tracker.tls13:
-        return CertificateRequestFinding(None, UNKNOWN)
-    if tracker.server_flight_done or tracker.resumed or server_fatal:
-        return CertificateRequestFinding(False, PLAINTEXT)
-    return CertificateRequestFinding(None, UNKNOWN)
+        if server_fatal:
+            return CertificateRequestFinding(False, Evidence.PLAINTEXT)
+        return CertificateRequestFinding(None, Evidence.UNKNOWN)
+    if handshake.tls13:
+        return CertificateRequestFinding(None, Evidence.UNKNOWN)
+    if handshake.server_flight_done or handshake.resumed or server_fatal:
+        return CertificateRequestFinding(False, Evidence.PLAINTEXT)
+    return CertificateRequestFinding(None, Evidence.UNKNOWN)
 
 
-def client_certificate_finding(
-    tracker: ConnectionTracker, request: CertificateRequestFinding
-) -> ClientCertificateFinding:
-    message = tracker.client_certificate
+def client_certificate_finding(handshake: Handshake, request: CertificateRequestFinding) -> ClientCertificateFinding:
+    message = handshake.client_certificate
     if message is not None:
-        return _readable_certificate(message, PLAINTEXT)
-    if tracker.tls13:
-        return ClientCertificateFinding(None, UNKNOWN)
-    if request.seen is False or (request.seen and tracker.client_flight_seen):
-        return ClientCertificateFinding(ABSENT, PLAINTEXT)
-    return ClientCertificateFinding(None, UNKNOWN)
+        return _readable_certificate(message, Evidence.PLAINTEXT)
+    if handshake.tls13:
+        return ClientCertificateFinding(None, Evidence.UNKNOWN)
+    if request.seen is False or (request.seen and handshake.client_flight_seen):
+        return ClientCertificateFinding(CertificateState.ABSENT, Evidence.PLAINTEXT)
+    return ClientCertificateFinding(None, Evidence.UNKNOWN)
 
 
-def _readable_certificate(message: CertificateMessage, evidence: str) -> ClientCertificateFinding:
+def _readable_certificate(message: CertificateMessage, evidence: Evidence) -> ClientCertificateFinding:
     if message.empty:
-        return ClientCertificateFinding(EMPTY, evidence)
+        return ClientCertificateFinding(CertificateState.EMPTY, evidence)
     chain: list[X509Summary] = []
     unreadable: list[str] = []
     for position, der in enumerate(message.certificates):
@@ -123,14 +114,16 @@ def _readable_certificate(message: CertificateMessage, evidence: str) -> ClientC
             chain.append(summarize_x509(der))
         except ParseError as error:
             unreadable.append(f"certificate {position}: {error.what}")
-    return ClientCertificateFinding(PRESENTED, evidence, tuple(chain), len(message.certificates), tuple(unreadable))
+    return ClientCertificateFinding(
+        CertificateState.PRESENTED, evidence, tuple(chain), len(message.certificates), tuple(unreadable)
+    )
 
 
 # ----- decrypted ---------------------------------------------------------------------------------
 
 
 def _decrypted_view(
-    tracker: ConnectionTracker, handshake: Handshake, decryption: Decryption
+    handshake: Handshake, decryption: Decryption, notes: list[str]
 ) -> tuple[CertificateRequestFinding, ClientCertificateFinding, tuple[AlertFinding, ...], bool | None]:
     """Findings once the protected records were opened: TLS 1.3 handshakes, TLS 1.2 renegotiations."""
     messages = decryption.messages
@@ -144,10 +137,10 @@ def _decrypted_view(
     version = handshake.version or TLS12
     tls13 = version >= TLS13
     # TLS 1.3 sends the CertificateRequest in the handshake; TLS 1.2 can only hide one in a renegotiation.
-    request_phase = HANDSHAKE_PHASE if tls13 else APPLICATION
+    request_phase = Phase.HANDSHAKE if tls13 else Phase.APPLICATION
     request_message = _first(messages, SERVER, CERTIFICATE_REQUEST, request_phase)
-    server_finished = _first(messages, SERVER, FINISHED, HANDSHAKE_PHASE)
-    client_finished = _first(messages, CLIENT, FINISHED, HANDSHAKE_PHASE)
+    server_finished = _first(messages, SERVER, FINISHED, Phase.HANDSHAKE)
+    client_finished = _first(messages, CLIENT, FINISHED, Phase.HANDSHAKE)
 
     if request_message is not None:
         try:
@@ -155,29 +148,31 @@ def _decrypted_view(
                 request_message.body, tls13=tls13, tls12=version == TLS12
             )
         except ParseError as error:
-            tracker.note(f"server_certificate_request_malformed: {error.what}")
+            notes.append(f"server_certificate_request_malformed: {error.what}")
             parsed = None
-        request = CertificateRequestFinding(True, DECRYPTED, parsed)
+        request = CertificateRequestFinding(True, Evidence.DECRYPTED, parsed)
     elif not tls13:
-        request = certificate_request_finding(tracker)
+        request = certificate_request_finding(handshake)
     elif server_finished is not None:
-        request = CertificateRequestFinding(False, DECRYPTED)
+        request = CertificateRequestFinding(False, Evidence.DECRYPTED)
     else:
-        request = CertificateRequestFinding(None, UNKNOWN)
+        request = CertificateRequestFinding(None, Evidence.UNKNOWN)
 
-    certificate_message = _first(messages, CLIENT, CERTIFICATE, HANDSHAKE_PHASE if tls13 else APPLICATION)
+    certificate_message = _first(messages, CLIENT, CERTIFICATE, request_phase)
     if certificate_message is not None:
         try:
-            certificate = _readable_certificate(parse_certificate(certificate_message.body, tls13=tls13), DECRYPTED)
+            certificate = _readable_certificate(
+                parse_certificate(certificate_message.body, tls13=tls13), Evidence.DECRYPTED
+            )
         except ParseError as error:
-            tracker.note(f"client_certificate_malformed: {error.what}")
-            certificate = ClientCertificateFinding(None, UNKNOWN)
+            notes.append(f"client_certificate_malformed: {error.what}")
+            certificate = ClientCertificateFinding(None, Evidence.UNKNOWN)
     elif not tls13:
-        certificate = client_certificate_finding(tracker, request)
+        certificate = client_certificate_finding(handshake, request)
     elif client_finished is not None:
-        certificate = ClientCertificateFinding(ABSENT, DECRYPTED)
+        certificate = ClientCertificateFinding(CertificateState.ABSENT, Evidence.DECRYPTED)
     else:
-        certificate = ClientCertificateFinding(None, UNKNOWN)
+        certificate = ClientCertificateFinding(None, Evidence.UNKNOWN)
 
     established = handshake.established
     if tls13:
@@ -185,7 +180,9 @@ def _decrypted_view(
     return request, certificate, alerts, established
 
 
-def _first(messages: tuple[DecryptedMessage, ...], sender: str, msg_type: int, phase: str) -> DecryptedMessage | None:
+def _first(
+    messages: tuple[DecryptedMessage, ...], sender: Sender, msg_type: int, phase: Phase
+) -> DecryptedMessage | None:
     return next(
         (item for item in messages if item.sender == sender and item.msg_type == msg_type and item.phase == phase),
         None,
@@ -200,13 +197,7 @@ def _tls13_established(
         return None
     if any(alert.fatal and alert.sender == SERVER for alert in alerts):
         return False
-    after = client_finished.timestamp
-    went_on = (
-        any(sender == SERVER and timestamp >= after for sender, timestamp in decryption.application_records)
-        or any(message.sender == SERVER and message.phase == APPLICATION for message in decryption.messages)
-        or any(alert.sender == SERVER and alert.timestamp >= after for alert in decryption.alerts)
-    )
-    return True if went_on else None
+    return True if server_went_on(decryption, client_finished.timestamp) else None
 
 
 # ----- inferred ----------------------------------------------------------------------------------
@@ -224,25 +215,25 @@ def _inferred_view(
     guess = infer(handshake.records, handshake.server_hello.cipher_suite, bool(handshake.resumed), server_closed)
     if guess.certificate_request is not None:
         request = CertificateRequestFinding(
-            bool(guess.certificate_request.value),
-            INFERRED,
+            guess.certificate_request.value,
+            Evidence.INFERRED,
             confidence=guess.certificate_request.confidence,
             basis=guess.certificate_request.basis,
         )
     if guess.client_certificate is not None:
         certificate = ClientCertificateFinding(
-            str(guess.client_certificate.value),
-            INFERRED,
+            guess.client_certificate.value,
+            Evidence.INFERRED,
             confidence=guess.client_certificate.confidence,
             basis=guess.client_certificate.basis,
         )
     verdict = guess.server_verdict
     established: bool | None = None
     if verdict is not None:
-        established = verdict.value == ACCEPTED
-        if verdict.value == ALERT_AND_CLOSE:
+        established = verdict.value == Verdict.ACCEPTED
+        if verdict.value == Verdict.ALERT_AND_CLOSE:
             last = next(record for record in reversed(handshake.records) if record.sender == SERVER)
-            alerts = (*alerts, AlertFinding(SERVER, None, None, INFERRED, last.timestamp))
+            alerts = (*alerts, AlertFinding(SERVER, None, None, Evidence.INFERRED, last.timestamp))
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
     outcome, confidence, basis = _inferred_outcome(handshake, request, certificate, verdict)
     return Conclusion(
@@ -251,7 +242,7 @@ def _inferred_view(
         alerts,
         established,
         outcome,
-        INFERRED if confidence else UNKNOWN,
+        Evidence.INFERRED if confidence else Evidence.UNKNOWN,
         flag_outcome,
         flag_evidence,
         confidence,
@@ -263,21 +254,23 @@ def _inferred_outcome(
     handshake: Handshake,
     request: CertificateRequestFinding,
     certificate: ClientCertificateFinding,
-    verdict: Guess | None,
-) -> tuple[str, str | None, str | None]:
+    verdict: Guess[Verdict] | None,
+) -> tuple[Outcome, Confidence | None, str | None]:
     if any(alert.fatal for alert in handshake.alerts):
-        return FAILED, None, None
+        return Outcome.FAILED, None, None
     if request.seen is None or request.confidence is None:
-        return UNKNOWN, None, None
+        return Outcome.UNKNOWN, None, None
     if request.seen is False:
-        return NOT_REQUESTED, request.confidence, request.basis
+        return Outcome.NOT_REQUESTED, request.confidence, request.basis
     if verdict is None or certificate.confidence is None:
-        return UNKNOWN, None, None
+        return Outcome.UNKNOWN, None, None
     confidence = weakest(request.confidence, certificate.confidence, verdict.confidence)
     basis = f"{request.basis};{verdict.basis}"
-    if verdict.value == ALERT_AND_CLOSE:
-        return REJECTED, confidence, basis
-    return (AUTHENTICATED if certificate.state == PRESENTED else DECLINED), confidence, basis
+    if verdict.value == Verdict.ALERT_AND_CLOSE:
+        return Outcome.REJECTED, confidence, basis
+    if certificate.state == CertificateState.PRESENTED:
+        return Outcome.AUTHENTICATED, confidence, basis
+    return Outcome.DECLINED, confidence, basis
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
@@ -289,41 +282,41 @@ def connection_outcome(
     established: bool | None,
     request: CertificateRequestFinding,
     certificate: ClientCertificateFinding,
-) -> tuple[str, str]:
+) -> tuple[Outcome, Evidence]:
     fatal = [alert for alert in alerts if alert.fatal]
     server_fatal = next((alert for alert in fatal if alert.sender == SERVER), None)
     certificate_flight = certificate.state is not None and request.seen is not False
     if server_fatal is not None and server_fatal.description in CERTIFICATE_REJECTION_ALERTS and certificate_flight:
-        return REJECTED, _weakest(server_fatal.evidence, certificate.evidence)
+        return Outcome.REJECTED, weakest_evidence(server_fatal.evidence, certificate.evidence)
     if fatal:
-        return FAILED, fatal[0].evidence
+        return Outcome.FAILED, fatal[0].evidence
     if handshake.server_hello is None:
-        return INCOMPLETE, PLAINTEXT
+        return Outcome.INCOMPLETE, Evidence.PLAINTEXT
     if request.seen is None:
-        return UNKNOWN, request.evidence
+        return Outcome.UNKNOWN, request.evidence
     if request.seen is False:
-        return NOT_REQUESTED, request.evidence
+        return Outcome.NOT_REQUESTED, request.evidence
     if not established:
-        return UNKNOWN, UNKNOWN
-    if certificate.state == PRESENTED:
-        return AUTHENTICATED, _weakest(request.evidence, certificate.evidence)
-    if certificate.state in (EMPTY, ABSENT):
-        return DECLINED, _weakest(request.evidence, certificate.evidence)
-    return UNKNOWN, UNKNOWN
+        return Outcome.UNKNOWN, Evidence.UNKNOWN
+    if certificate.state == CertificateState.PRESENTED:
+        return Outcome.AUTHENTICATED, weakest_evidence(request.evidence, certificate.evidence)
+    if certificate.state in (CertificateState.EMPTY, CertificateState.ABSENT):
+        return Outcome.DECLINED, weakest_evidence(request.evidence, certificate.evidence)
+    return Outcome.UNKNOWN, Evidence.UNKNOWN
 
 
-def flag_outcome_of(handshake: Handshake, request: CertificateRequestFinding) -> tuple[str, str]:
+def flag_outcome_of(handshake: Handshake, request: CertificateRequestFinding) -> tuple[FlagOutcome, Evidence]:
     if request.seen is None:
-        return UNKNOWN, request.evidence
+        return FlagOutcome.UNKNOWN, request.evidence
     flagged = any(hello.request_mtls for hello in handshake.client_hellos)
     if flagged:
-        return (HONORED if request.seen else IGNORED), request.evidence
-    return (UNSOLICITED if request.seen else NONE), request.evidence
+        return (FlagOutcome.HONORED if request.seen else FlagOutcome.IGNORED), request.evidence
+    return (FlagOutcome.UNSOLICITED if request.seen else FlagOutcome.NONE), request.evidence
 
 
-# From the strongest to the weakest claim.
-_EVIDENCE_ORDER = (PLAINTEXT, DECRYPTED, INFERRED, DECRYPT_FAILED, UNKNOWN)
+_EVIDENCE_STRENGTH = {evidence: rank for rank, evidence in enumerate(Evidence)}
 
 
-def _weakest(*evidence: str) -> str:
-    return max(evidence, key=lambda item: _EVIDENCE_ORDER.index(item) if item in _EVIDENCE_ORDER else 0)
+def weakest_evidence(*evidence: Evidence) -> Evidence:
+    """The weakest of some evidence: a conclusion is no stronger than what it rests on."""
+    return max(evidence, key=_EVIDENCE_STRENGTH.__getitem__)

@@ -26,6 +26,7 @@ from helloscope.parsers.keylog import (
 )
 from helloscope.parsers.records import HandshakeReader
 from helloscope.parsers.registry import (
+    TLS13,
     ALERT,
     CERTIFICATE_REQUEST,
     CERTIFICATE_VERIFY,
@@ -36,36 +37,25 @@ from helloscope.parsers.registry import (
     NEW_SESSION_TICKET,
 )
 from helloscope.parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
-from helloscope.sniffer.report.model import CLIENT, DECRYPTED, SERVER, AlertFinding, DecryptionSummary
+from helloscope.sniffer.report.model import AlertFinding, DecryptionSummary
+from helloscope.sniffer.vocabulary import DecryptionStatus, Evidence, Phase, Sender
 
-# decryption status values (helloscope.decryption.status)
-NOT_NEEDED: Final = "not_needed"  # nothing protected was seen
-NO_KEYS: Final = "no_keys"  # the key log has nothing for this connection
-DECRYPT_FAILED: Final = "decrypt_failed"  # secrets were logged but do not open the records
-UNSUPPORTED: Final = "unsupported"  # a suite or compression this sensor cannot open
-DONE: Final = "decrypted"
-
-TLS13: Final = 0x0304
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 NULL_COMPRESSION: Final = 0
-
-# Phase names, reported with each message so the tracker can tell handshake from post-handshake.
-EARLY: Final = "early"
-HANDSHAKE_PHASE: Final = "handshake"
-APPLICATION: Final = "application"
 
 _TLS13_PHASES: Final = {
     CLIENT: (
-        (EARLY, CLIENT_EARLY_TRAFFIC_SECRET),
-        (HANDSHAKE_PHASE, CLIENT_HANDSHAKE_TRAFFIC_SECRET),
-        (APPLICATION, CLIENT_TRAFFIC_SECRET_0),
+        (Phase.EARLY, CLIENT_EARLY_TRAFFIC_SECRET),
+        (Phase.HANDSHAKE, CLIENT_HANDSHAKE_TRAFFIC_SECRET),
+        (Phase.APPLICATION, CLIENT_TRAFFIC_SECRET_0),
     ),
-    SERVER: ((HANDSHAKE_PHASE, SERVER_HANDSHAKE_TRAFFIC_SECRET), (APPLICATION, SERVER_TRAFFIC_SECRET_0)),
+    SERVER: ((Phase.HANDSHAKE, SERVER_HANDSHAKE_TRAFFIC_SECRET), (Phase.APPLICATION, SERVER_TRAFFIC_SECRET_0)),
 }
 
 
 @dataclass(frozen=True, slots=True)
 class ProtectedRecord:
-    sender: str
+    sender: Sender
     content_type: int
     version: int
     payload: bytes
@@ -78,22 +68,22 @@ class ProtectedRecord:
 
 @dataclass(frozen=True, slots=True)
 class DecryptedMessage:
-    sender: str
+    sender: Sender
     msg_type: int
     body: bytes
-    phase: str
+    phase: Phase
     timestamp: float
 
 
 @dataclass(frozen=True, slots=True)
 class Decryption:
-    status: str
+    status: DecryptionStatus
     reason: str | None = None
     messages: tuple[DecryptedMessage, ...] = ()
     alerts: tuple[AlertFinding, ...] = ()
     records: int = 0  # records opened
     # Records each side sent after its peer's Finished that were not alerts: the handshake went on.
-    application_records: tuple[tuple[str, float], ...] = ()
+    application_records: tuple[tuple[Sender, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +118,10 @@ def summarize(decryption: Decryption) -> DecryptionSummary:
         status=decryption.status,
         reason=decryption.reason,
         records=decryption.records,
-        client_finished=(CLIENT, FINISHED, HANDSHAKE_PHASE) in kinds,
-        server_finished=(SERVER, FINISHED, HANDSHAKE_PHASE) in kinds,
+        client_finished=(CLIENT, FINISHED, Phase.HANDSHAKE) in kinds,
+        server_finished=(SERVER, FINISHED, Phase.HANDSHAKE) in kinds,
         certificate_verify=any(sender == CLIENT and kind == CERTIFICATE_VERIFY for sender, kind, _ in kinds),
-        post_handshake_certificate_request=(SERVER, CERTIFICATE_REQUEST, APPLICATION) in kinds,
+        post_handshake_certificate_request=(SERVER, CERTIFICATE_REQUEST, Phase.APPLICATION) in kinds,
         tickets=len(tickets),
         ticket_flags=tuple(sorted({flag for ticket in tickets if ticket.tls_flags for flag in ticket.tls_flags.flags})),
         alpn=alpn,
@@ -139,11 +129,22 @@ def summarize(decryption: Decryption) -> DecryptionSummary:
     )
 
 
+def decryption_of(
+    session: Session | None, protected_seen: bool, records: Sequence[ProtectedRecord] | None, keys: KeyLog | None
+) -> Decryption:
+    """A reported connection's decryption. ``records`` is None when none were kept: no key could arrive."""
+    if session is None or not protected_seen:
+        return Decryption(DecryptionStatus.NOT_NEEDED)
+    if records is None:
+        return Decryption(DecryptionStatus.NO_KEYS)  # what decrypt() says when no key names this connection
+    return decrypt(session, records, keys)
+
+
 def decrypt(session: Session, records: Sequence[ProtectedRecord], keys: KeyLog | None) -> Decryption:
     if not records:
-        return Decryption(NOT_NEEDED)
+        return Decryption(DecryptionStatus.NOT_NEEDED)
     if keys is None or not keys.labels(session.client_random):
-        return Decryption(NO_KEYS)
+        return Decryption(DecryptionStatus.NO_KEYS)
     if session.version >= TLS13:
         return _decrypt_tls13(session, records, keys)
     return _decrypt_tls12(session, records, keys)
@@ -155,11 +156,11 @@ class _Reading:
     def __init__(self) -> None:
         self.messages: list[DecryptedMessage] = []
         self.alerts: list[AlertFinding] = []
-        self.application: list[tuple[str, float]] = []
+        self.application: list[tuple[Sender, float]] = []
         self.opened = 0
         self.readers = {CLIENT: HandshakeReader(), SERVER: HandshakeReader()}
 
-    def content(self, record: ProtectedRecord, content_type: int, plaintext: bytes, phase: str) -> None:
+    def content(self, record: ProtectedRecord, content_type: int, plaintext: bytes, phase: Phase) -> None:
         self.opened += 1
         sender = record.sender
         if content_type == HANDSHAKE:
@@ -167,11 +168,11 @@ class _Reading:
                 self.messages.append(DecryptedMessage(sender, message.msg_type, message.body, phase, record.timestamp))
         elif content_type == ALERT:
             for alert in parse_alerts(plaintext):
-                self.alerts.append(AlertFinding(sender, alert.level, alert.description, DECRYPTED, record.timestamp))
-        elif phase == APPLICATION:
+                self.alerts.append(AlertFinding(sender, alert.level, alert.description, Evidence.DECRYPTED, record.timestamp))
+        elif phase == Phase.APPLICATION:
             self.application.append((sender, record.timestamp))
 
-    def result(self, status: str, reason: str | None = None) -> Decryption:
+    def result(self, status: DecryptionStatus, reason: str | None = None) -> Decryption:
         return Decryption(
             status, reason, tuple(self.messages), tuple(self.alerts), self.opened, tuple(self.application)
         )
@@ -199,13 +200,13 @@ def _decrypt_tls13(session: Session, records: Sequence[ProtectedRecord], keys: K
             except ParseError as error:
                 failures.append(f"{sender} decrypted content is malformed: {error.what}")
                 break
-            if phases[current][0] == HANDSHAKE_PHASE and _finished(reading, sender):
+            if phases[current][0] == Phase.HANDSHAKE and _finished(reading, sender):
                 current += 1  # after its Finished a side switches to the application traffic secret
     return _status(reading, failures)
 
 
 def _open_tls13(
-    record: ProtectedRecord, phases: list[tuple[str, Tls13RecordDecryptor | None]], current: int
+    record: ProtectedRecord, phases: list[tuple[Phase, Tls13RecordDecryptor | None]], current: int
 ) -> tuple[int, int, bytes] | None:
     """Open with the current phase, or a later one (early data refused, an unseen Finished)."""
     for index in range(current, len(phases)):
@@ -231,16 +232,16 @@ def _tls13_decryptor(cipher_suite: int, secret: bytes | None) -> Tls13RecordDecr
         return None  # a secret of the wrong length for this suite cannot belong to this connection
 
 
-def _finished(reading: _Reading, sender: str) -> bool:
+def _finished(reading: _Reading, sender: Sender) -> bool:
     return any(message.sender == sender and message.msg_type == FINISHED for message in reading.messages)
 
 
 def _decrypt_tls12(session: Session, records: Sequence[ProtectedRecord], keys: KeyLog) -> Decryption:
     master = keys.secret(CLIENT_RANDOM, session.client_random)
     if master is None:
-        return Decryption(NO_KEYS)
+        return Decryption(DecryptionStatus.NO_KEYS)
     if session.compression != NULL_COMPRESSION:
-        return Decryption(UNSUPPORTED, f"compression method {session.compression}")
+        return Decryption(DecryptionStatus.UNSUPPORTED, f"compression method {session.compression}")
     reading = _Reading()
     failures: list[str] = []
     for sender in (CLIENT, SERVER):
@@ -249,11 +250,11 @@ def _decrypt_tls12(session: Session, records: Sequence[ProtectedRecord], keys: K
                 session.cipher_suite, master, session.client_random, session.server_random, sender == CLIENT
             )
         except DecryptError as error:
-            return Decryption(UNSUPPORTED, error.what)
+            return Decryption(DecryptionStatus.UNSUPPORTED, error.what)
         for record in (item for item in records if item.sender == sender):
             try:
                 plaintext = decryptor.decrypt(record.header, record.payload)
-                phase = APPLICATION if _finished(reading, sender) else HANDSHAKE_PHASE
+                phase = Phase.APPLICATION if _finished(reading, sender) else Phase.HANDSHAKE
                 reading.content(record, record.content_type, plaintext, phase)
             except ParseError as error:
                 failures.append(f"{sender} record does not open with the logged master secret: {error.what}")
@@ -263,6 +264,6 @@ def _decrypt_tls12(session: Session, records: Sequence[ProtectedRecord], keys: K
 
 def _status(reading: _Reading, failures: list[str]) -> Decryption:
     if reading.opened == 0:
-        return reading.result(DECRYPT_FAILED, failures[0] if failures else "no secret for the negotiated keys")
+        return reading.result(DecryptionStatus.DECRYPT_FAILED, failures[0] if failures else "no secret for the negotiated keys")
     # Records opened before a failure stand; a late failure (a KeyUpdate, a renegotiation) is noted.
-    return reading.result(DONE, failures[0] if failures else None)
+    return reading.result(DecryptionStatus.DECRYPTED, failures[0] if failures else None)

@@ -1,74 +1,87 @@
-"""One connection's observations → its ConnectionReport: the step TCP and QUIC connections share."""
+"""One connection's observations → its ConnectionReport: the one step every transport ends with.
+
+A transport hands over its tracker, the connection's decryption (TCP opens the kept records now; QUIC
+opened its packets as they came) and what only the transport knows (:class:`TransportEnd`). From there
+data flows one way: frozen observations → frozen conclusion → report. What is derived from the
+observations for the event (fingerprints, Community ID, the selected ALPN, certificate hygiene) is
+computed here, once, so the event builder only formats.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from helloscope.parsers.community_id import community_id
+from helloscope.parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4_variants
+from helloscope.parsers.hello import selected_alpn
 from helloscope.sniffer.handshake.correlation import conclude
 from helloscope.sniffer.handshake.decryption import Decryption, summarize
-from helloscope.sniffer.report.model import ConnectionReport, Preamble, QuicSummary, TcpSummary
-from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.handshake.hygiene import certificate_findings
 from helloscope.sniffer.handshake.tracker import ConnectionTracker
+from helloscope.sniffer.report.model import (
+    ConnectionReport,
+    Endpoints,
+    HelloFingerprints,
+    Preamble,
+    QuicSummary,
+    ServerFingerprints,
+    TcpSummary,
+)
+from helloscope.sniffer.vocabulary import EndReason
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoints:
-    client_ip: str
-    client_port: int
-    server_ip: str
-    server_port: int
-    transport: str
+class TransportEnd:
+    """What the transport knows of a connection as it hands it over."""
+
+    endpoints: Endpoints
+    start: float
+    end: float
+    reason: EndReason
+    ja4_transport: str  # JA4's part a starts with t (TCP), q (QUIC) or d (DTLS)
+    server_closed: bool = False  # the server sent FIN or RST: what keyless inference reads as its verdict
+    missing_hello_detail: str = ""  # why the ClientHello may be missing (segments or CRYPTO data lost)
+    anomalies: tuple[str, ...] = ()  # the transport's own notes, after the tracker's
+    preamble: Preamble | None = None
+    tcp: TcpSummary | None = None
+    quic: QuicSummary | None = None
 
 
-def report_connection(
-    tracker: ConnectionTracker,
-    decryption: Decryption,
-    endpoints: Endpoints,
-    span: tuple[float, float, str],
-    stats: RunStats,
-    *,
-    missing_hello_detail: str = "",
-    server_closed: bool = False,
-    preamble: Preamble | None = None,
-    tcp: TcpSummary | None = None,
-    quic: QuicSummary | None = None,
-) -> ConnectionReport:
-    """Conclude and count one connection; ``span`` is (first packet, last packet, end reason)."""
-    stats.tls_connections += 1
-    if quic is not None:
-        stats.quic_connections += 1
-    if not tracker.client_hellos and not any("client_hello" in note for note in tracker.anomalies):
-        tracker.note("client_hello_incomplete" + missing_hello_detail)
-    handshake = tracker.handshake()
-    conclusion = conclude(tracker, handshake, decryption, server_closed)
-    if len(tracker.anomalies) != len(handshake.anomalies):  # correlation found more to note
-        handshake = replace(handshake, anomalies=tuple(tracker.anomalies))
-    if handshake.anomalies:
-        stats.connections_with_anomalies += 1
-    stats.decryption[decryption.status] += 1
-    start, end, reason = span
+def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: TransportEnd) -> ConnectionReport:
+    """Conclude one connection and assemble its report."""
+    handshake = tracker.handshake(_observed_anomalies(tracker, end))
+    conclusion = conclude(handshake, decryption, end.server_closed)
+    summary = summarize(decryption)
+    endpoints = end.endpoints
+    certificate = conclusion.client_certificate
+    server_hello = handshake.server_hello
     return ConnectionReport(
-        client_ip=endpoints.client_ip,
-        client_port=endpoints.client_port,
-        server_ip=endpoints.server_ip,
-        server_port=endpoints.server_port,
-        transport=endpoints.transport,
-        start=start,
-        end=end,
-        end_reason=reason,
+        endpoints=endpoints,
+        start=end.start,
+        end=end.end,
+        end_reason=end.reason,
         handshake=handshake,
-        certificate_request=conclusion.certificate_request,
-        client_certificate=conclusion.client_certificate,
-        alerts=conclusion.alerts,
-        established=conclusion.established,
-        decryption=summarize(decryption),
-        outcome=conclusion.outcome,
-        outcome_evidence=conclusion.outcome_evidence,
-        outcome_confidence=conclusion.outcome_confidence,
-        outcome_basis=conclusion.outcome_basis,
-        flag_outcome=conclusion.flag_outcome,
-        flag_outcome_evidence=conclusion.flag_outcome_evidence,
-        preamble=preamble,
-        tcp=tcp,
-        quic=quic,
+        conclusion=conclusion,
+        decryption=summary,
+        community_id=community_id(
+            endpoints.transport.number, endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
+        ),
+        client_hello_fingerprints=tuple(
+            HelloFingerprints(ja3(hello), ja3_string(hello), ja4_variants(hello, end.ja4_transport))
+            for hello in handshake.client_hellos
+        ),
+        server_fingerprints=ServerFingerprints(ja3s(server_hello), ja3s_string(server_hello)) if server_hello else None,
+        next_protocol=summary.alpn or (selected_alpn(server_hello.extensions) if server_hello else None),
+        certificate_findings=tuple(certificate_findings(certificate.chain[0], end.start)) if certificate.chain else (),
+        preamble=end.preamble,
+        tcp=end.tcp,
+        quic=end.quic,
     )
+
+
+def _observed_anomalies(tracker: ConnectionTracker, end: TransportEnd) -> tuple[str, ...]:
+    """The tracker's anomalies, then the transport's, then a missing ClientHello: each once."""
+    anomalies = list(dict.fromkeys((*tracker.anomalies, *end.anomalies)))
+    if not tracker.client_hellos and not any("client_hello" in note for note in anomalies):
+        anomalies.append("client_hello_incomplete" + end.missing_hello_detail)
+    return tuple(anomalies)

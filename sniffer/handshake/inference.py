@@ -14,15 +14,18 @@ it, and a pattern that fits nothing gives no answer at all rather than a guess.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from helloscope.parsers.registry import APPLICATION_DATA
-from helloscope.sniffer.report.model import ABSENT, CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
+from helloscope.sniffer.report.model import RecordTrace
+from helloscope.sniffer.vocabulary import CertificateState, Confidence, Sender, Verdict
 
-HIGH: Final = "high"
-MEDIUM: Final = "medium"
-LOW: Final = "low"
-_RANK: Final = {HIGH: 3, MEDIUM: 2, LOW: 1}
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
+HIGH, MEDIUM, LOW = Confidence.HIGH, Confidence.MEDIUM, Confidence.LOW
+ABSENT, EMPTY, PRESENTED = CertificateState.ABSENT, CertificateState.EMPTY, CertificateState.PRESENTED
+ACCEPTED, ALERT_AND_CLOSE = Verdict.ACCEPTED, Verdict.ALERT_AND_CLOSE
+_STRENGTH: Final = {confidence: rank for rank, confidence in enumerate(reversed(Confidence))}
+_Value = TypeVar("_Value", bool, CertificateState, Verdict)
 
 _SHA384_SUITES: Final = frozenset({0x1302})
 _SHORT_TAG_SUITES: Final = frozenset({0x1305})  # AES-128-CCM-8: 8-byte tag
@@ -59,25 +62,21 @@ class Sizes:
 
 
 @dataclass(frozen=True, slots=True)
-class Guess:
-    value: object
-    confidence: str
+class Guess(Generic[_Value]):
+    value: _Value
+    confidence: Confidence
     basis: str
 
 
 @dataclass(frozen=True, slots=True)
 class Inference:
-    certificate_request: Guess | None
-    client_certificate: Guess | None
-    server_verdict: Guess | None  # "accepted" or "alert_and_close"
+    certificate_request: Guess[bool] | None
+    client_certificate: Guess[CertificateState] | None
+    server_verdict: Guess[Verdict] | None
 
 
-ACCEPTED: Final = "accepted"
-ALERT_AND_CLOSE: Final = "alert_and_close"
-
-
-def weakest(*confidences: str) -> str:
-    return min(confidences, key=_RANK.__getitem__)
+def weakest(*confidences: Confidence) -> Confidence:
+    return min(confidences, key=_STRENGTH.__getitem__)
 
 
 def infer(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool) -> Inference:
@@ -98,7 +97,9 @@ def infer(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, se
     return Inference(request, certificate, verdict)
 
 
-def _flight_guesses(flight: list[int], sizes: Sizes, resumed: bool) -> tuple[Guess | None, Guess | None]:
+def _flight_guesses(
+    flight: list[int], sizes: Sizes, resumed: bool
+) -> tuple[Guess[bool] | None, Guess[CertificateState] | None]:
     if resumed:
         # RFC 8446 4.3.2: a server authenticating with a PSK does not send a CertificateRequest.
         return Guess(False, HIGH, "psk_resumption"), Guess(ABSENT, HIGH, "psk_resumption")
@@ -130,7 +131,7 @@ def _padded(lengths: list[int], sizes: Sizes) -> bool:
     )
 
 
-def _server_verdict(after_flight: list[RecordTrace], sizes: Sizes, server_closed: bool) -> Guess | None:
+def _server_verdict(after_flight: list[RecordTrace], sizes: Sizes, server_closed: bool) -> Guess[Verdict] | None:
     """Whether the server carried on after the client's flight, from what both sides sent next.
 
     A close_notify is as long as a fatal alert, and some servers send tickets before rejecting, so an

@@ -1,7 +1,7 @@
 """One state machine per TLS connection: records and handshake messages in, observations out.
 
-The tracker only records what the wire shows; :mod:`helloscope.sniffer.handshake.correlation` draws the conclusions. That
-split is the seam for decryption and inference: they add observations, the conclusions stay in one place.
+The tracker only records what the wire shows; :mod:`helloscope.sniffer.handshake.correlation` draws the
+conclusions from its frozen snapshot (:meth:`ConnectionTracker.handshake`) and never writes back.
 """
 
 from __future__ import annotations
@@ -27,16 +27,15 @@ from helloscope.parsers.registry import (
     SERVER_HELLO,
     SERVER_HELLO_DONE,
     SERVER_KEY_EXCHANGE,
+    TLS12,
+    TLS13,
 )
 from helloscope.sniffer.handshake.decryption import ProtectedRecord, Session
-from helloscope.sniffer.report.model import CLIENT, PLAINTEXT, SERVER, AlertFinding, Handshake, RecordTrace
+from helloscope.sniffer.handshake.settlement import MAX_PROTECTED_BYTES, MAX_TRACED_RECORDS, tls_settled
+from helloscope.sniffer.report.model import AlertFinding, Handshake, RecordTrace
+from helloscope.sniffer.vocabulary import Evidence, Sender
 
-TLS13: Final = 0x0304
-TLS12: Final = 0x0303
-# Enough records after the ServerHello to see both flights, the client's answer and the server's verdict.
-MAX_TRACED_RECORDS: Final = 64
-# Enough for both handshake flights with a long certificate chain and the first records after them.
-MAX_PROTECTED_BYTES: Final = 128 * 1024
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 EARLY_DATA: Final = 42
 NAMED_CURVE: Final = 3
 
@@ -135,17 +134,24 @@ class ConnectionTracker:
         return bool(self.alerts) and any(alert.fatal for alert in self.alerts)
 
     @property
-    def settled(self) -> bool:
-        """Nothing later on this connection can change its report."""
-        if self.fatal_alert_seen or all(self._broken.values()):
-            return True
-        if self.tls13:
-            return len(self.records) >= MAX_TRACED_RECORDS
-        if self.follow_after_handshake:
-            return self._protected_bytes >= MAX_PROTECTED_BYTES
-        return bool(self.established)
+    def both_directions_broken(self) -> bool:
+        return all(self._broken.values())
 
-    def handshake(self) -> Handshake:
+    @property
+    def traced_records(self) -> int:
+        return len(self.records)
+
+    @property
+    def protected_bytes(self) -> int:
+        return self._protected_bytes
+
+    @property
+    def settled(self) -> bool:
+        """Nothing later on this connection can change its report (the rules: handshake.settlement)."""
+        return tls_settled(self)
+
+    def handshake(self, anomalies: tuple[str, ...] | None = None) -> Handshake:
+        """The frozen observations; ``anomalies`` replaces the tracker's own when the transport added some."""
         return Handshake(
             client_hellos=tuple(self.client_hellos),
             server_hello=self.server_hello,
@@ -158,7 +164,11 @@ class ConnectionTracker:
             key_exchange_group=self.key_exchange_group
             if self.key_exchange_group is not None
             else (self.server_hello.key_share_group if self.server_hello else None),
-            anomalies=tuple(self.anomalies),
+            anomalies=tuple(self.anomalies) if anomalies is None else anomalies,
+            certificate_request=self.certificate_request,
+            client_certificate=self.client_certificate,
+            server_flight_done=self.server_flight_done,
+            client_flight_seen=self.client_flight_seen,
         )
 
     # ----- input ---------------------------------------------------------------------------------
@@ -171,18 +181,22 @@ class ConnectionTracker:
         if anomaly not in self.anomalies:
             self.anomalies.append(anomaly)
 
-    def stream_broken(self, sender: str, reason: str) -> None:
+    def alert(self, finding: AlertFinding) -> None:
+        """An alert the transport read outside the record layer (a QUIC CONNECTION_CLOSE's crypto error)."""
+        self.alerts.append(finding)
+
+    def stream_broken(self, sender: Sender, reason: str) -> None:
         """The byte stream of one direction can no longer be framed as TLS records."""
         if not self._broken[sender]:
             self._broken[sender] = True
             self.note(f"{sender}_{reason}")
 
-    def handshake_data(self, sender: str, data: bytes) -> None:
+    def handshake_data(self, sender: Sender, data: bytes) -> None:
         """Handshake bytes that arrive without a record layer (QUIC CRYPTO frames), in stream order."""
         if not self._broken[sender]:
             self._handshake_fragment(sender, data)
 
-    def record(self, sender: str, record: Record, timestamp: float) -> None:
+    def record(self, sender: Sender, record: Record, timestamp: float) -> None:
         if self._broken[sender]:
             return
         content_type = record.content_type
@@ -208,7 +222,7 @@ class ConnectionTracker:
         elif content_type == APPLICATION_DATA and not protected:
             self.note(f"{sender}_application_data_before_server_hello")
 
-    def _early_data(self, sender: str) -> bool:
+    def _early_data(self, sender: Sender) -> bool:
         """Application data sent with the ClientHello (0-RTT) when the hello offered early_data."""
         return (
             sender == CLIENT
@@ -216,7 +230,7 @@ class ConnectionTracker:
             and any(EARLY_DATA in hello.extension_types for hello in self.client_hellos)
         )
 
-    def _keep(self, sender: str, record: Record, timestamp: float) -> None:
+    def _keep(self, sender: Sender, record: Record, timestamp: float) -> None:
         size = len(record.payload)
         if self._protected_bytes + size > MAX_PROTECTED_BYTES:
             return
@@ -234,7 +248,7 @@ class ConnectionTracker:
             return None
         return Session(hello.random, server.random, server.cipher_suite, server.version, server.compression_method)
 
-    def _protected(self, sender: str) -> bool:
+    def _protected(self, sender: Sender) -> bool:
         """Whether this direction's records are encrypted by now, judged from the plaintext seen."""
         if self.tls13:
             # After a TLS 1.3 ServerHello both sides switch to handshake keys; only CCS stays clear.
@@ -246,9 +260,9 @@ class ConnectionTracker:
             return False
         return self._ccs[sender]
 
-    def _alert(self, sender: str, payload: bytes, timestamp: float) -> None:
+    def _alert(self, sender: Sender, payload: bytes, timestamp: float) -> None:
         if self._protected(sender) and len(payload) != 2:
-            self.alerts.append(AlertFinding(sender, None, None, PLAINTEXT, timestamp))
+            self.alerts.append(AlertFinding(sender, None, None, Evidence.PLAINTEXT, timestamp))
             return
         try:
             alerts = parse_alerts(payload)
@@ -256,10 +270,10 @@ class ConnectionTracker:
             self.note(f"{sender}_alert_malformed: {error.what}")
             return
         self.alerts.extend(
-            AlertFinding(sender, alert.level, alert.description, PLAINTEXT, timestamp) for alert in alerts
+            AlertFinding(sender, alert.level, alert.description, Evidence.PLAINTEXT, timestamp) for alert in alerts
         )
 
-    def _handshake_fragment(self, sender: str, fragment: bytes) -> None:
+    def _handshake_fragment(self, sender: Sender, fragment: bytes) -> None:
         try:
             messages = self._handshake_readers[sender].feed(fragment)
         except ParseError as error:

@@ -1,48 +1,49 @@
 """ConnectionReport → one JSON-ready event, ECS names where ECS has them, the rest under ``helloscope``.
 
-This is the one place where attacker-controlled bytes (SNI, ALPN, certificate names) become text:
-invalid UTF-8 is written as ``\\xNN`` escapes so every event is valid JSON. Terminal escaping of
-control characters and markup happens at display time in :mod:`helloscope.sniffer.report.render`.
+It only formats: everything it shows was observed, concluded or derived before (fingerprints, the
+Community ID and the selected ALPN come with the report). This is the one place where
+attacker-controlled bytes (SNI, ALPN, certificate names) become text: invalid UTF-8 is written as
+``\\xNN`` escapes so every event is valid JSON. Terminal escaping of control characters and markup
+happens at display time in :mod:`helloscope.sniffer.report.render`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from helloscope.parsers.certs import X509Summary, name_to_text
-from helloscope.parsers.community_id import community_id
 from helloscope.parsers.errors import ParseError
-from helloscope.parsers.fingerprints import Ja4, ja3, ja3_string, ja3s, ja3s_string, ja4_variants
-from helloscope.parsers.hello import ClientHello, ServerHello, selected_alpn
+from helloscope.parsers.hello import ClientHello, ServerHello
 from helloscope.parsers.quic import VERSION_NAMES as QUIC_VERSION_NAMES
-from helloscope.parsers.registry import CIPHER_SUITE_NAMES, EXTENSION_NAMES, GROUP_NAMES, is_grease, version_text
+from helloscope.parsers.registry import (
+    ALERT_LEVEL_NAMES,
+    CIPHER_SUITE_NAMES,
+    EXTENSION_NAMES,
+    GROUP_NAMES,
+    is_grease,
+    version_text,
+)
 from helloscope.sniffer import __version__
-from helloscope.sniffer.handshake.hygiene import certificate_findings
 from helloscope.sniffer.report.model import (
-    AUTHENTICATED,
-    DECLINED,
-    FAILED,
-    NOT_REQUESTED,
-    REJECTED,
     AlertFinding,
     ClientCertificateFinding,
     ConnectionReport,
+    HelloFingerprints,
+    ServerFingerprints,
 )
+from helloscope.sniffer.vocabulary import Outcome
 
 ECS_VERSION = "8.11.0"
 _EVENT_OUTCOME = {
-    AUTHENTICATED: "success",
-    DECLINED: "success",
-    NOT_REQUESTED: "success",
-    REJECTED: "failure",
-    FAILED: "failure",
+    Outcome.AUTHENTICATED: "success",
+    Outcome.DECLINED: "success",
+    Outcome.NOT_REQUESTED: "success",
+    Outcome.REJECTED: "failure",
+    Outcome.FAILED: "failure",
 }
-_ALERT_LEVELS = {1: "warning", 2: "fatal"}
-_IANA_PROTOCOLS = {"tcp": 6, "udp": 17}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +74,14 @@ def _named(value: int, names: dict[int, str]) -> str:
 
 def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
     handshake = report.handshake
+    conclusion = report.conclusion
+    endpoints = report.endpoints
     hello = report.client_hello
+    fingerprints = report.client_hello_fingerprints
     server_hello = handshake.server_hello
     version, protocol = version_text(handshake.version) if handshake.version is not None else (None, None)
     flags = report.tls_flags
-    leaf = report.client_certificate.chain[0] if report.client_certificate.chain else None
-    # tls.client and helloscope.client_hello both show the first hello's JA4: computed once.
-    fingerprints = ja4_variants(hello, _ja4_transport(report)) if hello is not None else None
+    leaf = conclusion.client_certificate.chain[0] if conclusion.client_certificate.chain else None
     return {
         "@timestamp": iso_time(report.start),
         "event": {
@@ -91,17 +93,17 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "start": iso_time(report.start),
             "end": iso_time(report.end),
             "duration": round((report.end - report.start) * 1e9),
-            "outcome": _EVENT_OUTCOME.get(report.outcome, "unknown"),
+            "outcome": _EVENT_OUTCOME.get(conclusion.outcome, "unknown"),
         },
         "ecs": {"version": ECS_VERSION},
         "observer": {"name": observer.name, "product": "helloscope", "type": "sensor", "version": observer.version},
-        "source": {"ip": report.client_ip, "port": report.client_port},
-        "destination": {"ip": report.server_ip, "port": report.server_port},
+        "source": {"ip": endpoints.client_ip, "port": endpoints.client_port},
+        "destination": {"ip": endpoints.server_ip, "port": endpoints.server_port},
         "network": {
-            "transport": report.transport,
-            "type": "ipv6" if ":" in report.client_ip else "ipv4",
+            "transport": endpoints.transport,
+            "type": "ipv6" if endpoints.ipv6 else "ipv4",
             "protocol": "quic" if report.quic is not None else "tls",
-            "community_id": _community_id(report),
+            "community_id": report.community_id,
         },
         "tls": {
             "version": version,
@@ -110,11 +112,11 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "curve": _named(handshake.key_exchange_group, GROUP_NAMES)
             if handshake.key_exchange_group is not None
             else None,
-            "established": report.established,
+            "established": conclusion.established,
             "resumed": handshake.resumed,
-            "next_protocol": _next_protocol(report),
-            "client": _tls_client(hello, leaf, fingerprints),
-            "server": {"ja3s": ja3s(server_hello)} if server_hello else {},
+            "next_protocol": text_of(report.next_protocol) if report.next_protocol is not None else None,
+            "client": _tls_client(hello, leaf, fingerprints[0] if fingerprints else None),
+            "server": {"ja3s": report.server_fingerprints.ja3s} if report.server_fingerprints else {},
         },
         "helloscope": {
             "request_mtls": report.request_mtls,
@@ -127,25 +129,25 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
                 "observable": not (hello is not None and hello.ech is not None and hello.ech.ech_type == 0),
             },
             "certificate_request": _certificate_request(report),
-            "client_certificate": _client_certificate(report.client_certificate, report.start),
-            "alerts": [_alert(alert) for alert in report.alerts],
+            "client_certificate": _client_certificate(conclusion.client_certificate, report.certificate_findings),
+            "alerts": [_alert(alert) for alert in conclusion.alerts],
             "decryption": _decryption(report),
-            "outcome": report.outcome,
-            "outcome_evidence": report.outcome_evidence,
-            "outcome_confidence": report.outcome_confidence,
-            "outcome_basis": report.outcome_basis,
-            "flag_outcome": report.flag_outcome,
-            "flag_outcome_evidence": report.flag_outcome_evidence,
-            "client_hello": _client_hello(hello, fingerprints) if hello and fingerprints else None,
+            "outcome": conclusion.outcome,
+            "outcome_evidence": conclusion.outcome_evidence,
+            "outcome_confidence": conclusion.outcome_confidence,
+            "outcome_basis": conclusion.outcome_basis,
+            "flag_outcome": conclusion.flag_outcome,
+            "flag_outcome_evidence": conclusion.flag_outcome_evidence,
+            "client_hello": _client_hello(hello, fingerprints[0]) if hello and fingerprints else None,
             "hello_retry_request": handshake.hello_retry_request is not None,
             "second_client_hello": (
-                _client_hello(
-                    handshake.client_hellos[1], ja4_variants(handshake.client_hellos[1], _ja4_transport(report))
-                )
-                if len(handshake.client_hellos) > 1
+                _client_hello(handshake.client_hellos[1], fingerprints[1]) if len(fingerprints) > 1 else None
+            ),
+            "server_hello": (
+                _server_hello(server_hello, report.server_fingerprints)
+                if server_hello and report.server_fingerprints
                 else None
             ),
-            "server_hello": _server_hello(server_hello) if server_hello else None,
             "preamble": (
                 {
                     "protocol": report.preamble.protocol,
@@ -158,41 +160,21 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "tcp": _tcp(report),
             "quic": _quic(report),
             "end_reason": report.end_reason,
-            "anomalies": [*handshake.anomalies, *(hello.anomalies if hello else ()), *report.decryption.anomalies],
+            "anomalies": list(report.anomalies),
         },
     }
 
 
-def _next_protocol(report: ConnectionReport) -> str | None:
-    """ALPN the server selected: in the ServerHello (TLS <= 1.2) or the decrypted EncryptedExtensions."""
-    server_hello = report.handshake.server_hello
-    chosen = report.decryption.alpn or (selected_alpn(server_hello.extensions) if server_hello else None)
-    return text_of(chosen) if chosen is not None else None
-
-
-def _community_id(report: ConnectionReport) -> str:
-    return community_id(
-        _IANA_PROTOCOLS[report.transport],
-        ipaddress.ip_address(report.client_ip).packed,
-        report.client_port,
-        ipaddress.ip_address(report.server_ip).packed,
-        report.server_port,
-    )
-
-
-def _ja4_transport(report: ConnectionReport) -> str:
-    # TLS over UDP that this sensor reads is QUIC: there is no DTLS parser.
-    return "t" if report.transport == "tcp" else "q"
-
-
-def _tls_client(hello: ClientHello | None, leaf: X509Summary | None, fingerprints: Ja4 | None) -> dict[str, Any]:
+def _tls_client(
+    hello: ClientHello | None, leaf: X509Summary | None, fingerprints: HelloFingerprints | None
+) -> dict[str, Any]:
     client: dict[str, Any] = {
         "server_name": text_of(hello.server_name) if hello and hello.server_name is not None else None,
     }
     if hello is not None and fingerprints is not None:
         client["supported_ciphers"] = [_named(suite, CIPHER_SUITE_NAMES) for suite in hello.cipher_suites]
-        client["ja3"] = ja3(hello)
-        client["ja4"] = fingerprints.ja4
+        client["ja3"] = fingerprints.ja3
+        client["ja4"] = fingerprints.ja4.ja4
     if leaf is not None:
         client["hash"] = {"sha256": leaf.sha256.upper()}
         client["x509"] = _ecs_x509(leaf)
@@ -217,7 +199,7 @@ def _ecs_x509(summary: X509Summary) -> dict[str, Any]:
 
 
 def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
-    finding = report.certificate_request
+    finding = report.conclusion.certificate_request
     body: dict[str, Any] = {"seen": finding.seen, "evidence": finding.evidence}
     if finding.confidence is not None:
         body["confidence"], body["basis"] = finding.confidence, finding.basis
@@ -237,7 +219,7 @@ def _name_text(der_name: bytes) -> str:
         return f"<unreadable name: {error.what}>"
 
 
-def _client_certificate(finding: ClientCertificateFinding, captured_at: float) -> dict[str, Any]:
+def _client_certificate(finding: ClientCertificateFinding, hygiene: tuple[str, ...]) -> dict[str, Any]:
     body: dict[str, Any] = {"state": finding.state, "evidence": finding.evidence}
     if finding.confidence is not None:
         body["confidence"], body["basis"] = finding.confidence, finding.basis
@@ -245,7 +227,7 @@ def _client_certificate(finding: ClientCertificateFinding, captured_at: float) -
         body["chain_length"] = finding.chain_length
         body["chain"] = [_x509_summary(summary) for summary in finding.chain]
         if finding.chain:
-            body["findings"] = certificate_findings(finding.chain[0], captured_at)
+            body["findings"] = list(hygiene)
         if finding.unreadable:
             body["unreadable"] = list(finding.unreadable)
     return body
@@ -274,7 +256,7 @@ def _x509_summary(summary: X509Summary) -> dict[str, Any]:
 def _alert(alert: AlertFinding) -> dict[str, Any]:
     return {
         "sender": alert.sender,
-        "level": _ALERT_LEVELS.get(alert.level, alert.level) if alert.level is not None else None,
+        "level": ALERT_LEVEL_NAMES.get(alert.level, alert.level) if alert.level is not None else None,
         "description": alert.name,
         "code": alert.description,
         "evidence": alert.evidence,
@@ -282,7 +264,7 @@ def _alert(alert: AlertFinding) -> dict[str, Any]:
     }
 
 
-def _client_hello(hello: ClientHello, fingerprints: Ja4) -> dict[str, Any]:
+def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[str, Any]:
     ech = hello.ech
     return {
         "legacy_version": hello.legacy_version,
@@ -315,16 +297,16 @@ def _client_hello(hello: ClientHello, fingerprints: Ja4) -> dict[str, Any]:
         "compression_methods": list(hello.compression_methods),
         "grease": any(is_grease(value) for value in (*hello.cipher_suites, *hello.extension_types)),
         "sslv2": hello.sslv2,
-        "ja3_full": ja3_string(hello),
+        "ja3_full": fingerprints.ja3_full,
         # FoxIO's JA4.N numbering is client_hello (1) and second_client_hello (2).
-        "ja4": fingerprints.ja4,
-        "ja4_r": fingerprints.ja4_r,
-        "ja4_o": fingerprints.ja4_o,
-        "ja4_ro": fingerprints.ja4_ro,
+        "ja4": fingerprints.ja4.ja4,
+        "ja4_r": fingerprints.ja4.ja4_r,
+        "ja4_o": fingerprints.ja4.ja4_o,
+        "ja4_ro": fingerprints.ja4.ja4_ro,
     }
 
 
-def _server_hello(hello: ServerHello) -> dict[str, Any]:
+def _server_hello(hello: ServerHello, fingerprints: ServerFingerprints) -> dict[str, Any]:
     return {
         "legacy_version": hello.legacy_version,
         "selected_version": hello.selected_version,
@@ -332,7 +314,7 @@ def _server_hello(hello: ServerHello) -> dict[str, Any]:
         "extensions": [extension.type for extension in hello.extensions],
         "key_share_group": hello.key_share_group,
         "pre_shared_key": hello.has_pre_shared_key,
-        "ja3s_full": ja3s_string(hello),
+        "ja3s_full": fingerprints.ja3s_full,
     }
 
 

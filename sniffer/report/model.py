@@ -3,68 +3,52 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
-from helloscope.parsers.certs import CertificateRequest, X509Summary
+import socket
+
+from helloscope.parsers.certs import CertificateMessage, CertificateRequest, X509Summary
+from helloscope.parsers.fingerprints import Ja4
 from helloscope.parsers.flags import TlsFlags
 from helloscope.parsers.hello import ClientHello, ServerHello
-from helloscope.parsers.registry import ALERT_NAMES
-
-# How a finding was learned. An inference is never labelled as seen.
-PLAINTEXT: Final = "plaintext"
-DECRYPTED: Final = "decrypted"
-INFERRED: Final = "inferred"
-UNKNOWN: Final = "unknown"
-
-# outcome values (DESIGN.md)
-INCOMPLETE: Final = "incomplete"
-REJECTED: Final = "rejected"
-AUTHENTICATED: Final = "authenticated"
-DECLINED: Final = "declined"
-NOT_REQUESTED: Final = "not_requested"
-FAILED: Final = "failed"
-
-# flag_outcome values; UNKNOWN when the CertificateRequest could not be observed
-HONORED: Final = "honored"
-IGNORED: Final = "ignored"
-UNSOLICITED: Final = "unsolicited"
-NONE: Final = "none"
-
-# client_certificate states
-ABSENT: Final = "absent"
-EMPTY: Final = "empty"
-PRESENTED: Final = "presented"
-
-CLIENT: Final = "client"
-SERVER: Final = "server"
-
+from helloscope.parsers.registry import ALERT_FATAL, ALERT_NAMES, TLS13
+from helloscope.sniffer.vocabulary import (
+    CertificateState,
+    Confidence,
+    DecryptionStatus,
+    EndReason,
+    Evidence,
+    FlagOutcome,
+    Outcome,
+    Sender,
+    Transport,
+)
 
 @dataclass(frozen=True, slots=True)
 class CertificateRequestFinding:
     seen: bool | None
-    evidence: str
+    evidence: Evidence
     message: CertificateRequest | None = None
-    confidence: str | None = None  # inferred findings only: high, medium, low
+    confidence: Confidence | None = None  # inferred findings only
     basis: str | None = None  # inferred findings only: the sizes the guess rests on
 
 
 @dataclass(frozen=True, slots=True)
 class ClientCertificateFinding:
-    state: str | None
-    evidence: str
+    state: CertificateState | None
+    evidence: Evidence
     chain: tuple[X509Summary, ...] = ()
     chain_length: int = 0
     unreadable: tuple[str, ...] = ()  # why a certificate of the chain could not be summarised
-    confidence: str | None = None
+    confidence: Confidence | None = None
     basis: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AlertFinding:
-    sender: str
+    sender: Sender
     level: int | None  # None when the alert record is encrypted
     description: int | None
-    evidence: str
+    evidence: Evidence
     timestamp: float
 
     @property
@@ -75,14 +59,14 @@ class AlertFinding:
 
     @property
     def fatal(self) -> bool:
-        return self.level == 2
+        return self.level == ALERT_FATAL
 
 
 @dataclass(frozen=True, slots=True)
 class RecordTrace:
     """One record after the ServerHello: what size-based inference works from."""
 
-    sender: str
+    sender: Sender
     content_type: int
     length: int
     timestamp: float
@@ -106,14 +90,14 @@ class TcpSummary:
     byte_cap_reached: bool
     client_fin: bool
     server_fin: bool
-    reset_by: str | None
+    reset_by: Sender | None
 
 
 @dataclass(frozen=True, slots=True)
 class QuicClose:
     """A CONNECTION_CLOSE read from an Initial packet, or with keys from a Handshake or 1-RTT packet."""
 
-    sender: str
+    sender: Sender
     packet_type: str  # initial, handshake or 1rtt
     error_code: int
     frame_type: int | None
@@ -151,11 +135,19 @@ class Handshake:
     records: tuple[RecordTrace, ...]
     anomalies: tuple[str, ...]
     key_exchange_group: int | None  # ServerKeyExchange curve (TLS <= 1.2) or key_share group (1.3)
+    certificate_request: CertificateRequest | None  # in the clear (TLS <= 1.2)
+    client_certificate: CertificateMessage | None  # in the clear (TLS <= 1.2)
+    server_flight_done: bool  # ServerHelloDone seen: the server's flight had no CertificateRequest after it
+    client_flight_seen: bool  # the client's second flight (Certificate, ClientKeyExchange, CertificateVerify)
+
+    @property
+    def tls13(self) -> bool:
+        return self.server_hello is not None and self.server_hello.version >= TLS13
 
 
 @dataclass(frozen=True, slots=True)
 class DecryptionSummary:
-    status: str  # not_needed, no_keys, decrypted, decrypt_failed, unsupported
+    status: DecryptionStatus
     reason: str | None
     records: int
     # What the decrypted handshake showed beyond the findings (all False/empty when not decrypted).
@@ -170,29 +162,79 @@ class DecryptionSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionReport:
-    client_ip: str
-    client_port: int
-    server_ip: str
-    server_port: int
-    transport: str
-    start: float
-    end: float
-    end_reason: str
-    handshake: Handshake
+class Conclusion:
+    """What the observations of one connection support, each finding with its evidence."""
+
     certificate_request: CertificateRequestFinding
     client_certificate: ClientCertificateFinding
-    alerts: tuple[AlertFinding, ...]  # plaintext and decrypted, in time order
+    alerts: tuple[AlertFinding, ...]  # plaintext, decrypted and inferred, in time order
     established: bool | None
+    outcome: Outcome
+    outcome_evidence: Evidence
+    flag_outcome: FlagOutcome
+    flag_outcome_evidence: Evidence
+    outcome_confidence: Confidence | None = None
+    outcome_basis: str | None = None
+    # Anomalies found while concluding (a decrypted message that does not parse), after the observed ones.
+    anomalies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Who talked to whom: packed addresses as the wire carries them (4 bytes IPv4, 16 bytes IPv6)."""
+
+    client: bytes
+    client_port: int
+    server: bytes
+    server_port: int
+    transport: Transport
+
+    @property
+    def ipv6(self) -> bool:
+        return len(self.client) == 16
+
+    @property
+    def client_ip(self) -> str:
+        return socket.inet_ntop(socket.AF_INET6 if self.ipv6 else socket.AF_INET, self.client)
+
+    @property
+    def server_ip(self) -> str:
+        return socket.inet_ntop(socket.AF_INET6 if self.ipv6 else socket.AF_INET, self.server)
+
+
+@dataclass(frozen=True, slots=True)
+class HelloFingerprints:
+    """A ClientHello's fingerprints, computed once when the connection is reported."""
+
+    ja3: str | None  # None for an SSLv2 hello, which JA3 does not fingerprint
+    ja3_full: str | None
+    ja4: Ja4
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFingerprints:
+    ja3s: str
+    ja3s_full: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReport:
+    """One connection as reported: its observations, their conclusion and what was derived from them."""
+
+    endpoints: Endpoints
+    start: float
+    end: float
+    end_reason: EndReason
+    handshake: Handshake
+    conclusion: Conclusion
     decryption: DecryptionSummary
-    outcome: str
-    outcome_evidence: str
-    outcome_confidence: str | None
-    outcome_basis: str | None
-    flag_outcome: str
-    flag_outcome_evidence: str
-    preamble: Preamble | None
-    tcp: TcpSummary | None
+    community_id: str
+    client_hello_fingerprints: tuple[HelloFingerprints, ...]  # one per ClientHello, in order
+    server_fingerprints: ServerFingerprints | None
+    next_protocol: bytes | None  # the ALPN the server selected, in the clear or decrypted
+    certificate_findings: tuple[str, ...]  # hygiene of the client's leaf certificate at capture time
+    preamble: Preamble | None = None
+    tcp: TcpSummary | None = None
     quic: QuicSummary | None = None
 
     @property
@@ -208,3 +250,14 @@ class ConnectionReport:
     @property
     def request_mtls(self) -> bool:
         return any(hello.request_mtls for hello in self.handshake.client_hellos)
+
+    @property
+    def anomalies(self) -> tuple[str, ...]:
+        """Every anomaly, observed first: the handshake's, the conclusion's, the hello's, decryption's."""
+        hello = self.client_hello
+        return (
+            *self.handshake.anomalies,
+            *self.conclusion.anomalies,
+            *(hello.anomalies if hello else ()),
+            *self.decryption.anomalies,
+        )

@@ -24,7 +24,8 @@ from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer import __version__
 from helloscope.sniffer.capture.files import PCAP, CaptureError, CaptureReader, open_capture
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor, run_sensor_workers
 from helloscope.sniffer.capture.rings import (
     DEFAULT_BUFFER_MB,
@@ -285,7 +286,7 @@ def _analyze_here(
 ) -> tuple[RunStats, int | None]:
     """One process: every capture through one flow table; the counters and the signal that stopped it."""
     stats = RunStats()
-    table = FlowTable(lambda report: deliver(build_event(report, observer)), stats, limits, ports, keys)
+    table = ConnectionTables(lambda report: deliver(build_event(report, observer)), stats, limits, ports, keys)
     try:
         with _stop_signals_interrupt():
             for path in captures:

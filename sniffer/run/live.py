@@ -4,7 +4,7 @@ One :class:`Sensor` owns a frame source (a :class:`helloscope.sniffer.capture.ri
 followed key logs and the optional handshake pcap; :func:`serve` runs it. :func:`run_sensor` does so in
 this process; :func:`run_sensor_workers` in N worker processes (helloscope.sniffer.run.parallel), one capture each in
 one fanout group, with the events written by the parent. Connections are reported when they conclude or
-go idle (``FlowTable.expire`` about once a second, also on a quiet link); on SIGTERM/SIGINT every
+go idle (``ConnectionTables.expire`` about once a second, also on a quiet link); on SIGTERM/SIGINT every
 pending one is reported before the outputs close. SIGHUP reopens the output files and the pcap files
 (logrotate); the parent passes it on to its workers. With workers, ``--write-pcap NAME.EXT`` becomes one
 file per worker, ``NAME.wN.EXT``: a pcapng section cannot have two writers.
@@ -30,11 +30,12 @@ from typing import Any, Final, Protocol
 
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.report.events import ECS_VERSION, Observer, build_event, iso_time
-from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.run.keylog_follow import KeyLogFollower
 from helloscope.sniffer.capture.rings import KernelStats
 from helloscope.sniffer.run.parallel import Job, Worker, run_workers
-from helloscope.sniffer.capture.pcapwriter import HandshakePcap
+from helloscope.sniffer.run.pcapwriter import HandshakePcap
 from helloscope.sniffer.run.pipeline import Frame, feed_frames
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
@@ -100,7 +101,7 @@ class Sensor:
         self._unreadable: set[str] = set()  # key logs already warned about, until readable again
         self._flawed: set[str] = set()  # key logs whose unusable lines were already warned about
         self._pcap = HandshakePcap(settings.write_pcap, self.stats) if settings.write_pcap else None
-        self._table = FlowTable(self._report, self.stats, settings.limits, settings.ports, self._keys)
+        self._table = ConnectionTables(self._report, self.stats, settings.limits, settings.ports, self._keys)
         self._next_expiry = 0.0
         self.follow_keylogs(strict=True)
 

@@ -7,7 +7,7 @@ warnings, ``on_progress`` for progress, and returns the workers' :class:`~hellos
 summed into one :class:`Outcome`::
 
     def job(worker: Worker) -> None:            # runs in the worker process
-        table = FlowTable(lambda report: worker.emit(build_event(report, observer)), worker.stats, ...)
+        table = ConnectionTables(lambda report: worker.emit(build_event(report, observer)), worker.stats, ...)
         try:
             ...                                  # feed packets; worker.progress(bytes, packets) now and then
         finally:
@@ -56,7 +56,8 @@ from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import CaptureReader, Truncation, open_capture
 from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, decode
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.run.pipeline import absorb_secrets, feed_frames
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
@@ -468,7 +469,7 @@ def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split
     def emit(report: ConnectionReport) -> None:
         worker.emit(build_event(report, observer))
 
-    table = FlowTable(emit, stats, settings.limits, settings.ports, settings.keys)
+    table = ConnectionTables(emit, stats, settings.limits, settings.ports, settings.keys)
     counts = not split or worker.index == 0  # whose are the per-file counters when all read every file
     try:
         for path in paths:
@@ -494,7 +495,7 @@ class _Share:
     """
 
     def __init__(
-        self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool, table: FlowTable, idle: float
+        self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool, table: ConnectionTables, idle: float
     ) -> None:
         self._table = table
         self._step = max(1.0, idle / 10)

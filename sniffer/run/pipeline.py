@@ -9,12 +9,10 @@ from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import CaptureReader, Truncation
 from helloscope.sniffer.capture.decode import Segment, decode
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
-
-TCP = 6
-UDP = 17
 
 Frame: TypeAlias = tuple[float, int, bytes]  # (timestamp, linktype, frame) as capture readers yield them
 Tap: TypeAlias = Callable[[float, int, bytes, Segment], None]
@@ -22,7 +20,7 @@ Tap: TypeAlias = Callable[[float, int, bytes, Segment], None]
 
 def feed_capture(
     reader: CaptureReader,
-    table: FlowTable,
+    table: ConnectionTables,
     stats: RunStats,
     keys: KeyLog | None = None,
     frames: Iterable[Frame] | None = None,
@@ -45,23 +43,22 @@ def feed_capture(
 
 def feed_frames(
     frames: Iterable[Frame],
-    table: FlowTable,
+    table: ConnectionTables,
     stats: RunStats,
     keys: KeyLog | None = None,
     secrets: Sequence[bytes] = (),
     tap: Tap | None = None,
 ) -> float | None:
-    """Decode frames and hand TCP segments to ``table`` and UDP datagrams to ``table.quic``; return the
-    last frame's timestamp (None without frames).
+    """Decode frames and hand their TCP segments and UDP datagrams to ``table``; return the last frame's
+    timestamp (None without frames).
 
     ``secrets`` may grow while ``frames`` is consumed (a pcapng reader appends the Decryption Secrets
     Blocks it meets); new ones join ``keys`` before the next frame. ``tap`` sees every decoded frame
     before the table does, so a report caused by that frame can already include it.
     """
-    packet = table.packet
-    datagram = table.quic.datagram
+    feed = table.segment
     absorbed = 0
-    undecoded = tcp = udp = count = size = 0
+    undecoded = count = size = 0
     timestamp = None
     try:
         for timestamp, linktype, frame in frames:
@@ -75,19 +72,12 @@ def feed_frames(
                 continue
             if tap is not None:
                 tap(timestamp, linktype, frame, segment)
-            if segment.proto == TCP:
-                tcp += 1
-                packet(timestamp, segment)
-            elif segment.proto == UDP:
-                udp += 1
-                datagram(timestamp, segment)
+            feed(timestamp, segment)
     finally:
         # Also when a stop (KeyboardInterrupt) ends the loop early: what was fed is counted.
         stats.packets += count
         stats.bytes += size
         stats.undecoded_frames += undecoded
-        stats.tcp_segments += tcp
-        stats.udp_datagrams += udp
     return timestamp
 
 
@@ -120,7 +110,7 @@ def analyze_files(
     def emit(report: ConnectionReport) -> None:
         events.append(build_event(report, observer))
 
-    table = FlowTable(emit, stats, limits, keys=keys)
+    table = ConnectionTables(emit, stats, limits, keys=keys)
     for reader in readers:
         feed_capture(reader, table, stats, keys)
     table.flush()

@@ -21,8 +21,6 @@ error) feed the same correlation as decrypted TCP; the connection settles on tha
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from typing import Final
 
 from helloscope.parsers.errors import ParseError
@@ -58,36 +56,19 @@ from helloscope.parsers.quic import (
     unprotect,
 )
 from helloscope.parsers.records import HandshakeReader
-from helloscope.parsers.registry import FINISHED
+from helloscope.parsers.registry import ALERT_FATAL
 from helloscope.sniffer.capture.decode import Segment
-from helloscope.sniffer.handshake.decryption import (
-    APPLICATION,
-    DECRYPT_FAILED,
-    DONE,
-    HANDSHAKE_PHASE,
-    NO_KEYS,
-    NOT_NEEDED,
-    DecryptedMessage,
-    Decryption,
-    Session,
-)
-from helloscope.sniffer.transport.tcp import CAPTURE_END, DEFAULT_LIMITS, EVICTED, HANDSHAKE_SETTLED, IDLE, Limits, _ip_text
-from helloscope.sniffer.report.model import (
-    CLIENT,
-    DECRYPTED,
-    PLAINTEXT,
-    SERVER,
-    AlertFinding,
-    ConnectionReport,
-    QuicClose,
-    QuicSummary,
-)
-from helloscope.sniffer.handshake.finish import Endpoints, report_connection
+from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption, Session
+from helloscope.sniffer.handshake.finish import TransportEnd, finish_connection
+from helloscope.sniffer.handshake.settlement import quic_settled, quic_verdict_seen
+from helloscope.sniffer.handshake.tracker import ConnectionTracker
+from helloscope.sniffer.report.model import AlertFinding, ConnectionReport, Endpoints, QuicClose, QuicSummary
 from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.handshake.tracker import MAX_TRACED_RECORDS, ConnectionTracker
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Connection, ConnectionTable, Emit, Limits
+from helloscope.sniffer.vocabulary import DecryptionStatus, EndReason, Evidence, Phase, Sender, Transport
 
 QUIC_TRANSPORT_PARAMETERS: Final = 0x39
-FATAL: Final = 2
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 
 Endpoint = tuple[bytes, int]
 Path = tuple[bytes, int, bytes, int]  # src, sport, dst, dport
@@ -99,7 +80,7 @@ _SECRETS: Final = {
     (CLIENT, ONE_RTT): CLIENT_TRAFFIC_SECRET_0,
     (SERVER, ONE_RTT): SERVER_TRAFFIC_SECRET_0,
 }
-_PHASES: Final = {HANDSHAKE: HANDSHAKE_PHASE, ONE_RTT: APPLICATION}
+_PHASES: Final = {HANDSHAKE: Phase.HANDSHAKE, ONE_RTT: Phase.APPLICATION}
 # Frames that do not show an endpoint carrying on with the connection.
 _NOT_CARRYING_ON: Final = frozenset({PADDING, ACK, ACK_ECN, CONNECTION_CLOSE, CONNECTION_CLOSE_APPLICATION})
 NO_ERROR: Final = 0x00
@@ -124,16 +105,16 @@ class _Opener:
     def __init__(self, keylog: KeyLog, session: Session) -> None:
         self.keylog = keylog
         self.session = session
-        self.keys: dict[tuple[str, str, int], PacketKeys | None] = {}
-        self.readers: dict[tuple[str, str], tuple[CryptoStream, HandshakeReader]] = {}
+        self.keys: dict[tuple[Sender, str, int], PacketKeys | None] = {}
+        self.readers: dict[tuple[Sender, str], tuple[CryptoStream, HandshakeReader]] = {}
         self.messages: list[DecryptedMessage] = []
         self.alerts: list[AlertFinding] = []
-        self.application: list[tuple[str, float]] = []
+        self.application: list[tuple[Sender, float]] = []
         self.opened = 0
         self.failures: dict[str, int] = {}
-        self.largest: dict[tuple[str, str], int] = {}  # packet number spaces, for decoding the numbers
+        self.largest: dict[tuple[Sender, str], int] = {}  # packet number spaces, for decoding the numbers
 
-    def _packet_keys(self, sender: str, level: str, version: int) -> PacketKeys | None:
+    def _packet_keys(self, sender: Sender, level: str, version: int) -> PacketKeys | None:
         slot = (sender, level, version)
         if slot not in self.keys:
             secret = self.keylog.secret(_SECRETS[(sender, level)], self.session.client_random)
@@ -148,7 +129,7 @@ class _Opener:
         self.failures[reason] = self.failures.get(reason, 0) + 1
 
     def packet(
-        self, sender: str, datagram: bytes, header: Header, timestamp: float, version: int
+        self, sender: Sender, datagram: bytes, header: Header, timestamp: float, version: int
     ) -> ConnectionClose | None:
         """Open one packet; return the CONNECTION_CLOSE it carries, if any."""
         level = header.packet_type or ""
@@ -188,22 +169,16 @@ class _Opener:
 
     @property
     def verdict(self) -> bool:
-        """The client has finished and the server has answered it: nothing later changes the outcome."""
-        finished = next((m.timestamp for m in self.messages if m.sender == CLIENT and m.msg_type == FINISHED), None)
-        if finished is None:
-            return False
-        return any(alert.sender == SERVER for alert in self.alerts) or any(
-            sender == SERVER and timestamp >= finished for sender, timestamp in self.application
-        )
+        return quic_verdict_seen(self.messages, self.alerts, self.application)
 
     def result(self) -> Decryption:
         if not self.opened:
             reason = ", ".join(sorted(self.failures)) or "no Handshake packet seen"
-            return Decryption(DECRYPT_FAILED, reason)
-        return Decryption(DONE, None, tuple(self.messages), tuple(self.alerts), self.opened, tuple(self.application))
+            return Decryption(DecryptionStatus.DECRYPT_FAILED, reason)
+        return Decryption(DecryptionStatus.DECRYPTED, None, tuple(self.messages), tuple(self.alerts), self.opened, tuple(self.application))
 
 
-class _Connection:
+class _Connection(Connection):
     __slots__ = (
         "cids",
         "client",
@@ -211,20 +186,16 @@ class _Connection:
         "client_packets",
         "client_scid",
         "close",
-        "done",
         "handshake_packets",
         "initial_dcid",
         "keys",
         "largest",
-        "last_seen",
         "opener",
         "original_dcid",
-        "reported",
         "retry",
         "server",
         "server_cid",
         "server_packets",
-        "start",
         "streams",
         "tracker",
         "undecryptable",
@@ -232,6 +203,7 @@ class _Connection:
     )
 
     def __init__(self, client: Endpoint, server: Endpoint, header: Header, timestamp: float) -> None:
+        super().__init__(timestamp)
         self.client = client
         self.server = server
         self.version = header.version
@@ -241,10 +213,6 @@ class _Connection:
         self.largest = {CLIENT: -1, SERVER: -1}  # Initial packet numbers, for decoding them
         self.cids: list[CidKey] = []
         self.server_cid: bytes | None = None
-        self.start = timestamp
-        self.last_seen = timestamp
-        self.done = False
-        self.reported = False
         self.retry = False
         self.client_handshake = False  # the client sent a Handshake packet: its Initial phase is over
         self.client_packets = self.server_packets = self.undecryptable = self.handshake_packets = 0
@@ -264,7 +232,7 @@ class _Connection:
         self.keys.clear()
         self._restart()
 
-    def packet_keys(self, version: int, sender: str) -> PacketKeys:
+    def packet_keys(self, version: int, sender: Sender) -> PacketKeys:
         label = CLIENT_IN if sender == CLIENT else SERVER_IN
         cached = self.keys.get((version, label))
         if cached is None:
@@ -273,43 +241,41 @@ class _Connection:
 
     @property
     def settled(self) -> bool:
-        tracker = self.tracker
-        if self.close is not None or tracker.fatal_alert_seen:
-            return True
-        if self.opener is not None:
-            return self.opener.verdict or self.opener.opened + sum(self.opener.failures.values()) >= MAX_TRACED_RECORDS
-        return tracker.server_hello is not None and self.client_handshake
+        opener = self.opener
+        return quic_settled(
+            closed=self.close is not None,
+            progress=self.tracker,
+            server_hello_seen=self.tracker.server_hello is not None,
+            client_left_initial=self.client_handshake,
+            opened=None if opener is None else opener.opened + sum(opener.failures.values()),
+            verdict=opener is not None and opener.verdict,
+        )
 
-    def closed(self, sender: str, packet_type: str, close: ConnectionClose) -> None:
+    def closed(self, sender: Sender, packet_type: str, close: ConnectionClose) -> None:
         if self.close is None:
             self.close = QuicClose(
                 sender, packet_type, close.error_code, close.frame_type, close.reason, close.application
             )
 
 
-class QuicTable:
+class QuicTable(ConnectionTable[_Connection]):
+    """UDP datagrams in, one report per QUIC connection out."""
+
     def __init__(
         self,
-        emit: Callable[[ConnectionReport], None],
+        emit: Emit,
         stats: RunStats,
         limits: Limits = DEFAULT_LIMITS,
         keys: KeyLog | None = None,
         ports: frozenset[int] = frozenset(),
     ) -> None:
-        self._emit = emit
+        super().__init__(emit, stats, limits)
         self._ports = ports  # when given, only connections to or from these ports are followed
-        self._stats = stats
-        self._limits = limits
         self._keys = keys
         self._by_cid: dict[CidKey, _Connection] = {}
         # The latest connection on each path, both directions: short headers carry a DCID of unknown
         # length, so a 1-RTT packet is matched against that connection's CIDs.
         self._paths: dict[Path, _Connection] = {}
-        self._order: deque[_Connection] = deque()  # creation order, for the connection cap and idle sweeps
-        self._next_sweep = 0.0
-
-    def __len__(self) -> int:
-        return len(self._order)
 
     # ----- datagrams -----------------------------------------------------------------------------
 
@@ -330,9 +296,7 @@ class QuicTable:
         if end < len(payload) and self._paths:  # a short header, alone or after the long ones
             touched = self._one_rtt(timestamp, payload, end, source, destination) or touched
         if touched is not None and not touched.done and touched.settled:
-            self._report(touched, HANDSHAKE_SETTLED)
-        if timestamp >= self._next_sweep:
-            self.expire(timestamp)
+            self.settle(touched, EndReason.HANDSHAKE_SETTLED)
 
     def _one_rtt(
         self, timestamp: float, datagram: bytes, start: int, source: Endpoint, destination: Endpoint
@@ -343,15 +307,14 @@ class QuicTable:
         sender = CLIENT if source == connection.client else SERVER
         dcid = connection.server_cid if sender == CLIENT else connection.client_scid
         header = short_header(datagram, start, connection.version, dcid) if dcid is not None else None
-        if header is None:
+        if header is None or self.ended_on_arrival(connection, timestamp):
             return None
-        connection.last_seen = timestamp
         self._open_protected(connection, sender, datagram, header, timestamp)
         return connection
 
     @staticmethod
     def _open_protected(
-        connection: _Connection, sender: str, datagram: bytes, header: Header, timestamp: float
+        connection: _Connection, sender: Sender, datagram: bytes, header: Header, timestamp: float
     ) -> None:
         opener = connection.opener
         assert opener is not None
@@ -361,7 +324,7 @@ class QuicTable:
         if close is not None and connection.close is None:
             connection.closed(sender, header.packet_type or "", close)
             if close.tls_alert is not None:
-                opener.alerts.append(AlertFinding(sender, FATAL, close.tls_alert, DECRYPTED, timestamp))
+                opener.alerts.append(AlertFinding(sender, ALERT_FATAL, close.tls_alert, Evidence.DECRYPTED, timestamp))
 
     def _packet(
         self, timestamp: float, datagram: bytes, header: Header, source: Endpoint, destination: Endpoint
@@ -369,11 +332,12 @@ class QuicTable:
         if header.packet_type is None or header.version == 0:
             return None  # Version Negotiation, or a version without public Initial keys
         connection = self._by_cid.get((*source, *destination, header.dcid))
+        if connection is not None and self.ended_on_arrival(connection, timestamp):
+            connection = None
         if connection is None:
             if header.packet_type != INITIAL:
                 return None
             return self._open(timestamp, datagram, header, source, destination)
-        connection.last_seen = timestamp
         if connection.done:
             return None
         sender = CLIENT if source == connection.client else SERVER
@@ -400,14 +364,8 @@ class QuicTable:
             unprotect(datagram, header, initial_keys(header.version, header.dcid, CLIENT_IN))
         except ParseError:
             return None  # a server Initial we lack the start of, a corrupt packet, or not QUIC at all
-        while len(self._order) >= self._limits.max_flows:
-            oldest = self._order.popleft()
-            if not oldest.reported:
-                self._stats.flow_cap_evictions += 1
-            self._finish(oldest, EVICTED)
         connection = _Connection(client, server, header, timestamp)
-        self._order.append(connection)
-        self._stats.flows_tracked += 1
+        self._admit(connection)
         self._register(connection, (*client, *server, header.dcid))
         self._register(connection, (*server, *client, header.scid))
         self._paths[(*client, *server)] = self._paths[(*server, *client)] = connection
@@ -418,7 +376,9 @@ class QuicTable:
         self._by_cid[key] = connection
         connection.cids.append(key)
 
-    def _initial(self, connection: _Connection, timestamp: float, datagram: bytes, header: Header, sender: str) -> None:
+    def _initial(
+        self, connection: _Connection, timestamp: float, datagram: bytes, header: Header, sender: Sender
+    ) -> None:
         try:
             packet = unprotect(
                 datagram, header, connection.packet_keys(header.version, sender), connection.largest[sender]
@@ -448,7 +408,7 @@ class QuicTable:
             connection.closed(sender, INITIAL, close)
             alert = close.tls_alert
             if alert is not None:
-                tracker.alerts.append(AlertFinding(sender, FATAL, alert, PLAINTEXT, timestamp))
+                tracker.alert(AlertFinding(sender, ALERT_FATAL, alert, Evidence.PLAINTEXT, timestamp))
         if connection.opener is None and tracker.server_hello is not None and self._keys is not None:
             session = tracker.session()
             if session is not None and self._keys.labels(session.client_random):
@@ -456,15 +416,7 @@ class QuicTable:
 
     # ----- lifecycle -----------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """End of input: report every connection still open."""
-        for connection in self._order:
-            self._finish(connection, CAPTURE_END)
-        self._order.clear()
-
-    def _finish(self, connection: _Connection, reason: str) -> None:
-        if not connection.reported:
-            self._report(connection, reason)
+    def _forget(self, connection: _Connection) -> None:
         for key in connection.cids:
             if self._by_cid.get(key) is connection:
                 del self._by_cid[key]
@@ -473,38 +425,14 @@ class QuicTable:
             if self._paths.get(path) is connection:
                 del self._paths[path]
 
-    def expire(self, now: float) -> None:
-        """Report and drop connections silent for longer than the idle timeout at ``now``."""
-        idle = self._limits.idle_timeout
-        self._next_sweep = now + max(1.0, idle / 10)
-        kept: deque[_Connection] = deque()
-        for connection in self._order:
-            if now - connection.last_seen > idle:
-                if not connection.reported:
-                    self._stats.idle_evictions += 1
-                self._finish(connection, IDLE)
-            else:
-                kept.append(connection)
-        self._order = kept
-
     # ----- reports -------------------------------------------------------------------------------
 
-    def _report(self, connection: _Connection, reason: str) -> None:
-        connection.done = True
-        connection.reported = True
+    def _report(self, connection: _Connection, reason: EndReason) -> ConnectionReport:
         tracker = connection.tracker
-        missing = ": CRYPTO data missing" if connection.streams[CLIENT].pending_bytes else ""
+        notes: list[str] = []
         if any(stream.capped for stream in connection.streams.values()):
-            tracker.note("quic_crypto_byte_cap_reached")
-        parameters = self._transport_parameters(tracker)
-        decryption = self._decryption(tracker, connection)
-        endpoints = Endpoints(
-            _ip_text(connection.client[0]),
-            connection.client[1],
-            _ip_text(connection.server[0]),
-            connection.server[1],
-            "udp",
-        )
+            notes.append("quic_crypto_byte_cap_reached")
+        parameters = _transport_parameters(tracker, notes)
         quic = QuicSummary(
             version=connection.version,
             original_dcid=connection.original_dcid,
@@ -517,33 +445,37 @@ class QuicTable:
             transport_parameters=parameters,
             close=connection.close,
         )
-        span = (connection.start, connection.last_seen, reason)
-        self._emit(
-            report_connection(
-                tracker, decryption, endpoints, span, self._stats, missing_hello_detail=missing, quic=quic
-            )
+        client, server = connection.client, connection.server
+        end = TransportEnd(
+            endpoints=Endpoints(client[0], client[1], server[0], server[1], Transport.UDP),
+            start=connection.start,
+            end=connection.last_seen,
+            reason=reason,
+            ja4_transport="q",
+            missing_hello_detail=": CRYPTO data missing" if connection.streams[CLIENT].pending_bytes else "",
+            anomalies=tuple(notes),
+            quic=quic,
         )
+        return finish_connection(tracker, _decryption(connection), end)
 
-    @staticmethod
-    def _transport_parameters(tracker: ConnectionTracker) -> tuple[tuple[str, int | bytes], ...]:
-        hello = tracker.client_hellos[0] if tracker.client_hellos else None
-        data = (
-            next((ext.data for ext in hello.extensions if ext.type == QUIC_TRANSPORT_PARAMETERS), None)
-            if hello
-            else None
-        )
-        if data is None:
-            return ()
-        try:
-            return tuple((parameter.name, parameter.value) for parameter in parse_transport_parameters(data))
-        except ParseError as error:
-            tracker.note(f"client_quic_transport_parameters_malformed: {error.what}")
-            return ()
 
-    @staticmethod
-    def _decryption(tracker: ConnectionTracker, connection: _Connection) -> Decryption:
-        if connection.opener is not None:
-            return connection.opener.result()
-        if tracker.session() is None or not connection.handshake_packets:
-            return Decryption(NOT_NEEDED)
-        return Decryption(NO_KEYS)
+def _transport_parameters(tracker: ConnectionTracker, notes: list[str]) -> tuple[tuple[str, int | bytes], ...]:
+    hello = tracker.client_hellos[0] if tracker.client_hellos else None
+    data = (
+        next((ext.data for ext in hello.extensions if ext.type == QUIC_TRANSPORT_PARAMETERS), None) if hello else None
+    )
+    if data is None:
+        return ()
+    try:
+        return tuple((parameter.name, parameter.value) for parameter in parse_transport_parameters(data))
+    except ParseError as error:
+        notes.append(f"client_quic_transport_parameters_malformed: {error.what}")
+        return ()
+
+
+def _decryption(connection: _Connection) -> Decryption:
+    if connection.opener is not None:
+        return connection.opener.result()
+    if connection.tracker.session() is None or not connection.handshake_packets:
+        return Decryption(DecryptionStatus.NOT_NEEDED)
+    return Decryption(DecryptionStatus.NO_KEYS)

@@ -11,24 +11,23 @@ never carry data costs only the small :class:`_Flow` record each (see bench/reso
 
 from __future__ import annotations
 
-import socket
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_sslv2_client_hello
-from helloscope.parsers.keylog import CLIENT_RANDOM, KeyLog
+from helloscope.parsers.keylog import KeyLog
 from helloscope.parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
 from helloscope.parsers.records import RecordReader
 from helloscope.sniffer.capture.decode import Segment
-from helloscope.sniffer.handshake.decryption import NO_KEYS, NOT_NEEDED, Decryption, decrypt
-from helloscope.sniffer.transport.reassembly import StreamReassembler
-from helloscope.sniffer.report.model import CLIENT, SERVER, ConnectionReport, Preamble, TcpSummary
-from helloscope.sniffer.handshake.finish import Endpoints, report_connection
-from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.handshake.decryption import decryption_of
+from helloscope.sniffer.handshake.finish import TransportEnd, finish_connection
+from helloscope.sniffer.handshake.settlement import keys_can_follow
 from helloscope.sniffer.handshake.tracker import ConnectionTracker
+from helloscope.sniffer.report.model import ConnectionReport, Endpoints, Preamble, TcpSummary
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Connection, ConnectionTable, Emit, Limits
+from helloscope.sniffer.transport.reassembly import StreamReassembler
+from helloscope.sniffer.vocabulary import EndReason, Sender, Transport
 
 FIN: Final = 0x01
 SYN: Final = 0x02
@@ -37,32 +36,6 @@ ACK: Final = 0x10
 
 # Longest signature the TLS-start scan looks for: re-scan this much of the old buffer on new data.
 _SIGNATURE_OVERLAP: Final = 11
-
-# end_reason values
-HANDSHAKE_SETTLED: Final = "handshake_settled"
-CLOSED: Final = "closed"
-RESET: Final = "reset"
-IDLE: Final = "idle_timeout"
-EVICTED: Final = "flow_cap"
-CAPTURE_END: Final = "capture_end"
-PORT_REUSE: Final = "port_reused"
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Resource bounds; defaults are documented in README."""
-
-    max_flows: int = 200_000
-    max_stream_bytes: int = 256 * 1024
-    max_out_of_order_bytes: int = 64 * 1024
-    max_preamble_bytes: int = 16 * 1024
-    idle_timeout: float = 300.0
-    # False selects the reference path: every protected record is kept even when no key can ever open
-    # it. Reports are identical either way (tests/test_fast_path.py holds them to that).
-    fast_path: bool = True
-
-
-DEFAULT_LIMITS: Final = Limits()
 
 
 class _Direction:
@@ -89,69 +62,41 @@ class _Direction:
 _NO_ISN: Final[tuple[int | None, int | None]] = (None, None)
 
 
-class _Flow:
-    __slots__ = (
-        "client",
-        "done",
-        "fins",
-        "isn",
-        "keys",
-        "last_seen",
-        "reported",
-        "reset_by",
-        "sides",
-        "start",
-        "tls",
-        "tracker",
-    )
+class _Flow(Connection):
+    __slots__ = ("client", "fins", "isn", "keys", "reset_by", "sides", "tls", "tracker")
 
     def __init__(self, key: tuple[bytes, int, bytes, int], timestamp: float) -> None:
+        super().__init__(timestamp)
         reverse = (key[2], key[3], key[0], key[1])
         self.keys = (key, reverse)
-        # Allocated by FlowTable._allocate with the first payload or FIN; index 0: sender of the first packet.
+        # Allocated by TcpTable._allocate with the first payload or FIN; index 0: sender of the first packet.
         self.sides: tuple[_Direction, _Direction] | None = None
         self.tracker: ConnectionTracker | None = None
         self.isn = _NO_ISN  # SYN sequence numbers seen before the sides exist
         self.fins = 0  # bit 1 << side: that side sent a FIN
         self.client: int | None = None
-        self.start = timestamp
-        self.last_seen = timestamp
-        self.done = False
         self.reset_by: int | None = None
-        self.reported = False
         self.tls = False  # the client's first TLS record was found: the flow will be reported
 
-    def role(self, side: int) -> str:
-        return CLIENT if side == self.client else SERVER
+    def role(self, side: int) -> Sender:
+        return Sender.CLIENT if side == self.client else Sender.SERVER
 
 
-class FlowTable:
+class TcpTable(ConnectionTable[_Flow]):
+    """TCP segments in, one report per TLS connection out."""
+
     def __init__(
         self,
-        emit: Callable[[ConnectionReport], None],
+        emit: Emit,
         stats: RunStats,
         limits: Limits = DEFAULT_LIMITS,
         ports: frozenset[int] = frozenset(),
         keys: KeyLog | None = None,
     ) -> None:
-        self._emit = emit
+        super().__init__(emit, stats, limits)
         self._keys = keys
-        self._stats = stats
-        self._limits = limits
-        self._idle = limits.idle_timeout  # read on every packet
         self._ports = ports
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
-        self._order: deque[_Flow] = deque()  # creation order, for flow-cap eviction and idle sweeps
-        self._finished_in_order = 0  # finished flows still in _order, dropped by _compact_order
-        self._next_sweep = 0.0
-        # QUIC connections share the sinks, limits and key log; imported here because helloscope.sniffer.transport.quic
-        # builds on this module.
-        from helloscope.sniffer.transport.quic import QuicTable
-
-        self.quic = QuicTable(emit, stats, limits, keys, ports)
-
-    def __len__(self) -> int:
-        return len(self._flows) // 2
 
     # ----- packets -------------------------------------------------------------------------------
 
@@ -160,12 +105,7 @@ class FlowTable:
         _, src, dst, sport, dport, seq, _, flags, payload, snapped = segment
         key = (src, sport, dst, dport)
         flow = self._flows.get(key)
-        if flow is not None and timestamp - flow.last_seen > self._idle:
-            # Silent for longer than the timeout: it ended then, whether or not a sweep came by since.
-            # So when a sweep runs never changes a report (workers, which sweep on their own clocks,
-            # report what one process does).
-            self._stats.idle_evictions += 1
-            self._finish(flow, IDLE)
+        if flow is not None and self.ended_on_arrival(flow, timestamp):
             flow = None
         if flow is None:
             if not payload and not flags & SYN:
@@ -174,7 +114,6 @@ class FlowTable:
                 return
             flow = self._open(key, timestamp)
         elif flow.done:
-            flow.last_seen = timestamp
             if flags & (FIN | RST):
                 self._teardown(flow, flow.keys.index(key), flags)
             return
@@ -184,9 +123,8 @@ class FlowTable:
             and flow.sides is not None
             and flow.sides[flow.keys.index(key)].stream.delivered
         ):
-            self._finish(flow, PORT_REUSE)
+            self.finish(flow, EndReason.PORT_REUSE)
             flow = self._open(key, timestamp)
-        flow.last_seen = timestamp
         side = 0 if key == flow.keys[0] else 1
         if flags & SYN:
             if flow.sides is not None:
@@ -220,9 +158,7 @@ class FlowTable:
         if flags & (FIN | RST) and not flow.done:
             self._teardown(flow, side, flags)
         elif tracked and not flow.done and tracker.settled and not self._follow_with_keys(tracker):
-            self._report(flow, HANDSHAKE_SETTLED)
-        if timestamp >= self._next_sweep:
-            self._sweep(timestamp)
+            self.settle(flow, EndReason.HANDSHAKE_SETTLED)
 
     def _allocate(self, flow: _Flow) -> tuple[tuple[_Direction, _Direction], ConnectionTracker]:
         """The flow's byte-stream state, made with its first payload."""
@@ -245,90 +181,33 @@ class FlowTable:
     def _follow_with_keys(self, tracker: ConnectionTracker) -> bool:
         """Keep a finished TLS <= 1.2 connection open when the key log can read what follows."""
         session = tracker.session()
-        if tracker.follow_after_handshake or tracker.tls13 or session is None or self._keys is None:
-            return False
-        if CLIENT_RANDOM not in self._keys.labels(session.client_random) or tracker.fatal_alert_seen:
+        if not keys_can_follow(tracker, session.client_random if session else None, self._keys):
             return False
         tracker.follow_after_handshake = True
         return True
 
-    def expire(self, now: float) -> None:
-        """Report and drop TCP and QUIC flows silent for longer than the idle timeout at ``now``.
-
-        Packets drive this on their own; a live sensor also calls it on a quiet link, where no packet
-        arrives to advance the clock.
-        """
-        self._sweep(now)
-        self.quic.expire(now)
-
-    def flush(self) -> None:
-        """End of input: report every connection still open."""
-        for flow in list(self._order):
-            if self._flows.get(flow.keys[0]) is flow:
-                self._finish(flow, CAPTURE_END)
-        self._order.clear()
-        self.quic.flush()
-
     # ----- flow lifecycle ------------------------------------------------------------------------
 
     def _open(self, key: tuple[bytes, int, bytes, int], timestamp: float) -> _Flow:
-        while len(self._flows) // 2 >= self._limits.max_flows and self._order:
-            oldest = self._order.popleft()
-            if self._flows.get(oldest.keys[0]) is oldest:
-                self._stats.flow_cap_evictions += 1
-                self._finish(oldest, EVICTED)
         flow = _Flow(key, timestamp)
+        self._admit(flow)
         self._flows[flow.keys[0]] = flow
         self._flows[flow.keys[1]] = flow
-        self._order.append(flow)
-        self._stats.flows_tracked += 1
         return flow
 
     def _teardown(self, flow: _Flow, side: int, flags: int) -> None:
         if flags & RST:
             flow.reset_by = side
-            self._finish(flow, RESET)
+            self.finish(flow, EndReason.RESET)
             return
         flow.fins |= 1 << side
         if flow.fins == 3:
-            self._finish(flow, CLOSED)
+            self.finish(flow, EndReason.CLOSED)
 
-    def _finish(self, flow: _Flow, reason: str) -> None:
-        """Report the flow if it has not been, and forget it."""
-        if not flow.reported:
-            self._report(flow, reason)
+    def _forget(self, flow: _Flow) -> None:
         for key in flow.keys:
             if self._flows.get(key) is flow:
                 del self._flows[key]
-        self._finished_in_order += 1
-        if self._finished_in_order > len(self._order) // 2:
-            self._compact_order()
-
-    def _compact_order(self) -> None:
-        """Drop finished flows from the creation-order queue.
-
-        Sweeps run every ``idle_timeout / 10`` seconds of capture time, and until then the queue alone
-        would keep every finished flow (tracker, buffered records) alive: on a busy link that was most
-        of the peak memory. Compacting once half the queue is finished keeps the cost amortised O(1).
-        """
-        flows = self._flows
-        self._order = deque(flow for flow in self._order if flows.get(flow.keys[0]) is flow)
-        self._finished_in_order = 0
-
-    def _sweep(self, now: float) -> None:
-        idle = self._limits.idle_timeout
-        self._next_sweep = now + max(1.0, idle / 10)
-        kept: deque[_Flow] = deque()
-        for flow in self._order:
-            if self._flows.get(flow.keys[0]) is not flow:
-                continue
-            if now - flow.last_seen > idle:
-                self._stats.idle_evictions += 1
-                self._finish(flow, IDLE)
-            else:
-                kept.append(flow)
-        self._order = kept
-        self._finished_in_order = 0
 
     # ----- byte streams --------------------------------------------------------------------------
 
@@ -349,7 +228,7 @@ class FlowTable:
         self, flow: _Flow, direction: _Direction, tracker: ConnectionTracker, side: int, data: bytes, timestamp: float
     ) -> None:
         assert direction.records is not None
-        role = CLIENT if side == flow.client else SERVER
+        role = flow.role(side)
         reader = direction.records
         try:
             records = reader.feed(data)
@@ -435,7 +314,7 @@ class FlowTable:
         if client is not None and sides[client].records is not None:
             server = sides[1 - client]
             if server.records is None and len(server.pending) > bound:
-                tracker.stream_broken(SERVER, "tls_not_found")
+                tracker.stream_broken(Sender.SERVER, "tls_not_found")
                 server.stop()
             return
         if any(len(direction.pending) > bound for direction in sides):
@@ -447,12 +326,10 @@ class FlowTable:
 
     # ----- reports -------------------------------------------------------------------------------
 
-    def _report(self, flow: _Flow, reason: str) -> None:
-        flow.done = True
-        flow.reported = True
+    def _report(self, flow: _Flow, reason: EndReason) -> ConnectionReport | None:
         tracker, sides = flow.tracker, flow.sides
         if sides is None or tracker is None:
-            return  # no payload ever arrived: nothing to count, never TLS
+            return None  # no payload ever arrived: nothing to count, never TLS
         streams = [direction.stream for direction in sides]
         stats = self._stats
         for stream in streams:
@@ -465,19 +342,13 @@ class FlowTable:
             direction.pending = bytearray()
             direction.records = None
         if not flow.tls or flow.client is None:
-            return
+            return None
         client_stream = streams[flow.client]
-        missing = ": segments missing" if client_stream.pending_bytes or client_stream.gaps else ""
-        session = tracker.session()
-        if session is None or not tracker.protected_seen:
-            decryption = Decryption(NOT_NEEDED)
-        elif not tracker.keep_protected:
-            decryption = Decryption(NO_KEYS)  # what decrypt() says when no key names this connection
-        else:
-            decryption = decrypt(session, tracker.protected, self._keys)
+        decryption = decryption_of(
+            tracker.session(), tracker.protected_seen, tracker.protected if tracker.keep_protected else None, self._keys
+        )
         client, server = flow.client, 1 - flow.client
         client_key = flow.keys[client]
-        endpoints = Endpoints(_ip_text(client_key[0]), client_key[1], _ip_text(client_key[2]), client_key[3], "tcp")
         tcp = TcpSummary(
             client_bytes=streams[client].delivered,
             server_bytes=streams[server].delivered,
@@ -490,26 +361,21 @@ class FlowTable:
             server_fin=bool(flow.fins >> server & 1),
             reset_by=None if flow.reset_by is None else flow.role(flow.reset_by),
         )
-        self._emit(
-            report_connection(
-                tracker,
-                decryption,
-                endpoints,
-                (flow.start, flow.last_seen, reason),
-                stats,
-                missing_hello_detail=missing,
-                server_closed=bool(flow.fins >> server & 1) or flow.reset_by == server,
-                preamble=_preamble(sides[client].preamble, sides[server].preamble),
-                tcp=tcp,
-            )
+        end = TransportEnd(
+            endpoints=Endpoints(client_key[0], client_key[1], client_key[2], client_key[3], Transport.TCP),
+            start=flow.start,
+            end=flow.last_seen,
+            reason=reason,
+            ja4_transport="t",
+            server_closed=bool(flow.fins >> server & 1) or flow.reset_by == server,
+            missing_hello_detail=": segments missing" if client_stream.pending_bytes or client_stream.gaps else "",
+            preamble=_preamble(sides[client].preamble, sides[server].preamble),
+            tcp=tcp,
         )
+        return finish_connection(tracker, decryption, end)
 
 
 def _preamble(client: bytes, server: bytes) -> Preamble | None:
     if not client and not server:
         return None
     return Preamble(classify_preamble(client, server), len(client), len(server))
-
-
-def _ip_text(packed: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from helloscope.sniffer.handshake.inference import ACCEPTED, ALERT_AND_CLOSE, HIGH, MEDIUM, Sizes, infer
-from helloscope.sniffer.report.model import CLIENT, EMPTY, PRESENTED, SERVER, RecordTrace
+from helloscope.sniffer.handshake.inference import Sizes, infer
+from helloscope.sniffer.report.model import RecordTrace
+from helloscope.sniffer.vocabulary import CertificateState, Confidence, Sender, Verdict
+
+CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
+HIGH, MEDIUM = Confidence.HIGH, Confidence.MEDIUM
+EMPTY, PRESENTED = CertificateState.EMPTY, CertificateState.PRESENTED
+ACCEPTED, ALERT_AND_CLOSE = Verdict.ACCEPTED, Verdict.ALERT_AND_CLOSE
 
 AES_128_GCM, AES_256_GCM, CCM_8 = 0x1301, 0x1302, 0x1305
 

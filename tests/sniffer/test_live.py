@@ -18,11 +18,12 @@ from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.transport.tcp import FlowTable, Limits
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.run.keylog_follow import KeyLogFollower
 from helloscope.sniffer.run.live import Sensor, SensorSettings, Signals, run_sensor, stats_event
 from helloscope.sniffer.capture.rings import KernelStats
-from helloscope.sniffer.capture.pcapwriter import HandshakeBounds, HandshakePcap
+from helloscope.sniffer.run.pcapwriter import HandshakeBounds, HandshakePcap
 from helloscope.sniffer.run.pipeline import Frame, analyze_files, feed_frames
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
@@ -251,7 +252,7 @@ def test_handshake_pcap_bounds_what_it_holds_and_counts_what_it_lets_go(tmp_path
     assert stats.handshake_flows_dropped == 1
     reports: list[ConnectionReport] = []
     with open_capture(str(PCAPS / "tls13-noauth.pcap")) as reader:
-        table = FlowTable(reports.append, RunStats(), Limits(idle_timeout=time.time()))
+        table = ConnectionTables(reports.append, RunStats(), Limits(idle_timeout=time.time()))
         feed_frames(reader, table, RunStats())
         table.flush()
     (report,) = reports

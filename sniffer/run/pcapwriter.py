@@ -55,11 +55,10 @@ def flow_key(proto: int, src: bytes, sport: int, dst: bytes, dport: int) -> Flow
 
 
 def report_key(report: ConnectionReport) -> FlowKey:
-    proto = socket.IPPROTO_UDP if report.transport == "udp" else socket.IPPROTO_TCP
-    family = socket.AF_INET6 if ":" in report.client_ip else socket.AF_INET
-    client = socket.inet_pton(family, report.client_ip)
-    server = socket.inet_pton(family, report.server_ip)
-    return flow_key(proto, client, report.client_port, server, report.server_port)
+    endpoints = report.endpoints
+    return flow_key(
+        endpoints.transport.number, endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
+    )
 
 
 class HandshakePcap:

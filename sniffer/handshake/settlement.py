@@ -1,0 +1,109 @@
+"""When a connection is settled: every rule that decides "nothing later can change this report".
+
+A settled connection is reported at once and its later packets cost one dictionary look-up (the fast
+path), so these rules trade report completeness against cost. They live here together, like h11 keeps
+everything that moves its state machine in one module, so that TCP, QUIC and what comes next settle
+by the same rules:
+
+- a fatal alert, or both directions unreadable, ends the story for every version;
+- TLS 1.3 without keys is followed for ``MAX_TRACED_RECORDS`` records (the sizes inference needs);
+- TLS <= 1.2 settles when both Finished are seen, unless a logged key can read what follows (an
+  encrypted alert or a renegotiation), in which case it is followed for ``MAX_PROTECTED_BYTES``;
+- with keys, TLS 1.3 (QUIC) settles once the client has finished and the server has answered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final, Protocol
+
+from helloscope.parsers.keylog import CLIENT_RANDOM, KeyLog
+from helloscope.parsers.registry import FINISHED
+from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption
+from helloscope.sniffer.report.model import AlertFinding
+from helloscope.sniffer.vocabulary import Phase, Sender
+
+# Enough records after the ServerHello to see both flights, the client's answer and the server's verdict.
+MAX_TRACED_RECORDS: Final = 64
+# Enough for both handshake flights with a long certificate chain and the first records after them.
+MAX_PROTECTED_BYTES: Final = 128 * 1024
+
+
+class TlsProgress(Protocol):
+    """What the rules read of a connection tracker."""
+
+    @property
+    def fatal_alert_seen(self) -> bool: ...
+    @property
+    def both_directions_broken(self) -> bool: ...
+    @property
+    def tls13(self) -> bool: ...
+    @property
+    def traced_records(self) -> int: ...
+    @property
+    def protected_bytes(self) -> int: ...
+    @property
+    def established(self) -> bool | None: ...
+
+    follow_after_handshake: bool
+
+
+def tls_settled(progress: TlsProgress) -> bool:
+    """Nothing later on this TLS connection can change its report."""
+    if progress.fatal_alert_seen or progress.both_directions_broken:
+        return True
+    if progress.tls13:
+        return progress.traced_records >= MAX_TRACED_RECORDS
+    if progress.follow_after_handshake:
+        return progress.protected_bytes >= MAX_PROTECTED_BYTES
+    return bool(progress.established)
+
+
+def keys_can_follow(progress: TlsProgress, client_random: bytes | None, keys: KeyLog | None) -> bool:
+    """Whether a finished TLS <= 1.2 connection is worth following past its Finished: its key is logged."""
+    if progress.follow_after_handshake or progress.tls13 or client_random is None or keys is None:
+        return False
+    return CLIENT_RANDOM in keys.labels(client_random) and not progress.fatal_alert_seen
+
+
+def server_went_on(decryption: Decryption, after: float) -> bool:
+    """With keys: the server sent data, a post-handshake message or a graceful alert after ``after``."""
+    return (
+        any(sender == Sender.SERVER and timestamp >= after for sender, timestamp in decryption.application_records)
+        or any(message.sender == Sender.SERVER and message.phase == Phase.APPLICATION for message in decryption.messages)
+        or any(alert.sender == Sender.SERVER and alert.timestamp >= after for alert in decryption.alerts)
+    )
+
+
+def quic_verdict_seen(
+    messages: Iterable[DecryptedMessage],
+    alerts: Iterable[AlertFinding],
+    application: Iterable[tuple[Sender, float]],
+) -> bool:
+    """With keys, QUIC: the client has finished and the server has answered it (an alert, or going on)."""
+    finished = next(
+        (message.timestamp for message in messages if message.sender == Sender.CLIENT and message.msg_type == FINISHED),
+        None,
+    )
+    if finished is None:
+        return False
+    return any(alert.sender == Sender.SERVER for alert in alerts) or any(
+        sender == Sender.SERVER and timestamp >= finished for sender, timestamp in application
+    )
+
+
+def quic_settled(
+    closed: bool, progress: TlsProgress, server_hello_seen: bool, client_left_initial: bool, opened: int | None,
+    verdict: bool,
+) -> bool:
+    """A QUIC connection's report is final.
+
+    Without keys (``opened`` None) the Initial phase is all there is to read: it is over once the client
+    has moved on to Handshake packets after the ServerHello. With keys, once the server's verdict is read
+    or as many packets as TLS would trace were opened or refused.
+    """
+    if closed or progress.fatal_alert_seen:
+        return True
+    if opened is not None:
+        return verdict or opened >= MAX_TRACED_RECORDS
+    return server_hello_seen and client_left_initial

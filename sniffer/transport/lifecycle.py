@@ -1,0 +1,188 @@
+"""The one connection lifecycle every transport lives on: open under a cap, end on arrival after the idle
+timeout, sweep, flush, finish → report.
+
+A transport (TCP flows, QUIC connections, DTLS associations) only moves bytes: it finds the connection a
+packet belongs to, feeds its tracker, and says when the connection is settled or torn down. When and
+how a connection ends, what is counted then, and how the report reaches the sinks is decided here, once,
+so every transport ends connections by the same rules and ``--workers`` gives one process's reports.
+
+The rule that makes reports independent of when sweeps run: a connection silent for longer than the
+idle timeout ended then. A packet that arrives later finds it ended (and may open a new connection);
+a sweep or the capture's end only reports what already ended.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Generic, TypeVar
+
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.vocabulary import EndReason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource bounds; defaults are documented in README."""
+
+    max_flows: int = 200_000
+    max_stream_bytes: int = 256 * 1024
+    max_out_of_order_bytes: int = 64 * 1024
+    max_preamble_bytes: int = 16 * 1024
+    idle_timeout: float = 300.0
+    # False selects the reference path: every protected record is kept even when no key can ever open
+    # it. Reports are identical either way (tests/test_fast_path.py holds them to that).
+    fast_path: bool = True
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+class Connection:
+    """What the lifecycle needs of any transport's connection."""
+
+    __slots__ = ("done", "last_seen", "reported", "start", "tracked")
+
+    def __init__(self, timestamp: float) -> None:
+        self.start = timestamp
+        self.last_seen = timestamp
+        self.done = False  # settled or never TLS: later packets only keep it alive until it ends
+        self.reported = False
+        self.tracked = False  # in the table: admitted and not finished
+
+
+C = TypeVar("C", bound=Connection)
+Emit = Callable[[ConnectionReport], None]
+
+
+class ConnectionTable(ABC, Generic[C]):
+    """Connections of one transport, in creation order, under one cap and one idle timeout.
+
+    ``idle_evictions`` and ``flow_cap_evictions`` count the connections whose following the timeout or
+    the cap cut short, that is those not reported yet: a settled connection that is dropped later loses
+    nothing, and counting it would make the figures depend on how files are shared among workers.
+    """
+
+    def __init__(self, emit: Emit, stats: RunStats, limits: Limits) -> None:
+        self._emit = emit
+        self._stats = stats
+        self._limits = limits
+        self._idle = limits.idle_timeout  # read on every packet
+        self._order: deque[C] = deque()  # creation order, for cap eviction and idle sweeps
+        self._finished_in_order = 0  # finished connections still in _order, dropped by _compact_order
+
+    # ----- what a transport provides -------------------------------------------------------------
+
+    @abstractmethod
+    def _forget(self, connection: C) -> None:
+        """Remove the connection from the transport's look-up tables."""
+
+    @abstractmethod
+    def _report(self, connection: C, reason: EndReason) -> ConnectionReport | None:
+        """The connection's report, or None when there is nothing to report (never TLS)."""
+
+    # ----- the lifecycle -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._order) - self._finished_in_order
+
+    def _admit(self, connection: C) -> None:
+        """Track a new connection, evicting the oldest ones while the table is at its cap."""
+        while len(self) >= self._limits.max_flows and self._order:
+            oldest = self._order.popleft()
+            if oldest.tracked:
+                self._stats.flow_cap_evictions += not oldest.reported
+                self._end(oldest, EndReason.EVICTED)
+            else:
+                self._finished_in_order -= 1
+        connection.tracked = True
+        self._order.append(connection)
+        self._stats.flows_tracked += 1
+
+    def ended_on_arrival(self, connection: C, timestamp: float) -> bool:
+        """A packet for ``connection`` at ``timestamp``: True when the connection had gone idle (it is
+        finished now, as of its last packet); otherwise its clock moves on."""
+        if timestamp - connection.last_seen > self._idle:
+            self._stats.idle_evictions += not connection.reported
+            self.finish(connection, EndReason.IDLE)
+            return True
+        connection.last_seen = timestamp
+        return False
+
+    def settle(self, connection: C, reason: EndReason) -> None:
+        """Report the connection now; it stays tracked (done) until it ends, so its packets cost little."""
+        connection.done = True
+        connection.reported = True
+        report = self._report(connection, reason)
+        if report is not None:
+            self._stats.count_report(report)
+            self._emit(report)
+
+    def finish(self, connection: C, reason: EndReason) -> None:
+        """Report the connection if it has not been, and forget it."""
+        self._end(connection, reason)
+        self._finished_in_order += 1
+        if self._finished_in_order > len(self._order) // 2:
+            self._compact_order()
+
+    def _end(self, connection: C, reason: EndReason) -> None:
+        if not connection.reported:
+            self.settle(connection, reason)
+        connection.tracked = False
+        self._forget(connection)
+
+    def _compact_order(self) -> None:
+        """Drop finished connections from the creation-order queue.
+
+        Sweeps run every ``idle_timeout / 10`` seconds of capture time, and until then the queue alone
+        would keep every finished connection (tracker, buffered records) alive: on a busy link that was
+        most of the peak memory. Compacting once half the queue is finished keeps the cost amortised O(1).
+        """
+        self._order = deque(connection for connection in self._order if connection.tracked)
+        self._finished_in_order = 0
+
+    def expire(self, now: float) -> None:
+        """Report and drop the connections silent for longer than the idle timeout at ``now``."""
+        idle = self._idle
+        kept: deque[C] = deque()
+        for connection in self._order:
+            if not connection.tracked:
+                continue
+            if now - connection.last_seen > idle:
+                self._stats.idle_evictions += not connection.reported
+                self.finish(connection, EndReason.IDLE)
+            else:
+                kept.append(connection)
+        self._order = kept
+        self._finished_in_order = 0
+
+    def flush(self) -> None:
+        """End of input: report every connection still open."""
+        for connection in list(self._order):
+            if connection.tracked:
+                self._end(connection, EndReason.CAPTURE_END)
+        self._order.clear()
+        self._finished_in_order = 0
+
+
+class Sweeper:
+    """One clock for every transport's idle sweep: the capture's time, advanced by any packet."""
+
+    __slots__ = ("_every", "_next", "_tables")
+
+    def __init__(self, tables: tuple[ConnectionTable[Connection], ...], limits: Limits) -> None:
+        self._tables = tables
+        self._every = max(1.0, limits.idle_timeout / 10)
+        self._next = 0.0
+
+    def tick(self, timestamp: float) -> None:
+        if timestamp >= self._next:
+            self.expire(timestamp)
+
+    def expire(self, now: float) -> None:
+        self._next = now + self._every
+        for table in self._tables:
+            table.expire(now)
