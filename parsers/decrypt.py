@@ -177,11 +177,11 @@ def _tls13_suite(cipher_suite: int) -> Tls13Suite:
     return suite
 
 
-class _Aead(Protocol):
+class Aead(Protocol):
     def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
 
 
-def _make_aead(kind: str, key: bytes, tag_length: int) -> _Aead:
+def make_aead(kind: str, key: bytes, tag_length: int) -> Aead:
     if kind == AES_GCM:
         return AESGCM(key)
     if kind == AES_CCM:
@@ -212,7 +212,7 @@ class _Direction:
 
     __slots__ = ("_aead", "_sequence", "_tag_length")
 
-    def __init__(self, aead: _Aead, tag_length: int) -> None:
+    def __init__(self, aead: Aead, tag_length: int) -> None:
         self._aead = aead
         self._tag_length = tag_length
         self._sequence = 0
@@ -251,7 +251,7 @@ class Tls13RecordDecryptor(_Direction):
     def __init__(self, cipher_suite: int, traffic_secret: bytes) -> None:
         suite = _tls13_suite(cipher_suite)
         keys = derive_traffic_keys(cipher_suite, traffic_secret)
-        super().__init__(_make_aead(suite.aead, keys.key, suite.tag_length), suite.tag_length)
+        super().__init__(make_aead(suite.aead, keys.key, suite.tag_length), suite.tag_length)
         self._suite = suite
         self._iv = int.from_bytes(keys.iv, "big")
 
@@ -310,7 +310,7 @@ class Tls12RecordDecryptor(_Direction):
         side = 0 if from_client else 1
         key = block[side * key_len : (side + 1) * key_len]
         iv = block[2 * key_len + side * iv_len : 2 * key_len + (side + 1) * iv_len]
-        super().__init__(_make_aead(suite.aead, key, _TLS12_TAG_LENGTH), _TLS12_TAG_LENGTH)
+        super().__init__(make_aead(suite.aead, key, _TLS12_TAG_LENGTH), _TLS12_TAG_LENGTH)
         self._suite = suite
         self._fixed_iv = iv
         self._iv = int.from_bytes(iv, "big")

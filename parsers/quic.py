@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from helloscope.parsers.buffer import Reader
-from helloscope.parsers.decrypt import AES_GCM, CHACHA20_POLY1305, TLS13_SUITES, DecryptError, _make_aead, hkdf_expand_label
+from helloscope.parsers.decrypt import AES_GCM, CHACHA20_POLY1305, TLS13_SUITES, DecryptError, make_aead, hkdf_expand_label
 from helloscope.parsers.errors import ParseError
 
 QUIC_V1: Final = 0x00000001
@@ -244,7 +244,7 @@ def unprotect(datagram: bytes, header: Header, keys: PacketKeys, largest: int = 
     packet_number = decode_packet_number(truncated, pn_length * 8, largest)
     nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(len(keys.iv), "big")
     try:
-        payload = _make_aead(keys.aead, keys.key, _TAG_LENGTH).decrypt(nonce, datagram[payload_start:end], aad)
+        payload = make_aead(keys.aead, keys.key, _TAG_LENGTH).decrypt(nonce, datagram[payload_start:end], aad)
     except InvalidTag:
         raise DecryptError("QUIC packet authentication failed", header.start) from None
     return Packet(header, packet_number, payload)

@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import signal
 import stat
-import struct
 import sys
 import threading
 import time
@@ -54,7 +53,7 @@ from typing import Any, Final, cast
 
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import CaptureReader, Truncation, open_capture
-from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, decode
+from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.report.events import Observer, build_event
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
@@ -542,15 +541,6 @@ class _Share:
 
 # ----- which worker owns a frame -----------------------------------------------------------------
 
-_ETHERTYPE_IPV4: Final = 0x0800
-_ETHERTYPE_IPV6: Final = 0x86DD
-_TCP: Final = 6
-_UDP: Final = 17
-_TUNNELS: Final = frozenset({2152, 4789, 6081, 5247})  # UDP ports whose tunnels helloscope.sniffer.capture.decode opens
-# From byte 12 of an Ethernet frame whose IPv4 header has no options: EtherType, version and header
-# length, flags and fragment offset, protocol, addresses, ports.
-_ethernet_ipv4 = struct.Struct("!HB5xHxB2xIIHH").unpack_from
-_ports = struct.Struct("!HH").unpack_from
 _MIX: Final = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads the low bits that differ between flows
 
 
@@ -558,27 +548,9 @@ def flow_owner(linktype: int, frame: bytes, workers: int) -> int:
     """The worker (0 to ``workers - 1``) that follows the flow of this frame; 0 for a frame with no flow.
 
     The hash is symmetric (both directions of a flow give the same worker) and computed from the
-    innermost TCP/UDP header that :func:`helloscope.sniffer.capture.decode.decode` finds. For the common cases, a plain
-    Ethernet frame with an unfragmented IPv4 (no options) or IPv6 (no extension headers) TCP or UDP
-    packet, it is read straight from the frame bytes, in a third of the time decoding takes; everything
-    else is decoded.
+    innermost TCP/UDP header that :func:`helloscope.sniffer.capture.decode.decode` finds: the one decoder
+    there is, so a worker owns exactly the flows its table will see.
     """
-    if linktype == LINKTYPE_ETHERNET and len(frame) >= 38:
-        ethertype, version_ihl, fragment, proto, source, destination, sport, dport = _ethernet_ipv4(frame, 12)
-        if ethertype == _ETHERTYPE_IPV4:
-            # no options, not a fragment (MF or an offset), TCP, or UDP that is not a tunnel decode opens
-            if (
-                version_ihl == 0x45
-                and not fragment & 0x3FFF
-                and (proto == _TCP or (proto == _UDP and sport not in _TUNNELS and dport not in _TUNNELS))
-            ):
-                return (((((source ^ destination) << 16) | (sport ^ dport)) * _MIX) >> 40) % workers
-        elif ethertype == _ETHERTYPE_IPV6 and len(frame) >= 58 and version_ihl >> 4 == 6:
-            proto = frame[20]
-            sport, dport = _ports(frame, 54)
-            if proto == _TCP or (proto == _UDP and sport not in _TUNNELS and dport not in _TUNNELS):
-                addresses = int.from_bytes(frame[22:38], "big") ^ int.from_bytes(frame[38:54], "big")
-                return _owner(addresses, sport ^ dport, workers)
     segment = decode(linktype, frame)
     if segment is None:
         return 0

@@ -11,7 +11,6 @@ SIGHUP after logrotate) appends a new section, which pcapng readers handle as on
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
