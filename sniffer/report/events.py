@@ -9,10 +9,11 @@ happens at display time in :mod:`helloscope.sniffer.report.render`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from helloscope.parsers.certs import X509Summary, name_to_text
 from helloscope.parsers.errors import ParseError
@@ -57,8 +58,18 @@ def text_of(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+# Valid inside JSON strings, but line breaks to consumers that split on Unicode (JavaScript, Python's
+# str.splitlines): written as escapes so one event stays one line for every reader.
+_UNICODE_LINE_BREAKS = (("\u2028", "\\u2028"), ("\u2029", "\\u2029"), ("\u0085", "\\u0085"))
+
+
 def to_json_line(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+    """One event as one line of compact UTF-8 JSON."""
+    text = orjson.dumps(event).decode()
+    for character, escape in _UNICODE_LINE_BREAKS:
+        if character in text:
+            text = text.replace(character, escape)
+    return text + "\n"
 
 
 def iso_time(timestamp: float) -> str:
