@@ -181,6 +181,18 @@ class Generator:
             for from_client, data in messages
         ]
 
+    def bulk_records(self) -> int:
+        """Application-data packets of one TLS connection.
+
+        ``handshake``: the same ``--bulk`` for every connection (the handshake-heavy mix). ``long``: what
+        real links carry, about 500 on average with one connection in ten of 10,000 to 20,000.
+        """
+        if self.args.profile == "handshake":
+            return self.args.bulk
+        if self.rng.random() < 0.1:
+            return self.rng.randrange(10_000, 20_000)
+        return self.rng.randrange(100, 900)
+
     def connection(self, i: int) -> list[bytes]:
         rng, args = self.rng, self.args
         client = socket.inet_aton(f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}")
@@ -192,7 +204,7 @@ class Generator:
             http = rng.random() < 0.5
             out = self.tcp_connection(client, 80 if http else 22, _HTTP if http else _SSH, 0, tls=False)
         else:
-            out = self.tcp_connection(client, 443, rng.choice(self.tcp_templates), args.bulk, tls=True)
+            out = self.tcp_connection(client, 443, rng.choice(self.tcp_templates), self.bulk_records(), tls=True)
         if rng.random() < args.noise:
             out.append(
                 udp_frame(
@@ -231,6 +243,12 @@ def main() -> None:
     ap.add_argument("--template", action="append", help="capture to take connections from (default: pcaps/*.pcap)")
     ap.add_argument("--size-mb", type=float, default=200, help="stop after this many MB of capture")
     ap.add_argument("--bulk", type=int, default=50, help="application-data packets per TLS connection")
+    ap.add_argument(
+        "--profile",
+        choices=("handshake", "long"),
+        default="handshake",
+        help="handshake: --bulk packets per TLS connection; long: ~500 on average, 10%% of 10,000-20,000",
+    )
     ap.add_argument("--split", type=float, default=0.2, help="share of hellos split into 3 segments")
     ap.add_argument("--reorder", type=float, default=0.05, help="share of split hellos sent out of order")
     ap.add_argument("--dup", type=float, default=0.02, help="share of data segments sent twice")

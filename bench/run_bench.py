@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Time helloscope against tshark on one seeded benchmark capture; print a Markdown table.
+"""Time helloscope against tshark on seeded benchmark captures; print a Markdown table per capture.
 
-    python3 bench/run_bench.py                      # 200 MB capture, seed 1, in bench/out/ (reused)
-    python3 bench/run_bench.py --size-mb 50 --seed 2 --workers 2
+    python3 bench/run_bench.py                      # both profiles, 200 MB each, seed 1, in bench/out/
+    python3 bench/run_bench.py --profile long --size-mb 50 --seed 2
 
-The capture is made by ``bench/make_capture.py`` (reused when it already exists for this size and seed).
-Each tool runs as a child process on the same file; its wall time and peak RSS (``wait4`` rusage of
-that child) give packets/s and MB/s. A bare ``dpkt.pcap.Reader`` loop that touches nothing is timed
-too: it is the ceiling for Python. Then both tools' ClientHellos are compared:
+Two captures are made by ``bench/make_capture.py`` (reused when they already exist): ``handshake``, the
+handshake-heavy mix (about 58 packets per connection), and ``long``, connections as real links carry
+them (about 500 packets on average, one in ten of 10,000 to 20,000). Each tool runs as a child process
+on the same file, helloscope twice: with its compiled core and with ``HELLOSCOPE_PURE=1``. Its CPU time
+(user + system), wall time and peak RSS come from the ``wait4`` rusage of that child; the ratio to
+tshark is by CPU time, which a busy machine disturbs less than wall time. A bare ``dpkt.pcap.Reader``
+loop that touches nothing is timed too: what any per-packet Python costs at the least. Then helloscope's
+and tshark's ClientHellos are compared:
 
 - TCP: the number of ClientHellos and the multiset of SNI values must be equal;
 - QUIC: tshark follows QUIC connections by connection ID, and the generator replays each QUIC template
@@ -49,15 +53,18 @@ _BARE_LOOP = "import dpkt,sys\nfor _ in dpkt.pcap.Reader(open(sys.argv[1], 'rb')
 class Run:
     name: str
     seconds: float
+    cpu_seconds: float
     max_rss_mb: float
 
 
-def timed(name: str, argv: list[str], stdout: Path | None = None) -> Run:
-    """Run ``argv`` to completion; wall time and the child's own peak RSS (not the runner's)."""
+def timed(name: str, argv: list[str], stdout: Path | None = None, env: dict[str, str] | None = None) -> Run:
+    """Run ``argv`` to completion; wall and CPU time and the child's own peak RSS (not the runner's)."""
     sink = open(stdout, "wb") if stdout is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         start = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE, cwd=REPO)
+        child = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.PIPE, cwd=REPO, env=None if env is None else {**os.environ, **env}
+        )
         assert child.stderr is not None
         errors = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
@@ -68,11 +75,12 @@ def timed(name: str, argv: list[str], stdout: Path | None = None) -> Run:
             sink.close()  # type: ignore[union-attr]
     if child.returncode != 0:
         raise SystemExit(f"{name} failed ({child.returncode}): {errors.decode(errors='replace')[-500:]}")
-    return Run(name, seconds, usage.ru_maxrss / 1024)  # Linux reports kilobytes
+    return Run(name, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # Linux: kilobytes
 
 
-def capture_for(size_mb: float, seed: int) -> Path:
-    path = OUT / f"bench-{size_mb:g}mb-seed{seed}.pcap"
+def capture_for(size_mb: float, seed: int, profile: str) -> Path:
+    suffix = "" if profile == "handshake" else f"-{profile}"
+    path = OUT / f"bench-{size_mb:g}mb-seed{seed}{suffix}.pcap"
     if not path.exists():
         OUT.mkdir(exist_ok=True)
         partial = path.with_suffix(".partial")
@@ -84,6 +92,8 @@ def capture_for(size_mb: float, seed: int) -> Path:
                 str(size_mb),
                 "--seed",
                 str(seed),
+                "--profile",
+                profile,
                 "-o",
                 str(partial),
             ],
@@ -149,18 +159,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=float, default=200)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", choices=("handshake", "long", "both"), default="both")
     ap.add_argument("--capture", type=Path, help="use this classic pcap instead of generating one")
     ap.add_argument("--skip-ceiling", action="store_true", help="do not time the bare dpkt loop")
     args = ap.parse_args()
+    print(f"Machine: {machine()}\n")
+    if args.capture:
+        compare(args.capture, args.skip_ceiling)
+        return
+    for profile in ("handshake", "long") if args.profile == "both" else (args.profile,):
+        compare(capture_for(args.size_mb, args.seed, profile), args.skip_ceiling)
 
-    capture = args.capture or capture_for(args.size_mb, args.seed)
+
+def compare(capture: Path, skip_ceiling: bool) -> None:
     packets = packet_count(capture)
     megabytes = capture.stat().st_size / 1e6
     events, rows = OUT / "bench-helloscope.jsonl", OUT / "bench-tshark.tsv"
+    OUT.mkdir(exist_ok=True)
+    analyze = [sys.executable, "-m", "helloscope.sniffer", "analyze", "-q", "-o", str(events), str(capture)]
     events.unlink(missing_ok=True)  # analyze -o appends
-
-    runs = [
-        timed("helloscope", [sys.executable, "-m", "helloscope.sniffer", "analyze", "-q", "-o", str(events), str(capture)]),
+    runs = [timed("helloscope, pure Python (HELLOSCOPE_PURE=1)", analyze, env={"HELLOSCOPE_PURE": "1"})]
+    events.unlink()  # the compiled core's events are the ones compared with tshark's below
+    runs.insert(0, timed("helloscope", analyze))
+    runs.append(
         timed(
             "tshark",
             # Out-of-order reassembly is off by default in tshark 4.0; without it reordered hellos are lost.
@@ -180,20 +201,19 @@ def main() -> None:
                 *(arg for field in _TSHARK_FIELDS for arg in ("-e", field)),
             ],
             stdout=rows,
-        ),
-    ]
-    if not args.skip_ceiling:
+        )
+    )
+    if not skip_ceiling:
         runs.append(timed("bare dpkt loop (ceiling)", [sys.executable, "-c", _BARE_LOOP, str(capture)]))
 
-    tshark_pps = packets / runs[1].seconds
-    print(f"Capture: `{capture.name}`, {packets:,} packets, {megabytes:,.0f} MB. Machine: {machine()}\n")
-    print("| tool | seconds | packets/s | MB/s | peak RSS (MB) | packets/s ÷ tshark |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    tshark = next(run for run in runs if run.name == "tshark")
+    print(f"Capture: `{capture.name}`, {packets:,} packets, {megabytes:,.0f} MB.\n")
+    print("| tool | CPU s | wall s | packets/s (CPU) | peak RSS (MB) | ÷ tshark (CPU) | ÷ tshark (wall) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for run in runs:
-        pps = packets / run.seconds
         print(
-            f"| {run.name} | {run.seconds:.2f} | {pps:,.0f} | {megabytes / run.seconds:.1f} | "
-            f"{run.max_rss_mb:.0f} | {pps / tshark_pps:.2f}× |"
+            f"| {run.name} | {run.cpu_seconds:.2f} | {run.seconds:.2f} | {packets / run.cpu_seconds:,.0f} | "
+            f"{run.max_rss_mb:.0f} | {tshark.cpu_seconds / run.cpu_seconds:.2f}× | {tshark.seconds / run.seconds:.2f}× |"
         )
 
     ours_tcp, ours_quic = helloscope_hellos(events)
@@ -202,7 +222,7 @@ def main() -> None:
     print(
         f"\nClientHellos: helloscope {sum(ours_tcp.values())} TCP + {len(ours_quic)} QUIC connection IDs, "
         f"tshark {sum(theirs_tcp.values())} TCP + {len(theirs_quic)} QUIC connection IDs: "
-        + ("same counts and SNIs." if same else "DIFFERENT.")
+        + ("same counts and SNIs.\n" if same else "DIFFERENT.")
     )
     if not same:
         print(
