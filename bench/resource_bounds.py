@@ -11,9 +11,12 @@ is read with wait4:
   concurrent half-open flow until the end of the capture;
 - ``hello-flood``: N connections that send a ClientHello and never hear back (default 200,000);
 - ``hole``: one connection whose client sends the hello, then skips a segment and sends B bytes
-  (default 1 GiB) of out-of-order data that can never be delivered.
+  (default 1 GiB) of out-of-order data that can never be delivered;
+- ``rst-spray``: one connection whose hello is followed by N RSTs (default 1,000,000) whose sequence
+  numbers lie outside the window, as a blind injector or an evasion tool sends them: each costs one
+  window check, and the connection is still followed (and reported) at the end.
 
-    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--only half-open ...]
+    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--rsts N] [--only half-open ...]
 
 Captures go to bench/out/ (gitignored). Prints a Markdown table with packets, seconds, peak RSS and
 the run statistics that show the limits at work (default limits: 200,000 flows, 64 KiB held out of
@@ -42,6 +45,7 @@ OUT = REPO / "bench" / "out"
 TEMPLATE = REPO / "pcaps" / "tls12-noauth.pcap"
 ETHERNET, IPV4 = 14, 20
 SYN = 0x02
+RST_ACK = 0x14
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
 
 
@@ -104,6 +108,18 @@ def hole(syn: bytes, hello: bytes, total: int) -> Iterator[bytes]:
         yield rewrite(hello, 0, seq=start + offset, payload=chunk)
 
 
+def rst_spray(syn: bytes, hello: bytes, count: int) -> Iterator[bytes]:
+    yield rewrite(syn, 0)
+    yield rewrite(hello, 0)
+    tcp = ETHERNET + IPV4
+    after = struct.unpack_from("!I", hello, tcp + 4)[0] + len(hello) - tcp - (hello[tcp + 12] >> 4) * 4
+    rst = bytearray(syn)
+    rst[tcp + 13] = RST_ACK
+    for index in range(count):
+        # 1 MiB and more beyond the next byte expected: outside the window (transport/tcp.py RST_WINDOW)
+        yield rewrite(bytes(rst), 0, seq=after + (1 << 20) + index * 1460)
+
+
 # The analyze pipeline without output, printing its run statistics: what the CLI does per event,
 # minus writing JSON, so peak RSS is the sensor's own.
 _CHILD = """
@@ -142,6 +158,7 @@ def main() -> int:
     parser.add_argument("--syns", type=int, default=1_000_000)
     parser.add_argument("--hellos", type=int, default=200_000)
     parser.add_argument("--hole-bytes", type=int, default=1 << 30)
+    parser.add_argument("--rsts", type=int, default=1_000_000)
     parser.add_argument("--max-flows", type=int, default=1_000_000, help="flow cap of the half-open scenario")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     args = parser.parse_args()
@@ -154,6 +171,7 @@ def main() -> int:
         "half-open": ("syn-flood", lambda: syn_flood(syn, args.syns), args.max_flows),
         "hello-flood": ("hello-flood", lambda: hello_flood(syn, hello, args.hellos), default_cap),
         "hole": ("hole", lambda: hole(syn, hello, args.hole_bytes), default_cap),
+        "rst-spray": ("rst-spray", lambda: rst_spray(syn, hello, args.rsts), default_cap),
     }
     unknown = set(args.only or ()) - set(scenarios)
     if unknown:

@@ -36,6 +36,22 @@ class Segment(NamedTuple):
     # payload bytes the IP/UDP lengths announce beyond the end of the frame: normally what the snap length
     # cut off (a frame whose IP header lies about its length looks the same)
     snapped: int
+    # What a TCP checksum check needs, kept by reference so decoding costs nothing more: the bytes the
+    # transport header lies in and its offset there. Checked only where it can change a report (see
+    # transport/tcp.py); empty for a segment that was not decoded from a frame.
+    packet: bytes = b""
+    transport: int = 0
+
+    # Two segments are equal when they say the same; where their bytes lay (the frame, the link header
+    # before them) is not part of that.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, tuple) and self[:10] == other[:10]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:10])
 
 
 LINKTYPE_NULL: Final = 0  # BSD loopback, 4-byte address family in the writer's byte order
@@ -212,7 +228,9 @@ def _network(frame: bytes, ethertype: int, off: int, depth: int) -> Segment | No
     else:
         return None
     payload = frame[start:end]
-    return _new_segment(Segment, (proto, src, dst, sport, dport, seq, ack, flags, payload, end - start - len(payload)))
+    return _new_segment(
+        Segment, (proto, src, dst, sport, dport, seq, ack, flags, payload, end - start - len(payload), frame, transport)
+    )
 
 
 # ----- tunnels ---------------------------------------------------------------------------------------

@@ -7,6 +7,32 @@ look-up whichever way it travels.
 
 A flow's reassemblers and tracker are allocated with its first payload (or FIN): a flood of SYNs that
 never carry data costs only the small :class:`_Flow` record each (see bench/resource_bounds.py).
+
+TCP shapes a passive observer must read as the endpoints do:
+
+- A FIN ends its direction at its own sequence number, not when it is seen: a FIN that overtook the
+  last data segments waits for them, or for the receiver to acknowledge it (the bytes reached the
+  receiver but not the capture), or for the idle timeout, or the capture's end.
+- Data in a SYN (TCP Fast Open) starts at ISN + 1 like any other.
+- An RST ends a followed connection only when its sequence number is in the window. A passive observer
+  knows neither the receive window nor its scale, so "in the window" is: within ``RST_WINDOW`` bytes, either
+  way, of the next sequence number the sensor expects from the RST's sender (the end of the bytes
+  delivered so far). That is wider than any window a connection still in its handshake has open,
+  and an RST placed outside it by a blind injector or an evasion tool, which the real receiver drops,
+  is listed as ``tcp_rst_out_of_window``. Where that position is unknown (no SYN or data from the
+  sender yet, a direction past its byte cap or broken, a flow already reported) the RST is honoured.
+- A payload segment whose TCP checksum is wrong cannot take "first copy wins" from a right copy: when
+  its sender is known to write valid checksums (one of its segments in this flow had one) and the packet
+  is whole, it is held back (one per direction) instead of reassembled. A later copy of any of its bytes
+  that is not wrong drops it (listed as ``tcp_bad_checksum_dropped``); the receiver acknowledging its
+  bytes, its sender moving on to other bytes, or the connection's end delivers it, as before: captures
+  edited after the fact (anonymised corpora) keep wrong checksums the receiver evidently accepted. A
+  zero checksum, or one holding only the pseudo-header sum (checksum offload on the capturing host,
+  GRO), is not wrong; a flow whose every checksum is offloaded cannot be judged. Checked only where a
+  decoy does most harm for least cost: SYNs, and each direction's bytes up to the end of its first TLS
+  record (the ClientHello, the ServerHello) in a flow not yet reported.
+- A 4-tuple reused after its connection was reported without FIN or RST starts a new connection with
+  a new SYN (a new ISN, not a retransmission) or a new ClientHello at the start of a segment.
 """
 
 from __future__ import annotations
@@ -14,9 +40,14 @@ from __future__ import annotations
 from typing import Final
 
 from helloscope.parsers.errors import ParseError
-from helloscope.parsers.hello import parse_sslv2_client_hello
+from helloscope.parsers.hello import parse_client_hello, parse_sslv2_client_hello
 from helloscope.parsers.keylog import KeyLog
-from helloscope.parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
+from helloscope.parsers.preamble import (
+    classify_preamble,
+    find_client_hello,
+    find_server_response,
+    is_sslv2_client_hello,
+)
 from helloscope.parsers.records import RecordReader
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.handshake.decryption import decryption_of
@@ -36,22 +67,59 @@ ACK: Final = 0x10
 
 # Longest signature the TLS-start scan looks for: re-scan this much of the old buffer on new data.
 _SIGNATURE_OVERLAP: Final = 11
+_SEQ_MOD: Final = 1 << 32
+_SEQ_MASK: Final = _SEQ_MOD - 1
+_SEQ_HALF: Final = 1 << 31
+# An RST this far from where the sensor expects its sender to be, either way, is outside any window a
+# connection still in its handshake has open (see the module docstring).
+RST_WINDOW: Final = 1 << 17
+_HANDSHAKE_RECORD: Final = 0x16
+# Checksums are verified up to the end of each direction's first TLS record (the ClientHello, the
+# ServerHello), at most this far into the stream while TLS is still being looked for. Verifying every
+# segment until a connection settles cost 10-20% on a handshake-heavy capture; this costs a few segments
+# per connection.
+_MAX_RECORD: Final = 5 + (1 << 14) + 2048
 
 
 class _Direction:
     """One endpoint's byte stream: reassembly, then the search for TLS, then record framing."""
 
-    __slots__ = ("broken", "pending", "preamble", "records", "scanned", "stream")
+    __slots__ = ("base", "broken", "fin", "pending", "preamble", "records", "scanned", "stream", "suspect", "verified")
 
     def __init__(self, limits: Limits, isn: int | None) -> None:
         self.stream = StreamReassembler(limits.max_stream_bytes, limits.max_out_of_order_bytes)
+        # Sequence number of stream offset 0, as the reassembler fixes it (the SYN's ISN + 1, else the
+        # first data segment's): where a FIN or an RST of this direction lies in the stream.
+        self.base: int | None = None
+        self.fin: int | None = None  # sequence number of a FIN waiting for the bytes before it
+        # A payload segment with a wrong checksum, held back: (timestamp, sequence number, payload)
+        self.suspect: tuple[float, int, bytes] | None = None
+        # Stream offset up to which TCP checksums are verified: the end of the first TLS record once known.
+        self.verified = limits.max_preamble_bytes + _MAX_RECORD
         if isn is not None:
-            self.stream.syn(isn)
+            self.syn(isn)
         self.pending = bytearray()  # bytes before TLS was found in this direction
         self.scanned = 0
         self.preamble = b""  # plaintext that preceded TLS, kept to name the protocol
         self.records: RecordReader | None = None
         self.broken = False  # framing lost: later bytes of this direction are ignored
+
+    def syn(self, isn: int) -> None:
+        self.stream.syn(isn)
+        if self.base is None:
+            self.base = (isn + 1) & _SEQ_MASK
+
+    def next_seq(self) -> int | None:
+        """The sequence number of the next byte this direction's stream waits for; None when unknown."""
+        stream = self.stream
+        if self.base is None or self.broken or stream.capped:
+            return None
+        return (self.base + stream.delivered) & _SEQ_MASK
+
+    def reached(self, seq: int) -> bool:
+        """Every byte before ``seq`` was delivered (or never can be: the position is unknown)."""
+        expected = self.next_seq()
+        return expected is None or (seq - expected) & _SEQ_MASK >= _SEQ_HALF or seq == expected
 
     def stop(self) -> None:
         self.broken = True
@@ -63,7 +131,7 @@ _NO_ISN: Final[tuple[int | None, int | None]] = (None, None)
 
 
 class _Flow(Connection):
-    __slots__ = ("client", "fins", "isn", "keys", "reset_by", "sides", "tls", "tracker")
+    __slots__ = ("checksums", "client", "fins", "isn", "keys", "reset_by", "sides", "tls", "tracker")
 
     def __init__(self, key: tuple[bytes, int, bytes, int], timestamp: float) -> None:
         super().__init__(timestamp)
@@ -72,8 +140,9 @@ class _Flow(Connection):
         # Allocated by TcpTable._allocate with the first payload or FIN; index 0: sender of the first packet.
         self.sides: tuple[_Direction, _Direction] | None = None
         self.tracker: ConnectionTracker | None = None
-        self.isn = _NO_ISN  # SYN sequence numbers seen before the sides exist
-        self.fins = 0  # bit 1 << side: that side sent a FIN
+        self.isn = _NO_ISN  # each side's SYN sequence number: tells a new connection from a retransmitted SYN
+        self.fins = 0  # bit 1 << side: that side's FIN took effect (every byte before it was delivered)
+        self.checksums = 0  # bit 1 << side: that side wrote a valid TCP checksum in this flow
         self.client: int | None = None
         self.reset_by: int | None = None
         self.tls = False  # the client's first TLS record was found: the flow will be reported
@@ -102,7 +171,7 @@ class TcpTable(ConnectionTable[_Flow]):
 
     def packet(self, timestamp: float, segment: Segment) -> None:
         # One unpack instead of an attribute look-up per field: this runs for every TCP segment.
-        _, src, dst, sport, dport, seq, _, flags, payload, snapped = segment
+        _, src, dst, sport, dport, seq, ack, flags, payload, snapped, frame, transport = segment
         key = (src, sport, dst, dport)
         flow = self._flows.get(key)
         if flow is not None and self.ended_on_arrival(flow, timestamp):
@@ -114,51 +183,183 @@ class TcpTable(ConnectionTable[_Flow]):
                 return
             flow = self._open(key, timestamp)
         elif flow.done:
-            if flags & (FIN | RST):
-                self._teardown(flow, flow.keys.index(key), flags)
-            return
-        elif (
-            flags & SYN
-            and not flags & ACK
-            and flow.sides is not None
-            and flow.sides[flow.keys.index(key)].stream.delivered
-        ):
+            # Reported: only a new connection on the same 4-tuple (a new SYN, a new ClientHello) or the
+            # teardown matters. The first test is all a bulk data segment costs.
+            if not (flags & SYN or payload and payload[0] == _HANDSHAKE_RECORD) or not _starts_anew(
+                flow, key, seq, flags, payload
+            ):
+                if flags & (FIN | RST):
+                    self._teardown(flow, flow.keys.index(key), flags)
+                return
             self.finish(flow, EndReason.PORT_REUSE)
             flow = self._open(key, timestamp)
+        elif flags & SYN and not flags & ACK and flow.sides is not None:
+            index = flow.keys.index(key)
+            if flow.sides[index].stream.delivered and seq != flow.isn[index]:
+                self.finish(flow, EndReason.PORT_REUSE)
+                flow = self._open(key, timestamp)
         side = 0 if key == flow.keys[0] else 1
         if flags & SYN:
-            if flow.sides is not None:
-                flow.sides[side].stream.syn(seq)
-            elif flow.isn[side] is None:
+            if flow.isn[side] is None:
                 flow.isn = (seq, flow.isn[1]) if side == 0 else (flow.isn[0], seq)
+            if flow.sides is not None:
+                flow.sides[side].syn(seq)
             if flow.client is None:
                 flow.client = 1 - side if flags & ACK else side
+            if frame and not snapped and _checksum(src, dst, frame, transport, len(payload)) == _VALID:
+                flow.checksums |= 1 << side
+            seq = (seq + 1) & _SEQ_MASK  # data in a SYN (TCP Fast Open) starts after the SYN's number
         # Only bytes reaching the tracker can settle a connection: a bare ACK skips that check.
         tracked = False
+        sides = flow.sides
         if payload:
             sides, tracker = self._allocate(flow)
             direction = sides[side]
             if not direction.broken:
-                stream = direction.stream
-                gaps = stream.gaps
-                data = stream.add(seq, payload)
-                if snapped:
-                    tracker.note("snaplen_cut_payload")
-                if stream.gaps != gaps and direction.records is not None:
-                    # Record framing cannot survive lost bytes; what was seen before the hole stands.
-                    tracker.stream_broken(flow.role(side), "stream_gap")
-                    direction.stop()
-                    tracked = True
-                elif data:
-                    if direction.records is not None:
-                        self._frame(flow, direction, tracker, side, data, timestamp)
-                    else:
-                        self._search(flow, sides, tracker, side, data, timestamp)
-                    tracked = True
+                if (
+                    frame
+                    and not snapped
+                    and (direction.base is None or (seq - direction.base) & _SEQ_MASK < direction.verified)
+                ):
+                    state = _checksum(src, dst, frame, transport, len(payload))
+                    if state == _VALID:
+                        flow.checksums |= 1 << side
+                    elif state == _WRONG and flow.checksums >> side & 1:
+                        # The receiver drops it: hold it until a copy that is not wrong contradicts it, the
+                        # receiver acknowledges its bytes, or the sender moves on (see _suspect).
+                        held, direction.suspect = direction.suspect, (timestamp, seq, payload)
+                        if held is not None:
+                            tracked = self._data(flow, sides, tracker, side, *held)
+                        payload = b""
+                if direction.suspect is not None and payload:
+                    tracked = self._suspect(flow, sides, tracker, side, seq, payload)
+                if payload:
+                    tracked = self._data(flow, sides, tracker, side, timestamp, seq, payload) or tracked
+                    if snapped:
+                        tracker.note("snaplen_cut_payload")
+        acked_fin = False
+        if sides is not None and flags & ACK:
+            other = sides[1 - side]
+            if other.fin is not None and (ack - other.fin - 1) & _SEQ_MASK < _SEQ_HALF:
+                # The receiver acknowledged the waiting FIN: it has every byte before it, seen here or not.
+                other.fin = None
+                acked_fin = True
+            if other.suspect is not None and (ack - other.suspect[1] - len(other.suspect[2])) & _SEQ_MASK < _SEQ_HALF:
+                # The receiver took those bytes, and no other copy of them was seen: they were these.
+                tracker = flow.tracker
+                assert tracker is not None
+                held, other.suspect = other.suspect, None
+                tracked = self._data(flow, sides, tracker, 1 - side, *held) or tracked
         if flags & (FIN | RST) and not flow.done:
-            self._teardown(flow, side, flags)
+            if flags & RST:
+                self._reset(flow, side, seq)
+            else:
+                self._fin(flow, side, (seq + len(payload)) & _SEQ_MASK)
         elif tracked and not flow.done and tracker.settled and not self._follow_with_keys(tracker):
             self.settle(flow, EndReason.HANDSHAKE_SETTLED)
+        if acked_fin and flow.tracked:
+            self._teardown(flow, 1 - side, FIN)
+        if (
+            tracked
+            and flow.tracked
+            and sides is not None
+            and (flow.done or sides[0].fin is not None or sides[1].fin is not None)
+        ):
+            self._fins_due(flow)
+
+    def _data(
+        self,
+        flow: _Flow,
+        sides: tuple[_Direction, _Direction],
+        tracker: ConnectionTracker,
+        side: int,
+        timestamp: float,
+        seq: int,
+        payload: bytes,
+    ) -> bool:
+        """A direction's payload into its stream, and what became contiguous into the tracker: whether any did."""
+        direction = sides[side]
+        if direction.broken:
+            return False
+        stream = direction.stream
+        if direction.base is None:
+            direction.base = seq
+        gaps = stream.gaps
+        data = stream.add(seq, payload)
+        if stream.gaps != gaps and direction.records is not None:
+            # Record framing cannot survive lost bytes; what was seen before the hole stands.
+            tracker.stream_broken(flow.role(side), "stream_gap")
+            direction.stop()
+            return True
+        if not data:
+            return False
+        if direction.records is not None:
+            self._frame(flow, direction, tracker, side, data, timestamp)
+        else:
+            self._search(flow, sides, tracker, side, data, timestamp)
+        return True
+
+    def _suspect(
+        self,
+        flow: _Flow,
+        sides: tuple[_Direction, _Direction],
+        tracker: ConnectionTracker,
+        side: int,
+        seq: int,
+        payload: bytes,
+    ) -> bool:
+        """A segment that is not wrong, from a sender whose wrong-checksum segment is held: if it overlaps
+        the held one, the held one was a decoy (or damaged) and is dropped; otherwise the sender has moved
+        on and the held bytes are delivered first, as a capture that damaged them would have them."""
+        direction = sides[side]
+        assert direction.suspect is not None
+        held = direction.suspect
+        direction.suspect = None
+        held_seq, held_payload = held[1], held[2]
+        if (seq - held_seq) & _SEQ_MASK < len(held_payload) or (held_seq - seq) & _SEQ_MASK < len(payload):
+            tracker.note("tcp_bad_checksum_dropped")
+            return False
+        return self._data(flow, sides, tracker, side, *held)
+
+    def _fins_due(self, flow: _Flow) -> None:
+        """FINs that overtook data take effect once their bytes are in, or once the flow is reported
+        (a reported flow's FINs take effect as they arrive)."""
+        assert flow.sides is not None
+        for side, direction in enumerate(flow.sides):
+            if direction.fin is not None and (flow.done or direction.reached(direction.fin)):
+                direction.fin = None
+                self._teardown(flow, side, FIN)
+                if not flow.tracked:
+                    return
+
+    def _fin(self, flow: _Flow, side: int, seq: int) -> None:
+        """A FIN at sequence number ``seq``: it ends its direction once every byte before it is in."""
+        sides = flow.sides
+        if sides is None:
+            isn = flow.isn[side]
+            if isn is None or seq == (isn + 1) & _SEQ_MASK:
+                self._teardown(flow, side, FIN)
+                return
+            sides, _ = self._allocate(flow)  # bytes are missing before the FIN: wait for them
+        direction = sides[side]
+        if direction.reached(seq):
+            direction.fin = None
+            self._teardown(flow, side, FIN)
+        elif direction.fin is None:
+            direction.fin = seq
+
+    def _reset(self, flow: _Flow, side: int, seq: int) -> None:
+        """An RST ends the connection when its sequence number is in the window (module docstring)."""
+        if flow.sides is not None:
+            expected = flow.sides[side].next_seq()
+        else:
+            isn = flow.isn[side]
+            expected = None if isn is None else (isn + 1) & _SEQ_MASK
+        if expected is not None and RST_WINDOW < (seq - expected) & _SEQ_MASK < _SEQ_MOD - RST_WINDOW:
+            if flow.tracker is not None:
+                flow.tracker.note("tcp_rst_out_of_window")
+            return
+        self._teardown(flow, side, RST)
 
     def _allocate(self, flow: _Flow) -> tuple[tuple[_Direction, _Direction], ConnectionTracker]:
         """The flow's byte-stream state, made with its first payload."""
@@ -166,7 +367,6 @@ class TcpTable(ConnectionTable[_Flow]):
             limits = self._limits
             flow.sides = (_Direction(limits, flow.isn[0]), _Direction(limits, flow.isn[1]))
             flow.tracker = ConnectionTracker(keep_protected=self._keys_can_open())
-            flow.isn = _NO_ISN
         return flow.sides, flow.tracker
 
     def _keys_can_open(self) -> bool:
@@ -303,6 +503,8 @@ class TcpTable(ConnectionTable[_Flow]):
         direction.preamble = data[:start]
         direction.pending = bytearray()
         direction.records = RecordReader()
+        if len(data) >= start + 5:
+            direction.verified = start + 5 + (data[start + 3] << 8 | data[start + 4])
         if len(data) > start:
             self._frame(flow, direction, tracker, side, data[start:], timestamp)
 
@@ -319,6 +521,8 @@ class TcpTable(ConnectionTable[_Flow]):
             return
         if any(len(direction.pending) > bound for direction in sides):
             self._stats.non_tls_flows += 1
+            if not flow.reported:  # its later packets are not reassembled: what they had counts now
+                self._count_streams(sides)
             for direction in sides:
                 direction.pending = bytearray()
             flow.done = True
@@ -326,18 +530,27 @@ class TcpTable(ConnectionTable[_Flow]):
 
     # ----- reports -------------------------------------------------------------------------------
 
-    def _report(self, flow: _Flow, reason: EndReason) -> ConnectionReport | None:
-        tracker, sides = flow.tracker, flow.sides
-        if sides is None or tracker is None:
-            return None  # no payload ever arrived: nothing to count, never TLS
-        streams = [direction.stream for direction in sides]
+    def _count_streams(self, sides: tuple[_Direction, _Direction]) -> None:
+        """Add a flow's reassembly counters to the run's, once, when it stops being reassembled."""
         stats = self._stats
-        for stream in streams:
+        for direction in sides:
+            stream = direction.stream
             stats.out_of_order_segments += stream.out_of_order
             stats.retransmitted_segments += stream.retransmitted
             stats.overlap_conflicts += stream.conflicts
             stats.stream_gaps += stream.gaps
             stats.stream_byte_cap_hits += stream.capped
+
+    def _report(self, flow: _Flow, reason: EndReason) -> ConnectionReport | None:
+        tracker, sides = flow.tracker, flow.sides
+        if sides is None or tracker is None:
+            return None  # no payload ever arrived: nothing to count, never TLS
+        for side, direction in enumerate(sides):
+            if direction.suspect is not None:  # nothing contradicted it to the end: its bytes stand
+                held, direction.suspect = direction.suspect, None
+                self._data(flow, sides, tracker, side, *held)
+        streams = [direction.stream for direction in sides]
+        self._count_streams(sides)
         for direction in sides:
             direction.pending = bytearray()
             direction.records = None
@@ -373,6 +586,54 @@ class TcpTable(ConnectionTable[_Flow]):
             tcp=tcp,
         )
         return finish_connection(tracker, decryption, end)
+
+
+_VALID: Final = 1
+_WRONG: Final = 2
+_UNKNOWN: Final = 3  # zero, or only the pseudo-header sum (offloaded), or the header is not all there
+
+
+def _checksum(src: bytes, dst: bytes, frame: bytes, transport: int, payload_length: int) -> int:
+    """Whether the TCP checksum of the segment at ``frame[transport:]`` is valid, wrong or unknown.
+
+    The ones' complement sum of 16-bit words is the bytes' value as one big number modulo 0xFFFF
+    (2**16 = 1 mod 0xFFFF), so ``int.from_bytes`` sums them in C. IPv4 and IPv6 pseudo-headers sum alike:
+    the addresses, the protocol and the TCP length.
+    """
+    if len(frame) < transport + 20:
+        return _UNKNOWN
+    length = (frame[transport + 12] >> 4) * 4 + payload_length
+    field = frame[transport + 16] << 8 | frame[transport + 17]
+    if not field or len(frame) < transport + length:
+        return _UNKNOWN
+    pseudo = int.from_bytes(src + dst, "big") + 6 + length
+    if (field - pseudo) % 0xFFFF == 0:
+        return _UNKNOWN  # checksum offload (or GRO): the field holds the pseudo-header sum only
+    body = int.from_bytes(frame[transport : transport + length], "big")
+    if length & 1:
+        body <<= 8  # an odd last byte is the high byte of a word padded with zero
+    return _VALID if (pseudo + body) % 0xFFFF == 0 else _WRONG
+
+
+def _starts_anew(flow: _Flow, key: tuple[bytes, int, bytes, int], seq: int, flags: int, payload: bytes) -> bool:
+    """A segment on the 4-tuple of a reported flow that begins a new connection: a SYN with a new ISN
+    (not a retransmitted one), or a ClientHello at the start of its payload."""
+    if flags & SYN:
+        return seq != flow.isn[flow.keys.index(key)]
+    if find_client_hello(payload[:_SIGNATURE_OVERLAP]) != 0:
+        return False
+    # A plausible record header; the encrypted stream of the old connection could show one by chance
+    # (about once in 10**8 handshake records), so the hello must also fit its record and parse when whole.
+    record_length = payload[3] << 8 | payload[4]
+    body_length = int.from_bytes(payload[6:9], "big")
+    if body_length + 4 > record_length:
+        return False
+    if len(payload) >= 9 + body_length:
+        try:
+            parse_client_hello(payload[9 : 9 + body_length])
+        except ParseError:
+            return False
+    return True
 
 
 def _preamble(client: bytes, server: bytes) -> Preamble | None:
