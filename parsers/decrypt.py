@@ -1,8 +1,11 @@
-"""TLS record decryption from key-log secrets: TLS 1.3 (RFC 8446 §5.2-5.3, §7) and TLS 1.2 AEAD suites.
+"""TLS record decryption from key-log secrets: TLS 1.3 (RFC 8446 §5.2-5.3, §7) and TLS 1.2 AEAD suites,
+and their datagram forms: DTLS 1.2 (RFC 6347 §4.1.2.1) and DTLS 1.3 (RFC 9147 §4, §4.2.3, §5.9).
 
 Each decryptor covers one direction of one connection under one key, and is fed whole records in order
 (a record reader upstream does the framing). A record that fails authentication leaves the sequence
 number where it was, so a caller can try another key or skip the record without desynchronising.
+DTLS records carry their own sequence number (datagrams are lost and reordered): the caller passes it
+with each record and the implicit counter is not used.
 
 Secrets and derived keys never appear in reprs or exception messages: a sensor's logs are read by people
 who must not be able to decrypt its captures.
@@ -16,12 +19,19 @@ from typing import Final, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from helloscope.parsers.errors import ParseError
 
 RECORD_HEADER_LENGTH: Final = 5
+# HKDF-Expand-Label's label prefix: "tls13 " for TLS 1.3 and QUIC, "dtls13" for DTLS 1.3 (RFC 9147 §5.9).
+TLS13_LABEL_PREFIX: Final = b"tls13 "
+DTLS13_LABEL_PREFIX: Final = b"dtls13"
+# RFC 9147 §4.2.3: the record number mask is computed over the first 16 bytes of the ciphertext.
+DTLS13_MASK_SAMPLE_LENGTH: Final = 16
+_DTLS_SEQUENCE_LIMIT: Final = 1 << 64  # DTLS 1.2: epoch (16 bits) << 48 | sequence (48 bits)
 CONTENT_APPLICATION_DATA: Final = 23
 
 AES_GCM: Final = "AES-GCM"
@@ -121,14 +131,18 @@ def _hash(hash_name: str) -> hashes.HashAlgorithm:
         raise ValueError(f"unsupported hash {hash_name!r}; expected one of {sorted(_HASHES)}") from None
 
 
-def hkdf_expand_label(secret: bytes, label: bytes, context: bytes, length: int, hash_name: str) -> bytes:
-    """HKDF-Expand-Label (RFC 8446 §7.1). ``label`` is given WITHOUT the ``tls13 `` prefix, which is
-    added here: pass ``b"key"``, ``b"c hs traffic"``, or for QUIC (RFC 9001 §5.1) ``b"quic key"``.
+def hkdf_expand_label(
+    secret: bytes, label: bytes, context: bytes, length: int, hash_name: str, prefix: bytes = TLS13_LABEL_PREFIX
+) -> bytes:
+    """HKDF-Expand-Label (RFC 8446 §7.1). ``label`` is given WITHOUT the prefix, which is added here:
+    pass ``b"key"``, ``b"c hs traffic"``, or for QUIC (RFC 9001 §5.1) ``b"quic key"``. ``prefix`` is
+    ``tls13 `` (:data:`TLS13_LABEL_PREFIX`) except for DTLS 1.3, whose labels start with ``dtls13``
+    (:data:`DTLS13_LABEL_PREFIX`, no space: RFC 9147 §5.9).
 
     Misuse (over-long label or context, impossible length, unknown hash) raises ValueError: those are
     caller bugs, not properties of captured bytes.
     """
-    full_label = b"tls13 " + label
+    full_label = prefix + label
     if len(full_label) > 255 or len(context) > 255:
         raise ValueError("HKDF-Expand-Label label and context are limited to 255 bytes")
     algorithm = _hash(hash_name)
@@ -156,17 +170,25 @@ class TrafficKeys:
 
     key: bytes = field(repr=False)
     iv: bytes = field(repr=False)
+    sn_key: bytes | None = field(default=None, repr=False)  # DTLS 1.3 record number key, else None
 
 
-def derive_traffic_keys(cipher_suite: int, traffic_secret: bytes) -> TrafficKeys:
-    """[sender]_write_key and _iv from a traffic secret (RFC 8446 §7.3) — the one path every suite uses."""
+def derive_traffic_keys(cipher_suite: int, traffic_secret: bytes, prefix: bytes = TLS13_LABEL_PREFIX) -> TrafficKeys:
+    """[sender]_write_key and _iv from a traffic secret (RFC 8446 §7.3) — the one path every suite uses.
+
+    With the DTLS 1.3 ``prefix`` the record number key ``sn_key`` (RFC 9147 §4.2.3) is derived too.
+    """
     suite = _tls13_suite(cipher_suite)
     if len(traffic_secret) != suite.hash_length:
         # A 32-byte secret with a SHA-384 suite means the key log line and the ServerHello disagree.
         raise DecryptError(f"traffic secret is {len(traffic_secret)} bytes but {suite.name} uses {suite.hash_length}")
+    sn_key = None
+    if prefix == DTLS13_LABEL_PREFIX:
+        sn_key = hkdf_expand_label(traffic_secret, b"sn", b"", suite.key_length, suite.hash_name, prefix)
     return TrafficKeys(
-        key=hkdf_expand_label(traffic_secret, b"key", b"", suite.key_length, suite.hash_name),
-        iv=hkdf_expand_label(traffic_secret, b"iv", b"", _NONCE_LENGTH, suite.hash_name),
+        key=hkdf_expand_label(traffic_secret, b"key", b"", suite.key_length, suite.hash_name, prefix),
+        iv=hkdf_expand_label(traffic_secret, b"iv", b"", _NONCE_LENGTH, suite.hash_name, prefix),
+        sn_key=sn_key,
     )
 
 
@@ -222,7 +244,8 @@ class _Direction:
         """Sequence number of the next record (the count of records decrypted so far)."""
         return self._sequence
 
-    def _open(self, nonce: bytes, data: bytes, aad: bytes) -> bytes:
+    def _open(self, nonce: bytes, data: bytes, aad: bytes, advance: bool = True) -> bytes:
+        """AEAD-open; ``advance`` moves the implicit counter (TLS), not done for explicit (DTLS) numbers."""
         if len(data) < self._tag_length:
             raise DecryptError(f"protected fragment of {len(data)} bytes is shorter than the AEAD tag", 0)
         try:
@@ -230,7 +253,8 @@ class _Direction:
         except InvalidTag:
             # Wrong secret, wrong suite, a lost or reordered record, or tampering: indistinguishable here.
             raise DecryptError("record authentication failed (wrong key, sequence or data)") from None
-        self._sequence += 1
+        if advance:
+            self._sequence += 1
         return plaintext
 
 
@@ -267,13 +291,71 @@ class Tls13RecordDecryptor(_Direction):
             # before the keys, and hellos are plaintext and must not reach the decryptor.
             raise ParseError(f"protected TLS 1.3 record has outer type {header[0]}, not 23", 0)
         inner = self._open(_xor_nonce(self._iv, self._sequence), ciphertext, header)
-        content = inner.rstrip(b"\x00")
-        if not content:
-            raise DecryptError("inner plaintext is all zero padding: no content type (RFC 8446 §5.4)")
-        return Decrypted(content_type=content[-1], plaintext=content[:-1], padding=len(inner) - len(content))
+        return _inner_plaintext(inner)
 
     def __repr__(self) -> str:
         return f"Tls13RecordDecryptor(suite={self._suite.name}, sequence={self._sequence})"
+
+
+def _inner_plaintext(inner: bytes) -> Decrypted:
+    """TLSInnerPlaintext (RFC 8446 §5.2, and DTLS 1.3's): content, real type, zero padding."""
+    content = inner.rstrip(b"\x00")
+    if not content:
+        raise DecryptError("inner plaintext is all zero padding: no content type (RFC 8446 §5.4)")
+    return Decrypted(content_type=content[-1], plaintext=content[:-1], padding=len(inner) - len(content))
+
+
+def dtls13_sequence_mask(aead: str, sn_key: bytes, sample: bytes) -> bytes:
+    """RFC 9147 §4.2.3's mask from ``sn_key`` and a 16-byte ciphertext sample (QUIC's header protection
+    function, RFC 9001 §5.4.3-5.4.4): AES-ECB of the sample for the AES suites; for ChaCha20, the
+    keystream with the sample's first 4 bytes as (little-endian) block counter and the rest as nonce."""
+    if len(sample) != DTLS13_MASK_SAMPLE_LENGTH:
+        raise ParseError(f"record number mask needs a {DTLS13_MASK_SAMPLE_LENGTH}-byte sample, got {len(sample)}", 0)
+    if aead == CHACHA20_POLY1305:
+        cipher = Cipher(algorithms.ChaCha20(sn_key, bytes(sample)), None)
+        return cipher.encryptor().update(bytes(DTLS13_MASK_SAMPLE_LENGTH))
+    return Cipher(algorithms.AES(sn_key), modes.ECB()).encryptor().update(bytes(sample))
+
+
+class Dtls13RecordDecryptor(_Direction):
+    """DTLS 1.3 (RFC 9147): one direction, one epoch's traffic secret, every label prefixed ``dtls13``.
+
+    A unified-header record hides the low bits of its sequence number under a mask (§4.2.3): the caller
+    takes :meth:`sequence_mask` of the first 16 ciphertext bytes, XORs it into the header's sequence
+    bits, rebuilds the full 48-bit sequence number (§4.2.2), and passes the unmasked header (the AEAD
+    additional data, as the sender built it before masking) with that number to :meth:`decrypt`.
+    The nonce is the IV XOR the sequence number alone: unlike DTLS 1.2, no epoch (§4). The inner
+    plaintext (real content type, zero padding) is TLS 1.3's.
+    """
+
+    __slots__ = ("_iv", "_sn_key", "_suite")
+
+    def __init__(self, cipher_suite: int, traffic_secret: bytes) -> None:
+        suite = _tls13_suite(cipher_suite)
+        keys = derive_traffic_keys(cipher_suite, traffic_secret, DTLS13_LABEL_PREFIX)
+        assert keys.sn_key is not None
+        super().__init__(make_aead(suite.aead, keys.key, suite.tag_length), suite.tag_length)
+        self._suite = suite
+        self._iv = int.from_bytes(keys.iv, "big")
+        self._sn_key = keys.sn_key
+
+    @property
+    def suite(self) -> Tls13Suite:
+        return self._suite
+
+    def sequence_mask(self, sample: bytes) -> bytes:
+        """The 16-byte mask whose first 1 or 2 bytes are XORed into the header's sequence bits."""
+        return dtls13_sequence_mask(self._suite.aead, self._sn_key, sample)
+
+    def decrypt(self, header: bytes, ciphertext: bytes, sequence: int) -> Decrypted:
+        """Remove protection from one DTLSCiphertext: ``header`` unmasked, ``sequence`` its full number."""
+        if not 0 <= sequence < _DTLS_SEQUENCE_LIMIT:
+            raise ParseError(f"DTLS sequence number {sequence} does not fit in 64 bits", 0)
+        inner = self._open(_xor_nonce(self._iv, sequence), ciphertext, header, advance=False)
+        return _inner_plaintext(inner)
+
+    def __repr__(self) -> str:
+        return f"Dtls13RecordDecryptor(suite={self._suite.name})"
 
 
 class Tls12RecordDecryptor(_Direction):
@@ -319,20 +401,29 @@ class Tls12RecordDecryptor(_Direction):
     def suite(self) -> Tls12Suite:
         return self._suite
 
-    def decrypt(self, header: bytes, fragment: bytes) -> bytes:
-        """Plaintext of one record; AAD = seq(8) || type || version || plaintext length (RFC 5246 §6.2.3.3)."""
+    def decrypt(self, header: bytes, fragment: bytes, sequence: int | None = None) -> bytes:
+        """Plaintext of one record; AAD = seq(8) || type || version || plaintext length (RFC 5246 §6.2.3.3).
+
+        ``header`` is the 5-byte (type, version, length) header. ``sequence`` is an explicit record
+        sequence number for nonce and AAD: DTLS 1.2 (RFC 6347 §4.1.2.1) passes ``epoch << 48 |
+        sequence_number`` from the record's own header, and the implicit counter is neither used nor
+        advanced. None (TLS) uses and advances the counter.
+        """
         _check_header(header, len(fragment))
+        if sequence is not None and not 0 <= sequence < _DTLS_SEQUENCE_LIMIT:
+            raise ParseError(f"record sequence number {sequence} does not fit in 64 bits", 0)
+        number = self._sequence if sequence is None else sequence
         explicit = self._suite.explicit_nonce_length
         if explicit:
             if len(fragment) < explicit:
                 raise DecryptError(f"fragment of {len(fragment)} bytes has no room for the explicit nonce", 0)
             nonce = self._fixed_iv + fragment[:explicit]
         else:
-            nonce = _xor_nonce(self._iv, self._sequence)
+            nonce = _xor_nonce(self._iv, number)
         data = fragment[explicit:]
         plaintext_length = max(len(data) - self._tag_length, 0)  # too short is rejected by _open
-        aad = self._sequence.to_bytes(8, "big") + header[:3] + plaintext_length.to_bytes(2, "big")
-        return self._open(nonce, data, aad)
+        aad = number.to_bytes(8, "big") + header[:3] + plaintext_length.to_bytes(2, "big")
+        return self._open(nonce, data, aad, advance=sequence is None)
 
     def __repr__(self) -> str:
         return f"Tls12RecordDecryptor(suite={self._suite.name}, sequence={self._sequence})"

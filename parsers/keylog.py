@@ -45,6 +45,13 @@ _SECRET_LENGTHS: Final[dict[str, frozenset[int] | None]] = {
 
 KEYLOG_LABELS: Final[frozenset[str]] = frozenset(_SECRET_LENGTHS)
 
+# Where a secret came from: a key log file (--keylog, the default) or a pcapng Decryption Secrets Block.
+SOURCE_KEYLOG: Final = "keylog"
+SOURCE_PCAPNG: Final = "pcapng"
+# Different secrets kept per (client_random, label) besides the newest: a wrong secret from one source
+# must not hide the right one from another (callers try each, see candidates()).
+MAX_ALTERNATIVES: Final = 4
+
 CLIENT_RANDOM_LENGTH: Final = 32
 
 # A valid line is under 300 characters except ECH_CONFIG, whose ECHConfig may carry a large (for
@@ -74,6 +81,7 @@ class KeyLogProblem:
 class _Entry:
     secret: bytes = field(repr=False)  # never printed, even when debugging the store itself
     line: int
+    source: str = SOURCE_KEYLOG
 
 
 class KeyLog:
@@ -85,7 +93,18 @@ class KeyLog:
     available to callers that know their label.
     """
 
-    __slots__ = ("_count", "_discarding", "_entries", "_line", "_max_line", "_pending", "_sealed", "_started")
+    __slots__ = (
+        "_alternatives",
+        "_count",
+        "_discarding",
+        "_entries",
+        "_line",
+        "_max_line",
+        "_pending",
+        "_sealed",
+        "_source",
+        "_started",
+    )
 
     def __init__(self, *, max_line_chars: int = MAX_LINE_CHARS) -> None:
         # Indexed by client_random first so a finished connection's secrets can be dropped in one step.
@@ -97,6 +116,9 @@ class KeyLog:
         self._started = False  # whether any text has been seen (a BOM only counts at the very start)
         self._max_line = max_line_chars
         self._sealed = False
+        self._source = SOURCE_KEYLOG  # of the lines being fed now
+        # Older different secrets for the same (client_random, label), newest first, each with its source.
+        self._alternatives: dict[tuple[bytes, str], list[_Entry]] = {}
 
     @property
     def sealed(self) -> bool:
@@ -113,10 +135,15 @@ class KeyLog:
         """
         self._sealed = True
 
-    def feed(self, text: str) -> list[KeyLogProblem]:
-        """Parse every line completed by ``text``; return the problems found in those lines."""
+    def feed(self, text: str, source: str = SOURCE_KEYLOG) -> list[KeyLogProblem]:
+        """Parse every line completed by ``text``; return the problems found in those lines.
+
+        ``source`` names where the text comes from (:data:`SOURCE_KEYLOG`, :data:`SOURCE_PCAPNG`); it is
+        kept with each secret, and a line completed later by :meth:`finish` counts as from this source.
+        """
         if self._sealed:
             raise ValueError("the key log was sealed: no more secrets may be fed")
+        self._source = source
         if not text:
             return []
         if not self._started:
@@ -161,13 +188,25 @@ class KeyLog:
         entry = by_label.get(label)
         return None if entry is None else entry.secret
 
+    def candidates(self, label: str, client_random: bytes) -> tuple[tuple[bytes, str], ...]:
+        """Every different secret logged for ``label`` in this connection, newest first, with its source."""
+        by_label = self._entries.get(bytes(client_random))
+        entry = None if by_label is None else by_label.get(label)
+        if entry is None:
+            return ()
+        older = self._alternatives.get((bytes(client_random), label), ())
+        return tuple((item.secret, item.source) for item in (entry, *older))
+
     def labels(self, client_random: bytes) -> frozenset[str]:
         """Which labels are logged for a connection (lets a caller tell TLS 1.2 from 1.3 logs)."""
         return frozenset(self._entries.get(bytes(client_random), ()))
 
     def discard(self, client_random: bytes) -> int:
         """Forget a connection's secrets (e.g. once its report is final); return how many were dropped."""
-        dropped = len(self._entries.pop(bytes(client_random), {}))
+        by_label = self._entries.pop(bytes(client_random), {})
+        for label in by_label:
+            self._alternatives.pop((bytes(client_random), label), None)
+        dropped = len(by_label)
         self._count -= dropped
         return dropped
 
@@ -224,9 +263,17 @@ class KeyLog:
         previous = by_label.get(label)
         if previous is not None and previous.secret == secret:
             return None  # a repeated line (logs concatenated twice) is harmless
-        by_label[label] = _Entry(secret, self._line)
+        older = self._alternatives.get((client_random, label), [])
+        known = next((item for item in older if item.secret == secret), None)
+        by_label[label] = known if known is not None else _Entry(secret, self._line, self._source)
         if previous is None:
             self._count += 1
+            return None
+        # The replaced secret stays a candidate: the newest is not always the right one (a wrong secret in a
+        # capture's Decryption Secrets Block read after a correct key log).
+        older = [previous, *(item for item in older if item is not known)][:MAX_ALTERNATIVES]
+        self._alternatives[(client_random, label)] = older
+        if known is not None:
             return None
         # Keep the newest: in a live log the latest connection with a reused random (test tools with
         # fixed randoms) is the one being captured now. An unknown label is not named: a mangled line

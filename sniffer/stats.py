@@ -22,6 +22,7 @@ class RunStats:
     flows_tracked: int = 0
     tls_connections: int = 0
     quic_connections: int = 0  # of those, over QUIC
+    dtls_connections: int = 0  # of those, over DTLS
     non_tls_flows: int = 0
     flow_cap_evictions: int = 0
     idle_evictions: int = 0
@@ -43,6 +44,8 @@ class RunStats:
         self.tls_connections += 1
         if report.quic is not None:
             self.quic_connections += 1
+        if report.dtls is not None:
+            self.dtls_connections += 1
         if report.handshake.anomalies or report.conclusion.anomalies:
             self.connections_with_anomalies += 1
         self.decryption[report.decryption.status] += 1

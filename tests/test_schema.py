@@ -18,7 +18,7 @@ from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.pipeline import analyze_files
 from tests.helpers import CORPUS, PCAPS, REPO, analyze, assert_schema_valid, schema_validator
 
-FIXTURES = sorted(PCAPS.glob("*.pcap"))
+FIXTURES = sorted(PCAPS.rglob("*.pcap"))  # TLS, QUIC, DTLS and the hostile-strings capture
 CORPUS_CAPTURES = sorted((CORPUS / "ja4" / "pcap").glob("*.pcap*")) if CORPUS.is_dir() else []
 
 

@@ -26,6 +26,7 @@ from helloscope.parsers.registry import (
     FINISHED,
     TLS12,
     TLS13,
+    tls_equivalent,
 )
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption
 from helloscope.sniffer.handshake.inference import Guess, infer, weakest
@@ -63,15 +64,48 @@ def conclude(handshake: Handshake, decryption: Decryption, server_closed: bool =
         if handshake.tls13 and decryption.status == DecryptionStatus.DECRYPT_FAILED:
             request = CertificateRequestFinding(None, Evidence.DECRYPT_FAILED)
             certificate = ClientCertificateFinding(None, Evidence.DECRYPT_FAILED)
-        elif handshake.tls13:
+        elif handshake.tls13 and not handshake.dtls:
+            # The size rules were measured on TLS over TCP only; DTLS 1.3 without keys says unknown.
             return _inferred_view(handshake, request, certificate, server_closed)
+    unread = _unread_renegotiation(handshake, decryption)
+    if unread is not None:
+        request, certificate = _renegotiated(request, unread), _renegotiated_certificate(certificate, unread)
     outcome, outcome_evidence = connection_outcome(handshake, alerts, established, request, certificate)
+    if unread is not None and outcome not in (Outcome.FAILED, Outcome.REJECTED):
+        # Whatever the first handshake showed, the renegotiation had the last word, unread.
+        outcome, outcome_evidence = Outcome.UNKNOWN, unread
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
     anomalies = tuple(note for note in dict.fromkeys(notes) if note not in handshake.anomalies)
     return Conclusion(
         request, certificate, alerts, established, outcome, outcome_evidence, flag_outcome, flag_evidence,
         anomalies=anomalies,
     )
+
+
+# ----- renegotiation -----------------------------------------------------------------------------
+
+
+def _unread_renegotiation(handshake: Handshake, decryption: Decryption) -> Evidence | None:
+    """TLS <= 1.2 renegotiated and nothing opened the renegotiation: why its content is not known.
+
+    The record headers show that it took place (Handshake.renegotiation); its messages, among them a
+    CertificateRequest and the client's Certificate, are encrypted under the first handshake's keys.
+    """
+    if not handshake.renegotiation or handshake.tls13 or decryption.status == DecryptionStatus.DECRYPTED:
+        return None
+    return Evidence.DECRYPT_FAILED if decryption.status == DecryptionStatus.DECRYPT_FAILED else Evidence.UNKNOWN
+
+
+def _renegotiated(request: CertificateRequestFinding, unread: Evidence) -> CertificateRequestFinding:
+    """A CertificateRequest seen in the first handshake stands; "none" does not: the renegotiation may hold one."""
+    return request if request.seen else CertificateRequestFinding(None, unread)
+
+
+def _renegotiated_certificate(certificate: ClientCertificateFinding, unread: Evidence) -> ClientCertificateFinding:
+    """A certificate the client presented stands; "none" does not: it may present one in the renegotiation."""
+    if certificate.state == CertificateState.PRESENTED:
+        return certificate
+    return ClientCertificateFinding(None, unread)
 
 
 # ----- plaintext ---------------------------------------------------------------------------------
@@ -134,7 +168,7 @@ def _decrypted_view(
             key=lambda alert: alert.timestamp,
         )
     )
-    version = handshake.version or TLS12
+    version = tls_equivalent(handshake.version) if handshake.version else TLS12
     tls13 = version >= TLS13
     # TLS 1.3 sends the CertificateRequest in the handshake; TLS 1.2 can only hide one in a renegotiation.
     request_phase = Phase.HANDSHAKE if tls13 else Phase.APPLICATION

@@ -2,8 +2,10 @@
 
 The tracker keeps the protected records it saw (bounded); when the connection is reported, this module
 tries the key log. Each direction walks its key phases in order (TLS 1.3: early, handshake, then
-application traffic secret; TLS 1.2: the one key block after the ChangeCipherSpec). A record that no
-phase opens stops that direction: nothing after it can be read in order.
+application traffic secret; TLS 1.2: the key block after each ChangeCipherSpec, a renegotiation's from
+the master secret logged under its own ClientHello.random). A record that no phase opens stops that
+direction: nothing after it can be read in order. Every different secret known for a label is tried
+(a key log and a capture's Decryption Secrets Block may disagree), and the report says whose opened.
 """
 
 from __future__ import annotations
@@ -24,17 +26,21 @@ from helloscope.parsers.keylog import (
     SERVER_TRAFFIC_SECRET_0,
     KeyLog,
 )
+from helloscope.parsers.hello import parse_client_hello, parse_server_hello
 from helloscope.parsers.records import HandshakeReader
 from helloscope.parsers.registry import (
     TLS13,
     ALERT,
     CERTIFICATE_REQUEST,
+    CHANGE_CIPHER_SPEC,
+    CLIENT_HELLO,
     CERTIFICATE_VERIFY,
     ENCRYPTED_EXTENSIONS,
     FINISHED,
     HANDSHAKE,
     HANDSHAKE_TYPE_NAMES,
     NEW_SESSION_TICKET,
+    SERVER_HELLO,
 )
 from helloscope.parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
 from helloscope.sniffer.report.model import AlertFinding, DecryptionSummary
@@ -84,6 +90,7 @@ class Decryption:
     records: int = 0  # records opened
     # Records each side sent after its peer's Finished that were not alerts: the handshake went on.
     application_records: tuple[tuple[Sender, float], ...] = ()
+    source: str | None = None  # whose secrets opened the records: keylog, pcapng, or keylog+pcapng
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +133,7 @@ def summarize(decryption: Decryption) -> DecryptionSummary:
         ticket_flags=tuple(sorted({flag for ticket in tickets if ticket.tls_flags for flag in ticket.tls_flags.flags})),
         alpn=alpn,
         anomalies=tuple(anomalies),
+        source=decryption.source,
     )
 
 
@@ -159,6 +167,7 @@ class _Reading:
         self.application: list[tuple[Sender, float]] = []
         self.opened = 0
         self.readers = {CLIENT: HandshakeReader(), SERVER: HandshakeReader()}
+        self.sources: set[str] = set()
 
     def content(self, record: ProtectedRecord, content_type: int, plaintext: bytes, phase: Phase) -> None:
         self.opened += 1
@@ -174,7 +183,13 @@ class _Reading:
 
     def result(self, status: DecryptionStatus, reason: str | None = None) -> Decryption:
         return Decryption(
-            status, reason, tuple(self.messages), tuple(self.alerts), self.opened, tuple(self.application)
+            status,
+            reason,
+            tuple(self.messages),
+            tuple(self.alerts),
+            self.opened,
+            tuple(self.application),
+            "+".join(sorted(self.sources)) or None,
         )
 
 
@@ -183,10 +198,10 @@ def _decrypt_tls13(session: Session, records: Sequence[ProtectedRecord], keys: K
     failures: list[str] = []
     for sender in (CLIENT, SERVER):
         phases = [
-            (name, _tls13_decryptor(session.cipher_suite, keys.secret(label, session.client_random)))
+            (name, _tls13_decryptors(session.cipher_suite, keys, label, session.client_random))
             for name, label in _TLS13_PHASES[sender]
         ]
-        if all(decryptor is None for _, decryptor in phases):
+        if not any(decryptors for _, decryptors in phases):
             continue
         current = 0
         for record in (item for item in records if item.sender == sender):
@@ -194,7 +209,8 @@ def _decrypt_tls13(session: Session, records: Sequence[ProtectedRecord], keys: K
             if opened is None:
                 failures.append(f"{sender} record {reading.opened + 1} does not open with the logged secrets")
                 break
-            current, content_type, plaintext = opened
+            current, content_type, plaintext, source = opened
+            reading.sources.add(source)
             try:
                 reading.content(record, content_type, plaintext, phases[current][0])
             except ParseError as error:
@@ -205,31 +221,44 @@ def _decrypt_tls13(session: Session, records: Sequence[ProtectedRecord], keys: K
     return _status(reading, failures)
 
 
+Candidates = list[tuple[Tls13RecordDecryptor, str]]  # one per different secret known, with its source
+
+
 def _open_tls13(
-    record: ProtectedRecord, phases: list[tuple[Phase, Tls13RecordDecryptor | None]], current: int
-) -> tuple[int, int, bytes] | None:
-    """Open with the current phase, or a later one (early data refused, an unseen Finished)."""
+    record: ProtectedRecord, phases: list[tuple[Phase, Candidates]], current: int
+) -> tuple[int, int, bytes, str] | None:
+    """Open with the current phase, or a later one (early data refused, an unseen Finished).
+
+    The first candidate secret of a phase that opens a record becomes that phase's only one.
+    """
     for index in range(current, len(phases)):
-        decryptor = phases[index][1]
-        if decryptor is None:
-            continue
-        try:
-            opened = decryptor.decrypt(record.header, record.payload)
-        except DecryptError:
-            continue
-        except ParseError:
-            return None
-        return index, opened.content_type, opened.plaintext
+        name, candidates = phases[index]
+        for decryptor, source in candidates:
+            try:
+                opened = decryptor.decrypt(record.header, record.payload)
+            except DecryptError:
+                continue
+            except ParseError:
+                return None
+            if len(candidates) > 1:
+                phases[index] = (name, [(decryptor, source)])
+            return index, opened.content_type, opened.plaintext, source
     return None
 
 
-def _tls13_decryptor(cipher_suite: int, secret: bytes | None) -> Tls13RecordDecryptor | None:
-    if secret is None:
-        return None
-    try:
-        return Tls13RecordDecryptor(cipher_suite, secret)
-    except DecryptError:
-        return None  # a secret of the wrong length for this suite cannot belong to this connection
+def _tls13_decryptors(cipher_suite: int, keys: KeyLog, label: str, client_random: bytes) -> Candidates:
+    candidates: Candidates = []
+    for secret, source in _secrets(keys, label, client_random):
+        try:
+            candidates.append((Tls13RecordDecryptor(cipher_suite, secret), source))
+        except DecryptError:
+            continue  # a secret of the wrong length for this suite cannot belong to this connection
+    return candidates
+
+
+def _secrets(keys: KeyLog, label: str, client_random: bytes) -> tuple[tuple[bytes, str], ...]:
+    """Every different secret logged for a label of a connection, newest first, with its source."""
+    return keys.candidates(label, client_random)
 
 
 def _finished(reading: _Reading, sender: Sender) -> bool:
@@ -237,29 +266,119 @@ def _finished(reading: _Reading, sender: Sender) -> bool:
 
 
 def _decrypt_tls12(session: Session, records: Sequence[ProtectedRecord], keys: KeyLog) -> Decryption:
-    master = keys.secret(CLIENT_RANDOM, session.client_random)
-    if master is None:
+    if not _secrets(keys, CLIENT_RANDOM, session.client_random):
         return Decryption(DecryptionStatus.NO_KEYS)
     if session.compression != NULL_COMPRESSION:
         return Decryption(DecryptionStatus.UNSUPPORTED, f"compression method {session.compression}")
+    try:
+        first = {sender: _tls12_candidates(session, keys, sender) for sender in (CLIENT, SERVER)}
+    except DecryptError as error:
+        return Decryption(DecryptionStatus.UNSUPPORTED, error.what)
     reading = _Reading()
     failures: list[str] = []
-    for sender in (CLIENT, SERVER):
+    directions = {sender: _Tls12Direction(first[sender]) for sender in (CLIENT, SERVER)}
+    renegotiation = _Renegotiation(session)
+    # In capture order: a renegotiation's client keys need the ServerHello the server sent before.
+    for record in records:
+        sender = record.sender
+        direction = directions[sender]
+        if direction.stopped:
+            continue
+        opened = direction.open(record)
+        if opened is None:
+            failures.append(f"{sender} record does not open with the logged master secret")
+            direction.stopped = True
+            continue
+        plaintext, source = opened
+        reading.sources.add(source)
+        if record.content_type == CHANGE_CIPHER_SPEC:
+            # A renegotiation's ChangeCipherSpec, under the old keys: this side switches to the new ones.
+            reading.opened += 1
+            reason = renegotiation.switch(direction, keys, sender)
+            if reason is not None:
+                failures.append(f"{sender} {reason}")
+                direction.stopped = True
+            continue
+        before = len(reading.messages)
         try:
-            decryptor = Tls12RecordDecryptor(
-                session.cipher_suite, master, session.client_random, session.server_random, sender == CLIENT
-            )
-        except DecryptError as error:
-            return Decryption(DecryptionStatus.UNSUPPORTED, error.what)
-        for record in (item for item in records if item.sender == sender):
+            phase = Phase.APPLICATION if direction.finished else Phase.HANDSHAKE
+            reading.content(record, record.content_type, plaintext, phase)
+            renegotiation.read(reading.messages[before:])
+        except ParseError as error:
+            failures.append(f"{sender} decrypted content is malformed: {error.what}")
+            direction.stopped = True
+            continue
+        if not direction.finished and _finished(reading, sender):
+            direction.finished = True
+    return _status(reading, failures)
+
+
+class _Tls12Direction:
+    """One side's record protection: the candidate key blocks until one opens a record, then that one."""
+
+    __slots__ = ("candidates", "finished", "stopped")
+
+    def __init__(self, candidates: list[tuple[Tls12RecordDecryptor, str]]) -> None:
+        self.candidates = candidates
+        self.finished = False
+        self.stopped = False
+
+    def open(self, record: ProtectedRecord) -> tuple[bytes, str] | None:
+        for decryptor, source in self.candidates:
             try:
                 plaintext = decryptor.decrypt(record.header, record.payload)
-                phase = Phase.APPLICATION if _finished(reading, sender) else Phase.HANDSHAKE
-                reading.content(record, record.content_type, plaintext, phase)
-            except ParseError as error:
-                failures.append(f"{sender} record does not open with the logged master secret: {error.what}")
-                break
-    return _status(reading, failures)
+            except ParseError:
+                continue
+            if len(self.candidates) > 1:
+                self.candidates = [(decryptor, source)]
+            return plaintext, source
+        return None
+
+
+class _Renegotiation:
+    """The hellos of the latest renegotiation, read from the decrypted records: its keys' inputs."""
+
+    __slots__ = ("client_random", "server", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.client_random: bytes | None = None
+        self.server: tuple[bytes, int] | None = None  # ServerHello.random, cipher suite
+
+    def read(self, messages: Sequence[DecryptedMessage]) -> None:
+        for message in messages:
+            if message.sender == CLIENT and message.msg_type == CLIENT_HELLO:
+                self.client_random, self.server = parse_client_hello(message.body).random, None
+            elif message.sender == SERVER and message.msg_type == SERVER_HELLO:
+                hello = parse_server_hello(message.body)
+                self.server = (hello.random, hello.cipher_suite)
+
+    def switch(self, direction: _Tls12Direction, keys: KeyLog, sender: Sender) -> str | None:
+        """Give ``direction`` the renegotiated keys; return why not, if they cannot be made."""
+        if self.client_random is None or self.server is None:
+            return "changed keys without a renegotiation's hellos in the decrypted records"
+        server_random, suite = self.server
+        session = Session(self.client_random, server_random, suite, self.session.version, NULL_COMPRESSION)
+        if not _secrets(keys, CLIENT_RANDOM, session.client_random):
+            return "renegotiated: no master secret logged for its ClientHello.random"
+        try:
+            direction.candidates = _tls12_candidates(session, keys, sender)
+        except DecryptError as error:
+            return f"renegotiated: {error.what}"
+        direction.finished = True  # the renegotiation's messages stay post-handshake (Phase.APPLICATION)
+        return None
+
+
+def _tls12_candidates(session: Session, keys: KeyLog, sender: Sender) -> list[tuple[Tls12RecordDecryptor, str]]:
+    return [
+        (
+            Tls12RecordDecryptor(
+                session.cipher_suite, master, session.client_random, session.server_random, sender == CLIENT
+            ),
+            source,
+        )
+        for master, source in _secrets(keys, CLIENT_RANDOM, session.client_random)
+    ]
 
 
 def _status(reading: _Reading, failures: list[str]) -> Decryption:

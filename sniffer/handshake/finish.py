@@ -20,6 +20,7 @@ from helloscope.sniffer.handshake.hygiene import certificate_findings
 from helloscope.sniffer.handshake.tracker import ConnectionTracker
 from helloscope.sniffer.report.model import (
     ConnectionReport,
+    DtlsSummary,
     Endpoints,
     HelloFingerprints,
     Preamble,
@@ -28,6 +29,9 @@ from helloscope.sniffer.report.model import (
     TcpSummary,
 )
 from helloscope.sniffer.vocabulary import EndReason
+
+# The connection's last packet is timestamped before its first: the report's end is clamped to its start.
+TIME_WENT_BACKWARDS = "capture_time_went_backwards"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +49,16 @@ class TransportEnd:
     preamble: Preamble | None = None
     tcp: TcpSummary | None = None
     quic: QuicSummary | None = None
+    dtls: DtlsSummary | None = None
 
 
 def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: TransportEnd) -> ConnectionReport:
     """Conclude one connection and assemble its report."""
     handshake = tracker.handshake(_observed_anomalies(tracker, end))
     conclusion = conclude(handshake, decryption, end.server_closed)
+    # A capture whose clock went backwards can end a connection before it started: the report says it
+    # lasted no time (event.duration is never negative) and notes why (see _observed_anomalies).
+    stop = max(end.end, end.start)
     summary = summarize(decryption)
     endpoints = end.endpoints
     certificate = conclusion.client_certificate
@@ -58,7 +66,7 @@ def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: T
     return ConnectionReport(
         endpoints=endpoints,
         start=end.start,
-        end=end.end,
+        end=stop,
         end_reason=end.reason,
         handshake=handshake,
         conclusion=conclusion,
@@ -76,6 +84,7 @@ def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: T
         preamble=end.preamble,
         tcp=end.tcp,
         quic=end.quic,
+        dtls=end.dtls,
     )
 
 
@@ -84,4 +93,6 @@ def _observed_anomalies(tracker: ConnectionTracker, end: TransportEnd) -> tuple[
     anomalies = list(dict.fromkeys((*tracker.anomalies, *end.anomalies)))
     if not tracker.client_hellos and not any("client_hello" in note for note in anomalies):
         anomalies.append("client_hello_incomplete" + end.missing_hello_detail)
+    if end.end < end.start:
+        anomalies.append(TIME_WENT_BACKWARDS)
     return tuple(anomalies)

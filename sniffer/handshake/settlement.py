@@ -7,8 +7,10 @@ by the same rules:
 
 - a fatal alert, or both directions unreadable, ends the story for every version;
 - TLS 1.3 without keys is followed for ``MAX_TRACED_RECORDS`` records (the sizes inference needs);
-- TLS <= 1.2 settles when both Finished are seen, unless a logged key can read what follows (an
-  encrypted alert or a renegotiation), in which case it is followed for ``MAX_PROTECTED_BYTES``;
+- TLS <= 1.2 is followed past both Finished until the server answers (data or an alert; after a
+  renegotiation, which may request a certificate, its end or an alert), within ``MAX_TRACED_RECORDS``
+  records: the record headers show that much without keys. DTLS settles at both Finished. When a logged
+  key can read what follows, the connection is then followed for ``MAX_PROTECTED_BYTES``;
 - with keys, TLS 1.3 (QUIC) settles once the client has finished and the server has answered it.
 """
 
@@ -44,8 +46,11 @@ class TlsProgress(Protocol):
     def protected_bytes(self) -> int: ...
     @property
     def established(self) -> bool | None: ...
+    @property
+    def follow_after_handshake(self) -> bool: ...
 
-    follow_after_handshake: bool
+    dtls: bool
+    server_answered: bool
 
 
 def tls_settled(progress: TlsProgress) -> bool:
@@ -56,7 +61,9 @@ def tls_settled(progress: TlsProgress) -> bool:
         return progress.traced_records >= MAX_TRACED_RECORDS
     if progress.follow_after_handshake:
         return progress.protected_bytes >= MAX_PROTECTED_BYTES
-    return bool(progress.established)
+    if not progress.established:
+        return False
+    return progress.dtls or progress.server_answered or progress.traced_records >= MAX_TRACED_RECORDS
 
 
 def keys_can_follow(progress: TlsProgress, client_random: bytes | None, keys: KeyLog | None) -> bool:
@@ -80,12 +87,19 @@ def quic_verdict_seen(
     alerts: Iterable[AlertFinding],
     application: Iterable[tuple[Sender, float]],
 ) -> bool:
-    """With keys, QUIC: the client has finished and the server has answered it (an alert, or going on)."""
-    finished = next(
-        (message.timestamp for message in messages if message.sender == Sender.CLIENT and message.msg_type == FINISHED),
-        None,
-    )
-    if finished is None:
+    """With keys, QUIC: both sides have finished and the server has answered the client (an alert, or going on).
+
+    The server's Finished is waited for too: a datagram carrying it may arrive after the verdict.
+    """
+    finished = None
+    server_finished = False
+    for message in messages:
+        if message.msg_type == FINISHED:
+            if message.sender == Sender.CLIENT:
+                finished = message.timestamp if finished is None else finished
+            else:
+                server_finished = True
+    if finished is None or not server_finished:
         return False
     return any(alert.sender == Sender.SERVER for alert in alerts) or any(
         sender == Sender.SERVER and timestamp >= finished for sender, timestamp in application

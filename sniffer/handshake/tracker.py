@@ -10,6 +10,7 @@ from typing import Final
 
 from helloscope.parsers.alerts import parse_alerts
 from helloscope.parsers.certs import CertificateMessage, CertificateRequest, parse_certificate, parse_certificate_request
+from helloscope.parsers.dtls import HelloVerifyRequest, parse_hello_verify_request
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
 from helloscope.parsers.records import HandshakeReader, Record
@@ -24,11 +25,13 @@ from helloscope.parsers.registry import (
     CLIENT_KEY_EXCHANGE,
     HANDSHAKE,
     HANDSHAKE_TYPE_NAMES,
+    HELLO_VERIFY_REQUEST,
     SERVER_HELLO,
     SERVER_HELLO_DONE,
     SERVER_KEY_EXCHANGE,
     TLS12,
     TLS13,
+    tls_equivalent,
 )
 from helloscope.sniffer.handshake.decryption import ProtectedRecord, Session
 from helloscope.sniffer.handshake.settlement import MAX_PROTECTED_BYTES, MAX_TRACED_RECORDS, tls_settled
@@ -47,31 +50,40 @@ class ConnectionTracker:
         "_broken",
         "_ccs",
         "_encrypted_handshake",
+        "_follow_after_handshake",
         "_handshake_readers",
+        "_held",
+        "_renegotiation_ccs",
         "alerts",
         "anomalies",
         "certificate_request",
         "client_certificate",
         "client_flight_seen",
         "client_hellos",
+        "dtls",
         "hello_retry_request",
+        "hello_verify_request",
         "key_exchange_group",
-        "follow_after_handshake",
+        "handshake_over",
         "keep_protected",
         "protected",
         "protected_seen",
         "_protected_bytes",
         "records",
+        "renegotiation",
+        "server_answered",
         "server_flight_done",
         "_server_hello",
         "tls13",
     )
 
-    def __init__(self, *, keep_protected: bool = True) -> None:
+    def __init__(self, *, keep_protected: bool = True, dtls: bool = False) -> None:
+        self.dtls = dtls  # handshake messages come from DTLS: ClientHellos carry a cookie
         self.client_hellos: list[ClientHello] = []
         self._server_hello: ServerHello | None = None
         self.tls13 = False  # the ServerHello chose TLS 1.3 (kept with it: read for every record)
         self.hello_retry_request: ServerHello | None = None
+        self.hello_verify_request: HelloVerifyRequest | None = None  # DTLS 1.0/1.2 cookie exchange
         self.certificate_request: CertificateRequest | None = None
         self.client_certificate: CertificateMessage | None = None
         self.server_flight_done = False
@@ -92,7 +104,18 @@ class ConnectionTracker:
         self._protected_bytes = 0
         # Set when a key can open this TLS <= 1.2 connection: later alerts and renegotiations become
         # readable, so the connection is followed past its Finished.
-        self.follow_after_handshake = False
+        self._follow_after_handshake = False
+        # TLS <= 1.2 after both Finished: record headers stay readable without keys. A handshake record
+        # then starts a renegotiation (HelloRequest or a new ClientHello), which may request a certificate.
+        self.handshake_over = False
+        self.renegotiation = False
+        self._renegotiation_ccs = {CLIENT: False, SERVER: False}  # a ChangeCipherSpec since it began
+        # The server's answer past the handshake: data or an alert, or the end of a renegotiation.
+        self.server_answered = False
+        # Records that came after the report was settled, in the segment that settled it: replayed when
+        # a key makes the connection worth following, dropped otherwise (where a segment ends must not
+        # change what is reported).
+        self._held: list[tuple[Sender, Record, float]] = []
         self.anomalies: list[str] = []
 
     # ----- derived state -------------------------------------------------------------------------
@@ -104,7 +127,7 @@ class ConnectionTracker:
     @server_hello.setter
     def server_hello(self, hello: ServerHello | None) -> None:
         self._server_hello = hello
-        self.tls13 = hello is not None and hello.version >= TLS13
+        self.tls13 = hello is not None and tls_equivalent(hello.version) >= TLS13
 
     @property
     def version(self) -> int | None:
@@ -146,6 +169,18 @@ class ConnectionTracker:
         return self._protected_bytes
 
     @property
+    def follow_after_handshake(self) -> bool:
+        return self._follow_after_handshake
+
+    @follow_after_handshake.setter
+    def follow_after_handshake(self, follow: bool) -> None:
+        self._follow_after_handshake = follow
+        held, self._held = self._held, []
+        if follow:
+            for sender, record, timestamp in held:
+                self.record(sender, record, timestamp)
+
+    @property
     def settled(self) -> bool:
         """Nothing later on this connection can change its report (the rules: handshake.settlement)."""
         return tls_settled(self)
@@ -165,10 +200,13 @@ class ConnectionTracker:
             if self.key_exchange_group is not None
             else (self.server_hello.key_share_group if self.server_hello else None),
             anomalies=tuple(self.anomalies) if anomalies is None else anomalies,
+            dtls=self.dtls,
+            hello_verify_request=self.hello_verify_request is not None,
             certificate_request=self.certificate_request,
             client_certificate=self.client_certificate,
             server_flight_done=self.server_flight_done,
             client_flight_seen=self.client_flight_seen,
+            renegotiation=self.renegotiation,
         )
 
     # ----- input ---------------------------------------------------------------------------------
@@ -196,13 +234,29 @@ class ConnectionTracker:
         if not self._broken[sender]:
             self._handshake_fragment(sender, data)
 
+    def handshake_message(self, sender: Sender, msg_type: int, body: bytes) -> None:
+        """A whole handshake message that a transport rebuilt itself (DTLS fragments), in message order."""
+        if not self._broken[sender]:
+            self._message(sender, msg_type, body)
+
     def record(self, sender: Sender, record: Record, timestamp: float) -> None:
         if self._broken[sender]:
+            return
+        if self.settled and not self._follow_after_handshake:
+            if self.keep_protected and len(self._held) < MAX_TRACED_RECORDS:
+                self._held.append((sender, record, timestamp))
             return
         content_type = record.content_type
         if self._server_hello is not None and len(self.records) < MAX_TRACED_RECORDS:
             self.records.append(RecordTrace(sender, content_type, len(record.payload), timestamp))
+        if self.handshake_over:
+            self._after_handshake(sender, content_type)
         if content_type == CHANGE_CIPHER_SPEC:
+            if not self.tls13 and self._protected(sender):
+                # A renegotiation's ChangeCipherSpec travels under the old keys: decryption switches keys there.
+                self.protected_seen = True
+                if self.keep_protected:
+                    self._keep(sender, record, timestamp)
             self._ccs[sender] = True
             return
         protected = (
@@ -221,6 +275,21 @@ class ConnectionTracker:
             self._alert(sender, record.payload, timestamp)
         elif content_type == APPLICATION_DATA and not protected:
             self.note(f"{sender}_application_data_before_server_hello")
+        if not self.handshake_over and not self.tls13 and not self.dtls and self.established:
+            self.handshake_over = True
+
+    def _after_handshake(self, sender: Sender, content_type: int) -> None:
+        """TLS <= 1.2 past both Finished, from the record headers alone: a renegotiation, the server's answer."""
+        if content_type == HANDSHAKE:
+            if not self.renegotiation:
+                self.renegotiation = True
+            elif sender == SERVER and self._renegotiation_ccs[SERVER]:
+                self.server_answered = True  # the server finished the renegotiation: it accepted
+        elif content_type == CHANGE_CIPHER_SPEC:
+            if self.renegotiation:
+                self._renegotiation_ccs[sender] = True
+        elif sender == SERVER and (content_type == ALERT or not self.renegotiation):
+            self.server_answered = True
 
     def _early_data(self, sender: Sender) -> bool:
         """Application data sent with the ClientHello (0-RTT) when the hello offered early_data."""
@@ -254,7 +323,7 @@ class ConnectionTracker:
             # After a TLS 1.3 ServerHello both sides switch to handshake keys; only CCS stays clear.
             return True
         retry = self.hello_retry_request
-        if self.server_hello is None or (retry is not None and retry.version >= TLS13):
+        if self.server_hello is None or (retry is not None and tls_equivalent(retry.version) >= TLS13):
             # Before a ServerHello, or around a HelloRetryRequest, a ChangeCipherSpec is TLS 1.3's
             # middlebox-compatibility noise: no keys exist yet.
             return False
@@ -280,18 +349,26 @@ class ConnectionTracker:
             self.stream_broken(sender, f"handshake_framing: {error.what}")
             return
         for message in messages:
-            try:
-                if sender == CLIENT:
-                    self._client_message(message.msg_type, message.body)
-                else:
-                    self._server_message(message.msg_type, message.body)
-            except ParseError as error:
-                name = HANDSHAKE_TYPE_NAMES.get(message.msg_type, f"handshake_{message.msg_type}")
-                self.note(f"{sender}_{name}_malformed: {error.what}")
+            self._message(sender, message.msg_type, message.body)
+
+    def _message(self, sender: Sender, msg_type: int, body: bytes) -> None:
+        try:
+            if sender == CLIENT:
+                self._client_message(msg_type, body)
+            else:
+                self._server_message(msg_type, body)
+        except ParseError as error:
+            name = HANDSHAKE_TYPE_NAMES.get(msg_type, f"handshake_{msg_type}")
+            self.note(f"{sender}_{name}_malformed: {error.what}")
 
     def _client_message(self, msg_type: int, body: bytes) -> None:
         if msg_type == CLIENT_HELLO:
-            self.client_hellos.append(parse_client_hello(body))
+            hello = parse_client_hello(body, dtls=self.dtls)
+            if self.hello_verify_request is not None and len(self.client_hellos) == 1 and hello.cookie:
+                # The hello the cookie exchange asked for replaces the first: it is the one answered.
+                self.client_hellos[0] = hello
+            else:
+                self.client_hellos.append(hello)
         elif msg_type == CERTIFICATE:
             self.client_flight_seen = True
             self.client_certificate = parse_certificate(body, tls13=self.tls13)
@@ -305,8 +382,10 @@ class ConnectionTracker:
                 self.hello_retry_request = hello
             else:
                 self.server_hello = hello
+        elif msg_type == HELLO_VERIFY_REQUEST and self.dtls:
+            self.hello_verify_request = parse_hello_verify_request(body)
         elif msg_type == CERTIFICATE_REQUEST:
-            version = self.version or TLS12
+            version = tls_equivalent(self.version) if self.version else TLS12
             self.certificate_request = parse_certificate_request(body, tls13=version >= TLS13, tls12=version == TLS12)
         elif msg_type == SERVER_KEY_EXCHANGE:
             # ECDHE parameters start with curve_type named_curve (3) and the group (RFC 8422 5.4).

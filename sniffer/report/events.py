@@ -113,7 +113,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
         "network": {
             "transport": endpoints.transport,
             "type": "ipv6" if endpoints.ipv6 else "ipv4",
-            "protocol": "quic" if report.quic is not None else "tls",
+            "protocol": report.protocol,
             "community_id": report.community_id,
         },
         "tls": {
@@ -151,6 +151,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "flag_outcome_evidence": conclusion.flag_outcome_evidence,
             "client_hello": _client_hello(hello, fingerprints[0]) if hello and fingerprints else None,
             "hello_retry_request": handshake.hello_retry_request is not None,
+            "renegotiation": handshake.renegotiation,
             "second_client_hello": (
                 _client_hello(handshake.client_hellos[1], fingerprints[1]) if len(fingerprints) > 1 else None
             ),
@@ -170,6 +171,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             ),
             "tcp": _tcp(report),
             "quic": _quic(report),
+            "dtls": _dtls(report),
             "end_reason": report.end_reason,
             "anomalies": list(report.anomalies),
         },
@@ -340,6 +342,7 @@ def _decryption(report: ConnectionReport) -> dict[str, Any]:
             post_handshake_certificate_request=summary.post_handshake_certificate_request,
             new_session_tickets=summary.tickets,
             ticket_flags=list(summary.ticket_flags),
+            source=summary.source,
         )
     return body
 
@@ -394,4 +397,19 @@ def _quic(report: ConnectionReport) -> dict[str, Any] | None:
             if close is not None
             else None
         ),
+    }
+
+
+def _dtls(report: ConnectionReport) -> dict[str, Any] | None:
+    dtls = report.dtls
+    if dtls is None:
+        return None
+    return {
+        "client_datagrams": dtls.client_datagrams,
+        "server_datagrams": dtls.server_datagrams,
+        "hello_verify_request": dtls.hello_verify_request,
+        "retransmitted_fragments": dtls.retransmitted_fragments,
+        "conflicting_fragments": dtls.conflicting_fragments,
+        "unified_records": dtls.unified_records,
+        "malformed_datagrams": dtls.malformed_datagrams,
     }

@@ -10,7 +10,7 @@ from helloscope.parsers.certs import CertificateMessage, CertificateRequest, X50
 from helloscope.parsers.fingerprints import Ja4
 from helloscope.parsers.flags import TlsFlags
 from helloscope.parsers.hello import ClientHello, ServerHello
-from helloscope.parsers.registry import ALERT_FATAL, ALERT_NAMES, TLS13
+from helloscope.parsers.registry import ALERT_FATAL, ALERT_NAMES, TLS13, tls_equivalent
 from helloscope.sniffer.vocabulary import (
     CertificateState,
     Confidence,
@@ -122,6 +122,19 @@ class QuicSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class DtlsSummary:
+    """What the datagrams of a DTLS association showed beside the TLS handshake."""
+
+    client_datagrams: int
+    server_datagrams: int
+    hello_verify_request: bool  # the cookie exchange took place: the report shows the second ClientHello
+    retransmitted_fragments: int  # handshake fragments that added nothing (retransmitted flights, duplicates)
+    conflicting_fragments: int  # overlapping fragments that disagreed with bytes already held
+    unified_records: int  # DTLS 1.3 records with the unified header (protected, content type hidden)
+    malformed_datagrams: int  # datagrams whose records stopped framing part-way
+
+
+@dataclass(frozen=True, slots=True)
 class Handshake:
     """What the tracker saw of the handshake, before any conclusion is drawn."""
 
@@ -139,10 +152,16 @@ class Handshake:
     client_certificate: CertificateMessage | None  # in the clear (TLS <= 1.2)
     server_flight_done: bool  # ServerHelloDone seen: the server's flight had no CertificateRequest after it
     client_flight_seen: bool  # the client's second flight (Certificate, ClientKeyExchange, CertificateVerify)
+    dtls: bool = False
+    hello_verify_request: bool = False  # DTLS 1.0/1.2: the server asked for a cookie first
+    # TLS <= 1.2: a handshake record followed both Finished (HelloRequest or a new ClientHello): the
+    # connection renegotiated, and the renegotiation (encrypted) may have requested a certificate.
+    renegotiation: bool = False
 
     @property
     def tls13(self) -> bool:
-        return self.server_hello is not None and self.server_hello.version >= TLS13
+        """TLS 1.3 or DTLS 1.3: the handshake after the ServerHello is encrypted."""
+        return self.server_hello is not None and tls_equivalent(self.server_hello.version) >= TLS13
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +178,7 @@ class DecryptionSummary:
     ticket_flags: tuple[int, ...] = ()
     alpn: bytes | None = None  # selected in EncryptedExtensions
     anomalies: tuple[str, ...] = ()
+    source: str | None = None  # whose secrets opened the records: keylog, pcapng, or keylog+pcapng
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +256,12 @@ class ConnectionReport:
     preamble: Preamble | None = None
     tcp: TcpSummary | None = None
     quic: QuicSummary | None = None
+    dtls: DtlsSummary | None = None
+
+    @property
+    def protocol(self) -> str:
+        """network.protocol: what carried the TLS handshake."""
+        return "quic" if self.quic is not None else "dtls" if self.dtls is not None else "tls"
 
     @property
     def client_hello(self) -> ClientHello | None:

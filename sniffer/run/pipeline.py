@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
-from helloscope.parsers.keylog import KeyLog
+from helloscope.parsers.keylog import SOURCE_PCAPNG, KeyLog
 from helloscope.sniffer.capture.files import CaptureReader, Truncation
 from helloscope.sniffer.capture.decode import Segment, decode
 from helloscope.sniffer.report.events import Observer, build_event
@@ -88,7 +88,7 @@ def absorb_secrets(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats:
     """
     for block in secrets[absorbed:]:
         before = len(keys)
-        keys.feed(block.decode("utf-8", "replace"))
+        keys.feed(block.decode("utf-8", "replace"), source=SOURCE_PCAPNG)
         keys.finish()
         if stats is not None:
             stats.keylog_secrets += len(keys) - before

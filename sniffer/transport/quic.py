@@ -17,10 +17,17 @@ when a CONNECTION_CLOSE is read. With the connection's secrets in the key log (t
 Handshake and 1-RTT packets are opened as they come: the CertificateRequest, the client's Certificate
 and Finished, and the server's verdict (HANDSHAKE_DONE and data, or CONNECTION_CLOSE with a crypto
 error) feed the same correlation as decrypted TCP; the connection settles on that verdict.
+
+UDP reorders and duplicates datagrams, and the report must not depend on it: a packet number already
+opened in its space is a duplicate and is skipped (RFC 9000 §12.3); Handshake and 1-RTT packets that
+arrive before the ServerHello that names their keys are held (``MAX_EARLY_PACKETS``) and opened once it
+is read; the verdict needs both Finished messages, and a CONNECTION_CLOSE waits for the client's
+Finished for ``CLOSE_GRACE_DATAGRAMS`` datagrams, so a flight reordered around it is still read.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 from helloscope.parsers.errors import ParseError
@@ -31,6 +38,7 @@ from helloscope.parsers.keylog import (
     SERVER_TRAFFIC_SECRET_0,
     KeyLog,
 )
+from helloscope.parsers.quic import HANDSHAKE_DONE as HANDSHAKE_DONE_FRAME
 from helloscope.parsers.quic import (
     ACK,
     ACK_ECN,
@@ -56,7 +64,7 @@ from helloscope.parsers.quic import (
     unprotect,
 )
 from helloscope.parsers.records import HandshakeReader
-from helloscope.parsers.registry import ALERT_FATAL
+from helloscope.parsers.registry import ALERT_FATAL, FINISHED
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption, Session
 from helloscope.sniffer.handshake.finish import TransportEnd, finish_connection
@@ -84,6 +92,13 @@ _PHASES: Final = {HANDSHAKE: Phase.HANDSHAKE, ONE_RTT: Phase.APPLICATION}
 # Frames that do not show an endpoint carrying on with the connection.
 _NOT_CARRYING_ON: Final = frozenset({PADDING, ACK, ACK_ECN, CONNECTION_CLOSE, CONNECTION_CLOSE_APPLICATION})
 NO_ERROR: Final = 0x00
+# Handshake and 1-RTT packets held per connection until the ServerHello tells how to open them.
+MAX_EARLY_PACKETS: Final = 16
+# Long-header packets of no known connection (a server's, reordered before the client's first Initial),
+# the most recent ones across the table: given to the connection whose first Initial comes next.
+MAX_ORPHANS: Final = 64
+# Datagrams a keyed connection is still read after a CONNECTION_CLOSE, for a client flight reordered behind it.
+CLOSE_GRACE_DATAGRAMS: Final = 8
 
 
 class _Opener:
@@ -92,37 +107,47 @@ class _Opener:
     __slots__ = (
         "alerts",
         "application",
+        "confirmed",
         "failures",
         "keylog",
         "keys",
         "largest",
         "messages",
+        "numbers",
         "opened",
         "readers",
         "session",
+        "sources",
     )
 
     def __init__(self, keylog: KeyLog, session: Session) -> None:
         self.keylog = keylog
         self.session = session
-        self.keys: dict[tuple[Sender, str, int], PacketKeys | None] = {}
+        self.keys: dict[tuple[Sender, str, int], list[tuple[PacketKeys, str]]] = {}
         self.readers: dict[tuple[Sender, str], tuple[CryptoStream, HandshakeReader]] = {}
         self.messages: list[DecryptedMessage] = []
         self.alerts: list[AlertFinding] = []
         self.application: list[tuple[Sender, float]] = []
+        # Timestamps of the server's HANDSHAKE_DONE packets: sent once the client's Finished was verified,
+        # so they follow it whatever order the capture shows them in (see _went_on).
+        self.confirmed: list[float] = []
         self.opened = 0
         self.failures: dict[str, int] = {}
         self.largest: dict[tuple[Sender, str], int] = {}  # packet number spaces, for decoding the numbers
+        self.numbers: dict[tuple[Sender, str], set[int]] = {}  # packet numbers opened, per space: duplicates
+        self.sources: set[str] = set()
 
-    def _packet_keys(self, sender: Sender, level: str, version: int) -> PacketKeys | None:
+    def _packet_keys(self, sender: Sender, level: str, version: int) -> list[tuple[PacketKeys, str]]:
+        """The keys of every different secret logged for this level, with its source; one once it opened."""
         slot = (sender, level, version)
         if slot not in self.keys:
-            secret = self.keylog.secret(_SECRETS[(sender, level)], self.session.client_random)
-            try:
-                self.keys[slot] = None if secret is None else packet_keys(version, secret, self.session.cipher_suite)
-            except ParseError as error:
-                self._fail(error.what)
-                self.keys[slot] = None
+            candidates: list[tuple[PacketKeys, str]] = []
+            for secret, source in self.keylog.candidates(_SECRETS[(sender, level)], self.session.client_random):
+                try:
+                    candidates.append((packet_keys(version, secret, self.session.cipher_suite), source))
+                except ParseError as error:
+                    self._fail(error.what)
+            self.keys[slot] = candidates
         return self.keys[slot]
 
     def _fail(self, reason: str) -> None:
@@ -133,17 +158,30 @@ class _Opener:
     ) -> ConnectionClose | None:
         """Open one packet; return the CONNECTION_CLOSE it carries, if any."""
         level = header.packet_type or ""
-        keys = self._packet_keys(sender, level, version)
-        if keys is None:
+        candidates = self._packet_keys(sender, level, version)
+        if not candidates:
             self._fail(f"no {_SECRETS[(sender, level)]}")
             return None
         space = (sender, level)
-        try:
-            packet = unprotect(datagram, header, keys, self.largest.get(space, -1))
-            frames = parse_frames(packet.payload, application=level == ONE_RTT)
-        except ParseError as error:
-            self._fail(error.what)
+        failure = ""
+        for keys, source in candidates:
+            try:
+                packet = unprotect(datagram, header, keys, self.largest.get(space, -1))
+                frames = parse_frames(packet.payload, application=level == ONE_RTT)
+            except ParseError as error:
+                failure = error.what
+                continue
+            if len(candidates) > 1:
+                self.keys[(sender, level, version)] = [(keys, source)]
+            break
+        else:
+            self._fail(failure)
             return None
+        numbers = self.numbers.setdefault(space, set())
+        if packet.packet_number in numbers:
+            return None  # a duplicate: it told everything the first time
+        numbers.add(packet.packet_number)
+        self.sources.add(source)
         self.largest[space] = max(self.largest.get(space, -1), packet.packet_number)
         self.opened += 1
         phase = _PHASES[level]
@@ -160,7 +198,9 @@ class _Opener:
                     DecryptedMessage(sender, message.msg_type, message.body, phase, timestamp) for message in messages
                 )
         close = frames.close
-        if (close is not None and close.error_code == NO_ERROR) or (
+        if sender == SERVER and level == ONE_RTT and HANDSHAKE_DONE_FRAME in frames.types:
+            self.confirmed.append(timestamp)
+        elif (close is not None and close.error_code == NO_ERROR) or (
             level == ONE_RTT and frames.types - _NOT_CARRYING_ON
         ):
             # Data, HANDSHAKE_DONE, new CIDs or a clean close: this side went on with the connection.
@@ -169,13 +209,37 @@ class _Opener:
 
     @property
     def verdict(self) -> bool:
-        return quic_verdict_seen(self.messages, self.alerts, self.application)
+        return quic_verdict_seen(self.messages, self.alerts, self._went_on())
+
+    def _went_on(self) -> tuple[tuple[Sender, float], ...]:
+        """Each side carrying on, in time; a HANDSHAKE_DONE counts as after the client's Finished."""
+        finished = next(
+            (item.timestamp for item in self.messages if item.sender == CLIENT and item.msg_type == FINISHED), None
+        )
+        confirmed = tuple(
+            (SERVER, timestamp if finished is None else max(timestamp, finished)) for timestamp in self.confirmed
+        )
+        return (*self.application, *confirmed)
+
+    @property
+    def both_finished(self) -> bool:
+        """Both Finished messages were read: nothing of the handshake is missing."""
+        senders = {message.sender for message in self.messages if message.msg_type == FINISHED}
+        return len(senders) == 2
 
     def result(self) -> Decryption:
         if not self.opened:
             reason = ", ".join(sorted(self.failures)) or "no Handshake packet seen"
             return Decryption(DecryptionStatus.DECRYPT_FAILED, reason)
-        return Decryption(DecryptionStatus.DECRYPTED, None, tuple(self.messages), tuple(self.alerts), self.opened, tuple(self.application))
+        return Decryption(
+            DecryptionStatus.DECRYPTED,
+            None,
+            tuple(self.messages),
+            tuple(self.alerts),
+            self.opened,
+            self._went_on(),
+            "+".join(sorted(self.sources)) or None,
+        )
 
 
 class _Connection(Connection):
@@ -186,7 +250,9 @@ class _Connection(Connection):
         "client_packets",
         "client_scid",
         "close",
+        "early",
         "handshake_packets",
+        "since_close",
         "initial_dcid",
         "keys",
         "largest",
@@ -218,7 +284,11 @@ class _Connection(Connection):
         self.client_packets = self.server_packets = self.undecryptable = self.handshake_packets = 0
         self.client_scid = header.scid
         self.close: QuicClose | None = None
+        self.since_close = 0  # datagrams after the CONNECTION_CLOSE (keyed: the grace for a reordered flight)
         self.opener: _Opener | None = None  # set once the ServerHello is known and the key log has secrets
+        # Handshake/1-RTT packets that came before the opener: (sender, datagram, header or the short
+        # header's offset, timestamp), opened when it is made.
+        self.early: list[tuple[Sender, bytes, Header | int, float]] = []
         self._restart()
 
     def _restart(self) -> None:
@@ -242,8 +312,12 @@ class _Connection(Connection):
     @property
     def settled(self) -> bool:
         opener = self.opener
+        closed = self.close is not None
+        if closed and opener is not None and not opener.both_finished:
+            # With keys, a flight may have been reordered behind the close: wait a little for it.
+            closed = self.since_close > CLOSE_GRACE_DATAGRAMS
         return quic_settled(
-            closed=self.close is not None,
+            closed=closed,
             progress=self.tracker,
             server_hello_seen=self.tracker.server_hello is not None,
             client_left_initial=self.client_handshake,
@@ -273,13 +347,15 @@ class QuicTable(ConnectionTable[_Connection]):
         self._ports = ports  # when given, only connections to or from these ports are followed
         self._keys = keys
         self._by_cid: dict[CidKey, _Connection] = {}
+        self._orphans: deque[tuple[float, bytes, Header, Endpoint, Endpoint]] = deque(maxlen=MAX_ORPHANS)
         # The latest connection on each path, both directions: short headers carry a DCID of unknown
         # length, so a 1-RTT packet is matched against that connection's CIDs.
         self._paths: dict[Path, _Connection] = {}
 
     # ----- datagrams -----------------------------------------------------------------------------
 
-    def datagram(self, timestamp: float, segment: Segment) -> None:
+    def datagram(self, timestamp: float, segment: Segment) -> bool:
+        """Follow one datagram; False when it is not QUIC's (no long header, not on a followed path)."""
         payload = segment.payload
         source: Endpoint = (segment.src, segment.sport)
         destination: Endpoint = (segment.dst, segment.dport)
@@ -295,16 +371,23 @@ class QuicTable(ConnectionTable[_Connection]):
                 end = header.end
         if end < len(payload) and self._paths:  # a short header, alone or after the long ones
             touched = self._one_rtt(timestamp, payload, end, source, destination) or touched
+        if touched is not None and touched.close is not None:
+            touched.since_close += 1
         if touched is not None and not touched.done and touched.settled:
             self.settle(touched, EndReason.HANDSHAKE_SETTLED)
+        return touched is not None or bool(payload and payload[0] & 0x80) or (*source, *destination) in self._paths
 
     def _one_rtt(
         self, timestamp: float, datagram: bytes, start: int, source: Endpoint, destination: Endpoint
     ) -> _Connection | None:
         connection = self._paths.get((*source, *destination))
-        if connection is None or connection.done or connection.opener is None:
+        if connection is None or connection.done:
             return None
         sender = CLIENT if source == connection.client else SERVER
+        if connection.opener is None:
+            if self._hold(connection, sender, datagram, start, timestamp):
+                return connection if not self.ended_on_arrival(connection, timestamp) else None
+            return None
         dcid = connection.server_cid if sender == CLIENT else connection.client_scid
         header = short_header(datagram, start, connection.version, dcid) if dcid is not None else None
         if header is None or self.ended_on_arrival(connection, timestamp):
@@ -335,9 +418,12 @@ class QuicTable(ConnectionTable[_Connection]):
         if connection is not None and self.ended_on_arrival(connection, timestamp):
             connection = None
         if connection is None:
-            if header.packet_type != INITIAL:
-                return None
-            return self._open(timestamp, datagram, header, source, destination)
+            opened = None
+            if header.packet_type == INITIAL:
+                opened = self._open(timestamp, datagram, header, source, destination)
+            if opened is None and header.packet_type in (INITIAL, HANDSHAKE):
+                self._orphans.append((timestamp, datagram, header, source, destination))
+            return opened
         if connection.done:
             return None
         sender = CLIENT if source == connection.client else SERVER
@@ -350,6 +436,8 @@ class QuicTable(ConnectionTable[_Connection]):
             connection.client_handshake |= sender == CLIENT
             if connection.opener is not None:
                 self._open_protected(connection, sender, datagram, header, timestamp)
+            else:
+                self._hold(connection, sender, datagram, header, timestamp)
         elif header.packet_type == INITIAL:
             self._initial(connection, timestamp, datagram, header, sender)
         return connection
@@ -370,7 +458,28 @@ class QuicTable(ConnectionTable[_Connection]):
         self._register(connection, (*server, *client, header.scid))
         self._paths[(*client, *server)] = self._paths[(*server, *client)] = connection
         self._initial(connection, timestamp, datagram, header, CLIENT)
+        self._adopt(connection)
         return connection
+
+    def _adopt(self, connection: _Connection) -> None:
+        """Read the orphaned packets of a new connection's path, in their order (UDP reordered them)."""
+        paths = {(*connection.client, *connection.server), (*connection.server, *connection.client)}
+        mine = [orphan for orphan in self._orphans if (*orphan[3], *orphan[4]) in paths]
+        if not mine:
+            return
+        self._orphans = deque((orphan for orphan in self._orphans if orphan not in mine), maxlen=MAX_ORPHANS)
+        for _ in range(len(mine)):  # a Handshake packet may need the server Initial that came after it
+            before = len(mine)
+            rest = []
+            for orphan in mine:
+                timestamp, datagram, header, source, destination = orphan
+                if self._by_cid.get((*source, *destination, header.dcid)) is connection:
+                    self._packet(timestamp, datagram, header, source, destination)
+                else:
+                    rest.append(orphan)
+            mine = rest
+            if not mine or len(mine) == before:
+                break
 
     def _register(self, connection: _Connection, key: CidKey) -> None:
         self._by_cid[key] = connection
@@ -413,6 +522,28 @@ class QuicTable(ConnectionTable[_Connection]):
             session = tracker.session()
             if session is not None and self._keys.labels(session.client_random):
                 connection.opener = _Opener(self._keys, session)
+                self._open_held(connection)
+
+    def _hold(
+        self, connection: _Connection, sender: Sender, datagram: bytes, header: Header | int, timestamp: float
+    ) -> bool:
+        """Keep a protected packet that came before the ServerHello, while a key for it may still come."""
+        keys = self._keys
+        if keys is None or (keys.sealed and not len(keys)) or len(connection.early) >= MAX_EARLY_PACKETS:
+            return False
+        connection.early.append((sender, datagram, header, timestamp))
+        return True
+
+    def _open_held(self, connection: _Connection) -> None:
+        held, connection.early = connection.early, []
+        for sender, datagram, header, timestamp in held:
+            if isinstance(header, int):  # a short header: its DCID is known now
+                dcid = connection.server_cid if sender == CLIENT else connection.client_scid
+                short = short_header(datagram, header, connection.version, dcid) if dcid is not None else None
+                if short is None:
+                    continue
+                header = short
+            self._open_protected(connection, sender, datagram, header, timestamp)
 
     # ----- lifecycle -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from helloscope.parsers.registry import IP_PROTOCOL_TCP, IP_PROTOCOL_UDP
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Emit, Limits, Sweeper
+from helloscope.sniffer.transport.dtls import DtlsTable
 from helloscope.sniffer.transport.quic import QuicTable
 from helloscope.sniffer.transport.tcp import TcpTable
 
@@ -27,11 +28,12 @@ class ConnectionTables:
     ) -> None:
         self.tcp = TcpTable(emit, stats, limits, ports, keys)
         self.quic = QuicTable(emit, stats, limits, keys, ports)
+        self.dtls = DtlsTable(emit, stats, limits, keys, ports)
         self._stats = stats
-        self._sweeper = Sweeper((self.tcp, self.quic), limits)  # type: ignore[arg-type]
+        self._sweeper = Sweeper((self.tcp, self.quic, self.dtls), limits)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return len(self.tcp) + len(self.quic)
+        return len(self.tcp) + len(self.quic) + len(self.dtls)
 
     def segment(self, timestamp: float, segment: Segment) -> None:
         """One decoded TCP segment or UDP datagram."""
@@ -40,7 +42,10 @@ class ConnectionTables:
             self.tcp.packet(timestamp, segment)
         elif segment.proto == IP_PROTOCOL_UDP:
             self._stats.udp_datagrams += 1
-            self.quic.datagram(timestamp, segment)
+            # QUIC first: its short headers may clear the fixed bit (RFC 9287), so only the QUIC table
+            # knows its own datagrams; what it does not claim may be DTLS (RFC 7983's first-byte ranges).
+            if not self.quic.datagram(timestamp, segment):
+                self.dtls.datagram(timestamp, segment)
         self._sweeper.tick(timestamp)
 
     def expire(self, now: float) -> None:
@@ -55,3 +60,4 @@ class ConnectionTables:
         """End of input: report every connection still open."""
         self.tcp.flush()
         self.quic.flush()
+        self.dtls.flush()
