@@ -30,6 +30,7 @@ from helloscope.parsers.registry import (
     SIGNATURE_ALGORITHMS,
     SUPPORTED_GROUPS,
     SUPPORTED_VERSIONS,
+    is_dtls_version,
     is_grease,
     is_tls13_draft,
 )
@@ -92,6 +93,8 @@ class ClientHello:
     tls_flags: TlsFlags | None
     anomalies: tuple[str, ...]
     sslv2: bool = False
+    # DTLS only (RFC 6347 4.2.1): the HelloVerifyRequest cookie echoed back, empty in a first hello.
+    cookie: bytes | None = None
 
     @property
     def extension_types(self) -> tuple[int, ...]:
@@ -135,7 +138,12 @@ class ServerHello:
 
 def _version_rank(version: int) -> tuple[int, int]:
     # Draft codepoints (0x7f1c, 0xfb1a) are numerically above 0x0304 but older than TLS 1.3 final.
-    return (0x0304, 0) if is_tls13_draft(version) else (version, 1)
+    if is_tls13_draft(version):
+        return (0x0304, 0)
+    # DTLS counts down (0xFEFC is 1.3, 0xFEFD 1.2), so the newest is the numerically lowest.
+    if is_dtls_version(version):
+        return (0x10000 - version, 2)
+    return (version, 1)
 
 
 # --- extension blocks, shared with certs.py -------------------------------------------------------
@@ -357,12 +365,17 @@ def _pull_optional_extensions(reader: Reader) -> tuple[Extension, ...]:
     return pull_extensions(reader) if not reader.eof() else ()
 
 
-def parse_client_hello(body: bytes) -> ClientHello:
-    """A ClientHello handshake body (without the 4-byte handshake header)."""
+def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello:
+    """A ClientHello handshake body (without the 4-byte TLS or 12-byte DTLS handshake header).
+
+    ``dtls`` reads the ``cookie<0..2^8-1>`` that DTLS puts after the session id (RFC 6347 4.2.1);
+    everything else is the same structure.
+    """
     reader = Reader(body)
     legacy_version = reader.pull_uint16("legacy_version")
     random = reader.pull_bytes(32, "random")
     session_id = reader.pull_opaque(1, "legacy_session_id")
+    cookie = reader.pull_opaque(1, "cookie") if dtls else None
     cipher_suites = reader.pull_list_uint16(2, "cipher_suites")
     compression_methods = tuple(reader.pull_opaque(1, "legacy_compression_methods"))
     extensions = _pull_optional_extensions(reader)
@@ -396,6 +409,7 @@ def parse_client_hello(body: bytes) -> ClientHello:
         padding_length=values.get("padding_length"),
         tls_flags=values.get("tls_flags"),
         anomalies=_unique(anomalies),
+        cookie=cookie,
     )
 
 

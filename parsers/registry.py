@@ -15,6 +15,8 @@ ALERT: Final = 21
 HANDSHAKE: Final = 22
 APPLICATION_DATA: Final = 23
 HEARTBEAT: Final = 24
+TLS12_CID: Final = 25  # DTLS 1.2 record with a connection ID (RFC 9146)
+ACK: Final = 26  # DTLS 1.3 (RFC 9147 7)
 
 CONTENT_TYPE_NAMES: Final[dict[int, str]] = {
     CHANGE_CIPHER_SPEC: "change_cipher_spec",
@@ -22,14 +24,15 @@ CONTENT_TYPE_NAMES: Final[dict[int, str]] = {
     HANDSHAKE: "handshake",
     APPLICATION_DATA: "application_data",
     HEARTBEAT: "heartbeat",
-    25: "tls12_cid",
-    26: "ack",
+    TLS12_CID: "tls12_cid",
+    ACK: "ack",
 }
 
 # Handshake message types (RFC 8446 4, RFC 5246 7.4, RFC 6066, RFC 8879).
 HELLO_REQUEST: Final = 0
 CLIENT_HELLO: Final = 1
 SERVER_HELLO: Final = 2
+HELLO_VERIFY_REQUEST: Final = 3  # DTLS 1.0/1.2 only (RFC 6347 4.2.1)
 NEW_SESSION_TICKET: Final = 4
 END_OF_EARLY_DATA: Final = 5
 ENCRYPTED_EXTENSIONS: Final = 8
@@ -47,7 +50,7 @@ HANDSHAKE_TYPE_NAMES: Final[dict[int, str]] = {
     HELLO_REQUEST: "hello_request",
     CLIENT_HELLO: "client_hello",
     SERVER_HELLO: "server_hello",
-    3: "hello_verify_request",
+    HELLO_VERIFY_REQUEST: "hello_verify_request",
     NEW_SESSION_TICKET: "new_session_ticket",
     END_OF_EARLY_DATA: "end_of_early_data",
     6: "hello_retry_request",
@@ -304,6 +307,19 @@ CIPHER_SUITE_NAMES: Final[dict[int, str]] = {
     0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
     0xCCAA: "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
 }
+
+# DTLS versions count down: 1.0 is 0xFEFF (there is no DTLS 1.1), 1.2 0xFEFD, 1.3 0xFEFC (RFC 9147 5.3).
+DTLS_1_0: Final = 0xFEFF
+DTLS_1_2: Final = 0xFEFD
+DTLS_1_3: Final = 0xFEFC
+DTLS_VERSIONS: Final = frozenset({DTLS_1_0, DTLS_1_2, DTLS_1_3})
+# OpenSSL's DTLS before 0.9.8f (DTLS1_BAD_VER); Cisco AnyConnect and OpenConnect still speak it.
+DTLS_BAD_VER: Final = 0x0100
+
+
+def is_dtls_version(version: int) -> bool:
+    return version in DTLS_VERSIONS
+
 
 # RFC 8701 reserves these single-byte psk_key_exchange_modes values for GREASE.
 GREASE_PSK_MODES: Final = frozenset({0x0B, 0x2A, 0x49, 0x68, 0x87, 0xA6, 0xC5, 0xE4})
