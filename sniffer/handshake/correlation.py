@@ -21,7 +21,7 @@ from helloscope.parsers.certs import (
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.registry import CERTIFICATE, CERTIFICATE_REJECTION_ALERTS, CERTIFICATE_REQUEST, FINISHED
 from helloscope.sniffer.handshake.decryption import APPLICATION, DECRYPT_FAILED, DONE, HANDSHAKE_PHASE, DecryptedMessage, Decryption
-from helloscope.sniffer.handshake.inference import ACCEPTED, ALERT_AND_CLOSE, Guess, infer, weakest
+from helloscope.sniffer.handshake.inference import ACCEPTED, ALERT_AND_CLOSE, Guess, infer
 from helloscope.sniffer.report.model import (
     ABSENT,
     AUTHENTICATED,
@@ -244,7 +244,7 @@ def _inferred_view(
             last = next(record for record in reversed(handshake.records) if record.sender == SERVER)
             alerts = (*alerts, AlertFinding(SERVER, None, None, INFERRED, last.timestamp))
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
-    outcome, confidence, basis = _inferred_outcome(handshake, request, certificate, verdict)
+    outcome, confidence, basis = _inferred_outcome(handshake, guess.outcome)
     return Conclusion(
         request,
         certificate,
@@ -259,25 +259,17 @@ def _inferred_view(
     )
 
 
-def _inferred_outcome(
-    handshake: Handshake,
-    request: CertificateRequestFinding,
-    certificate: ClientCertificateFinding,
-    verdict: Guess | None,
-) -> tuple[str, str | None, str | None]:
+def _inferred_outcome(handshake: Handshake, outcome: Guess | None) -> tuple[str, str | None, str | None]:
+    """A plaintext fatal alert first; then the outcome the record pattern earned (inference.CALIBRATION).
+
+    The outcome is judged as a whole (a client's own alert after a resumption is ``failed``, not
+    ``not_requested``), not composed from the CertificateRequest and a server verdict.
+    """
     if any(alert.fatal for alert in handshake.alerts):
         return FAILED, None, None
-    if request.seen is None or request.confidence is None:
+    if outcome is None:
         return UNKNOWN, None, None
-    if request.seen is False:
-        return NOT_REQUESTED, request.confidence, request.basis
-    if verdict is None or certificate.confidence is None:
-        return UNKNOWN, None, None
-    confidence = weakest(request.confidence, certificate.confidence, verdict.confidence)
-    basis = f"{request.basis};{verdict.basis}"
-    if verdict.value == ALERT_AND_CLOSE:
-        return REJECTED, confidence, basis
-    return (AUTHENTICATED if certificate.state == PRESENTED else DECLINED), confidence, basis
+    return str(outcome.value), outcome.confidence, outcome.basis
 
 
 # ----- outcomes ----------------------------------------------------------------------------------
