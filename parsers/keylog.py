@@ -11,7 +11,9 @@ mangled line may hold a secret in any position), into a problem, a repr or an ex
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Final
 
 CLIENT_RANDOM: Final = "CLIENT_RANDOM"
@@ -54,6 +56,10 @@ MAX_LINE_CHARS: Final = 1 << 16
 # RFC 9850 §2: CRLF, CR or LF. str.splitlines() would also split on \v, \f, \x1c-\x1e, \x85 and
 # U+2028/9, which are not terminators in this format.
 _TERMINATOR: Final = re.compile(r"\r\n|\r|\n")
+# Texts are split into lines piece by piece, each piece ending at a line feed: a whole key log fed at once
+# then never exists as one list of a million line strings.
+_PIECE_CHARS: Final = 1 << 20
+
 # Explicit ASCII classes: str.isalnum()/isdigit() accept non-ASCII digits, which are not hex.
 _HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _LABEL: Final = re.compile(r"[A-Za-z0-9_]+")
@@ -70,10 +76,25 @@ class KeyLogProblem:
     reason: str  # never includes the secret or any other field of the line
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    secret: bytes = field(repr=False)  # never printed, even when debugging the store itself
-    line: int
+# A connection's secrets under the known labels are one bytes value: a 2-byte mask of the labels present,
+# then per secret a header (label id, line it came from, secret length) and the secret. A million-line key
+# log is mostly TLS 1.3 connections with five secrets each; one object per connection instead of a dict,
+# five entry objects and five line numbers keeps the store at a few hundred bytes per connection, and the
+# mask answers "is this label new?" (nearly always) without walking the entries.
+_HEADER: Final = struct.Struct(">BII")
+_MASK_BYTES: Final = 2
+_LABEL_NAMES: Final[tuple[str, ...]] = tuple(sorted(KEYLOG_LABELS))
+_LABEL_IDS: Final[dict[str, int]] = {label: index for index, label in enumerate(_LABEL_NAMES)}
+
+
+def _entries(packed: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """(label id, line, secret start, secret end) of each secret in a packed value."""
+    pos = _MASK_BYTES
+    while pos < len(packed):
+        label_id, line, length = _HEADER.unpack_from(packed, pos)
+        start = pos + _HEADER.size
+        yield label_id, line, start, start + length
+        pos = start + length
 
 
 class KeyLog:
@@ -85,11 +106,23 @@ class KeyLog:
     available to callers that know their label.
     """
 
-    __slots__ = ("_count", "_discarding", "_entries", "_line", "_max_line", "_pending", "_sealed", "_started")
+    __slots__ = (
+        "_count",
+        "_discarding",
+        "_known",
+        "_line",
+        "_max_line",
+        "_other",
+        "_pending",
+        "_sealed",
+        "_started",
+    )
 
     def __init__(self, *, max_line_chars: int = MAX_LINE_CHARS) -> None:
         # Indexed by client_random first so a finished connection's secrets can be dropped in one step.
-        self._entries: dict[bytes, dict[str, _Entry]] = {}
+        self._known: dict[bytes, bytes] = {}  # client_random -> packed secrets under KEYLOG_LABELS
+        # Labels outside KEYLOG_LABELS (newer producers): rare, kept simply. label -> (secret, line)
+        self._other: dict[bytes, dict[str, tuple[bytes, int]]] = {}
         self._count = 0
         self._pending = ""  # text of a line whose terminator has not arrived yet
         self._line = 0  # number of lines completed so far
@@ -126,15 +159,26 @@ class KeyLog:
                 text = text[1:]
         data = self._pending + text
         problems: list[KeyLogProblem] = []
-        start = 0
-        for match in _TERMINATOR.finditer(data):
-            # A CR at the very end may be the first half of a CRLF split across two feeds: wait.
-            if match.group() == "\r" and match.end() == len(data):
-                break
-            self._complete_line(data[start : match.start()], problems)
-            start = match.end()
-        self._pending = data[start:]
-        body = self._pending.removesuffix("\r")
+        # A CR at the very end may be the first half of a CRLF split across two feeds: wait.
+        held_cr = data.endswith("\r")
+        if held_cr:
+            data = data[:-1]
+        pos, size = 0, len(data)
+        pending = ""
+        while pos < size:
+            end = data.find("\n", pos + _PIECE_CHARS) + 1 if size - pos > _PIECE_CHARS else 0
+            end = end or size
+            piece = data[pos:end]
+            pos = end
+            if "\r" in piece:
+                # RFC 9850 terminators are CRLF, CR or LF; made all LF, each still ends exactly one line.
+                piece = piece.replace("\r\n", "\n").replace("\r", "\n")
+            lines = piece.split("\n")
+            pending = lines.pop()  # "" when the piece ended with a terminator
+            for line in lines:
+                self._complete_line(line, problems)
+        self._pending = pending + "\r" if held_cr else pending
+        body = pending
         if len(body) > self._max_line:
             if not self._discarding:
                 problems.append(KeyLogProblem(self._line + 1, self._too_long()))
@@ -155,19 +199,38 @@ class KeyLog:
 
     def secret(self, label: str, client_random: bytes) -> bytes | None:
         """The logged secret for ``label`` in the connection whose ClientHello.random is given."""
-        by_label = self._entries.get(bytes(client_random))
-        if by_label is None:
-            return None
-        entry = by_label.get(label)
-        return None if entry is None else entry.secret
+        key = bytes(client_random)
+        label_id = _LABEL_IDS.get(label)
+        if label_id is None:
+            entry = self._other.get(key, {}).get(label)
+            return None if entry is None else entry[0]
+        packed = self._known.get(key)
+        if packed is not None:
+            for found, _, start, end in _entries(packed):
+                if found == label_id:
+                    return packed[start:end]
+        return None
 
     def labels(self, client_random: bytes) -> frozenset[str]:
         """Which labels are logged for a connection (lets a caller tell TLS 1.2 from 1.3 logs)."""
-        return frozenset(self._entries.get(bytes(client_random), ()))
+        key = bytes(client_random)
+        mask = int.from_bytes(self._known.get(key, b"")[:_MASK_BYTES])
+        known = [name for label_id, name in enumerate(_LABEL_NAMES) if mask >> label_id & 1]
+        return frozenset(known).union(self._other.get(key, ()))
+
+    def entries(self) -> Iterator[tuple[bytes, str, bytes]]:
+        """Every stored (client_random, label, secret)."""
+        for client_random, packed in self._known.items():
+            for label_id, _, start, end in _entries(packed):
+                yield client_random, _LABEL_NAMES[label_id], packed[start:end]
+        for client_random, by_label in self._other.items():
+            for label, (secret, _) in by_label.items():
+                yield client_random, label, secret
 
     def discard(self, client_random: bytes) -> int:
         """Forget a connection's secrets (e.g. once its report is final); return how many were dropped."""
-        dropped = len(self._entries.pop(bytes(client_random), {}))
+        key = bytes(client_random)
+        dropped = sum(1 for _ in _entries(self._known.pop(key, b""))) + len(self._other.pop(key, {}))
         self._count -= dropped
         return dropped
 
@@ -175,7 +238,7 @@ class KeyLog:
         return self._count
 
     def __repr__(self) -> str:
-        return f"KeyLog(secrets={self._count}, connections={len(self._entries)})"
+        return f"KeyLog(secrets={self._count}, connections={len(self._known.keys() | self._other.keys())})"
 
     def _too_long(self) -> str:
         return f"line longer than {self._max_line} characters"
@@ -189,6 +252,29 @@ class KeyLog:
         if len(line) > self._max_line:
             problems.append(KeyLogProblem(self._line, self._too_long()))
             return
+        # Fast path for the lines producers write: three fields, one space apart, a known label. Anything
+        # else, or a doubt, goes to _parse_line, which names the problem.
+        fields = line.split(" ")
+        if len(fields) == 3:
+            label, random_hex, secret_hex = fields
+            allowed = _SECRET_LENGTHS.get(label, ())
+            if allowed != () and len(random_hex) == 2 * CLIENT_RANDOM_LENGTH:
+                try:
+                    client_random, secret = bytes.fromhex(random_hex), bytes.fromhex(secret_hex)
+                except ValueError:
+                    pass
+                else:
+                    # fromhex skips ASCII whitespace: equal lengths prove every character was a hex digit.
+                    if (
+                        len(client_random) == CLIENT_RANDOM_LENGTH
+                        and 2 * len(secret) == len(secret_hex)
+                        and secret
+                        and (allowed is None or len(secret) in allowed)
+                    ):
+                        reason = self._store(label, client_random, secret)
+                        if reason is not None:
+                            problems.append(KeyLogProblem(self._line, reason))
+                        return
         reason = self._parse_line(line)
         if reason is not None:
             problems.append(KeyLogProblem(self._line, reason))
@@ -220,19 +306,39 @@ class KeyLog:
         return self._store(label, client_random, secret)
 
     def _store(self, label: str, client_random: bytes, secret: bytes) -> str | None:
-        by_label = self._entries.setdefault(client_random, {})
-        previous = by_label.get(label)
-        if previous is not None and previous.secret == secret:
-            return None  # a repeated line (logs concatenated twice) is harmless
-        by_label[label] = _Entry(secret, self._line)
+        label_id = _LABEL_IDS.get(label)
+        previous: tuple[bytes, int] | None = None
+        if label_id is None:
+            by_label = self._other.setdefault(client_random, {})
+            previous = by_label.get(label)
+            if previous is None or previous[0] != secret:
+                by_label[label] = (secret, self._line)
+        else:
+            entry = _HEADER.pack(label_id, self._line, len(secret)) + secret
+            packed = self._known.get(client_random)
+            bit = 1 << label_id
+            mask = 0 if packed is None else int.from_bytes(packed[:_MASK_BYTES])
+            if not mask & bit:
+                body = b"" if packed is None else packed[_MASK_BYTES:]
+                self._known[client_random] = (mask | bit).to_bytes(_MASK_BYTES) + body + entry
+            else:
+                assert packed is not None
+                for found, line, start, end in _entries(packed):
+                    if found == label_id:
+                        previous = packed[start:end], line
+                        if previous[0] != secret:
+                            self._known[client_random] = packed[: start - _HEADER.size] + entry + packed[end:]
+                        break
         if previous is None:
             self._count += 1
             return None
+        if previous[0] == secret:
+            return None  # a repeated line (logs concatenated twice) is harmless
         # Keep the newest: in a live log the latest connection with a reused random (test tools with
         # fixed randoms) is the one being captured now. An unknown label is not named: a mangled line
         # can put a hex secret in the label position.
         name = label if label in KEYLOG_LABELS else "an unknown label"
-        return f"{name} for this client_random replaces a different secret from line {previous.line}"
+        return f"{name} for this client_random replaces a different secret from line {previous[1]}"
 
 
 def parse_keylog_text(text: str) -> tuple[KeyLog, list[KeyLogProblem]]:
