@@ -6,12 +6,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.capture.files import CaptureReader, Truncation
+from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.capture.files import CaptureReader, Truncation
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.tcp import DEFAULT_LIMITS, FlowTable, Limits
 
 TCP = 6
 UDP = 17
@@ -60,6 +61,8 @@ def feed_frames(
     """
     packet = table.packet
     datagram = table.quic.datagram
+    # the C core's decode when it is built: it answers NOT_MINE for the shapes only decode() knows
+    decode_fast, not_mine = fast.decode, fast.NOT_MINE
     absorbed = 0
     undecoded = tcp = udp = count = size = 0
     timestamp = None
@@ -69,7 +72,9 @@ def feed_frames(
                 absorbed = absorb_secrets(secrets, absorbed, keys, stats)
             count += 1
             size += len(frame)
-            segment = decode(linktype, frame)
+            segment = decode_fast(linktype, frame)
+            if segment is not_mine:
+                segment = decode(linktype, frame)
             if segment is None:
                 undecoded += 1
                 continue
