@@ -66,9 +66,24 @@ TSHARK_TIMEOUT = 120.0
 PAD_BLOCK = 256  # record padding block size (openssl -record_padding, tlslite padding_cb)
 HRR_SERVER_GROUP = "P-384"  # every client offers it but sends its first key share for X25519/P-256
 
-SERVERS = ("openssl", "python", "tlslite")
-CLIENTS = ("openssl", "python", "scapy", "tlslite")
-STACKS = ("openssl", "python", "scapy", "tlslite")
+OLD_SERVERS = ("openssl", "python", "tlslite")
+OLD_CLIENTS = ("openssl", "python", "scapy", "tlslite")
+# Added for issue 14: GnuTLS (gnutls-serv / gnutls-cli), NSS (selfserv / tstclnt), Java JSSE (bench/peers/Peer.java),
+# Go crypto/tls (bench/peers/peer.go) and Node.js tls (bench/peers/peer.js). Their matrix uses each stack's
+# default suite negotiation.
+NEW_STACKS = ("gnutls", "nss", "java", "go", "node")
+SERVERS = OLD_SERVERS + NEW_STACKS
+CLIENTS = OLD_CLIENTS + NEW_STACKS
+STACKS = ("openssl", "python", "scapy", "tlslite", *NEW_STACKS)
+# No key log can be had from these (JSSE has none; Debian's NSS is built without SSLKEYLOGFILE): they are
+# recorded only against a peer that writes one (the key log of either side decrypts both directions).
+NO_KEYLOG = frozenset({"java", "nss"})
+CLI_CLIENTS = frozenset({"openssl", "gnutls", "nss"})  # one process per connection, driven through stdin
+# Clients that can resume a session across the scenario's connections.
+RESUME_CLIENTS = frozenset({"openssl", "python", "tlslite", "go", "node", "java"})
+# Clients with the http / close / abort behaviours (abort: the client refuses the server's certificate).
+BEHAVING_CLIENTS = ("openssl", "gnutls", "nss", "java", "go", "node")
+PAD_MBEDTLS = 16  # mbedTLS-style padding granularity (openssl -record_padding 16)
 
 
 @dataclass(frozen=True)
@@ -154,7 +169,10 @@ class Scenario:
     num_tickets: int | None = None  # None: stack default
     tickets: bool = False  # tlslite server: issue tickets (it sends none by default)
     server_data: bool = False  # server writes "srv\n" as soon as the handshake completes
-    client_mode: str = "data"  # data: "hi\n" right after Finished; quiet: no data; close: EOF at once
+    # data: "hi\n" right after Finished; quiet: no data; close: EOF at once; http: a GET request, waiting for the
+    # answer; abort: the client refuses the server's certificate (untrusted CA) with its own fatal alert;
+    # abort-resumed: the client (Go) refuses every resumed connection with its own fatal alert.
+    client_mode: str = "data"
     port: int = 0
 
     @property
@@ -173,8 +191,14 @@ class Scenario:
 
     def expected(self, index: int) -> dict[str, Any]:
         """What the scenario should produce on connection ``index`` (a sanity check, not the label)."""
-        if self.resume and index > 0:
+        if self.resume and index > 0 and self.client_mode != "abort-resumed":
             return {"certificate_request": False, "client_certificate": "absent", "server_alert": None}
+        if self.server in NEW_STACKS or self.client in NEW_STACKS or self.client_mode.startswith("abort"):
+            # Alerts and certificate choice differ per stack (e.g. JSSE sends no certificate that the
+            # server's certificate_authorities do not name): only the CertificateRequest is checked.
+            if self.resume and index > 0:
+                return {"certificate_request": False}
+            return {"certificate_request": self.server_mode != "none"}
         request = self.server_mode != "none"
         cert = "absent" if not request else "presented" if self.client_cert else "empty"
         alert = None
@@ -187,6 +211,8 @@ class Scenario:
 
 def suites_for(server: str, client: str) -> tuple[list[str | None], str | None]:
     """Suites a pair can be made to negotiate, and why the others are missing."""
+    if server in NEW_STACKS or client in NEW_STACKS:
+        return [None], None
     if server == client == "python":
         return [None], (
             "Python ssl cannot restrict the TLS 1.3 suites on either side (set_ciphers only affects "
@@ -227,8 +253,8 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
             out.append(sc)
 
     # Core: every server x client x suite x client-authentication setting.
-    for server in SERVERS:
-        for client in CLIENTS:
+    for server in OLD_SERVERS:
+        for client in OLD_CLIENTS:
             suites, why = suites_for(server, client)
             if why:
                 missing = [s.name for s in SUITES if s.name not in suites]
@@ -243,8 +269,8 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
     three = ("noauth", "required-nocert", "required-cert")
 
     # Session resumption (PSK): connection 1 full, 2..N resume the previous session.
-    for server in SERVERS:
-        for client in CLIENTS:
+    for server in OLD_SERVERS:
+        for client in OLD_CLIENTS:
             if client == "scapy":
                 continue
             for auth in ("noauth", "required-cert"):
@@ -292,7 +318,7 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
     )
 
     # HelloRetryRequest: the server accepts only P-384.
-    for server, client in [("openssl", c) for c in CLIENTS] + [("python", "openssl"), ("tlslite", "openssl")]:
+    for server, client in [("openssl", c) for c in OLD_CLIENTS] + [("python", "openssl"), ("tlslite", "openssl")]:
         for auth in three:
             add(Scenario(f"{server}-{client}-hrr-{auth}", server, client, auth, "hrr", hrr=True))
 
@@ -345,7 +371,7 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
         add(Scenario(f"tlslite-openssl-tickets-{auth}", "tlslite", "openssl", auth, "tickets", tickets=True))
 
     # Server application data right after the handshake; client teardown variants.
-    for server in SERVERS:
+    for server in OLD_SERVERS:
         for auth in three:
             add(
                 Scenario(
@@ -364,13 +390,15 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
                     f"{server}-{client}-client-quiet-{auth}", server, client, auth, "client-quiet", client_mode="quiet"
                 )
             )
-    for server in SERVERS:
+    for server in OLD_SERVERS:
         for auth in three:
             add(
                 Scenario(
                     f"{server}-openssl-client-eof-{auth}", server, "openssl", auth, "client-eof", client_mode="close"
                 )
             )
+
+    add_new_stack_scenarios(add, skip)
 
     for reason, names in unsupported.items():
         skip(f"tlslite server x required-untrusted ({len(names)} scenarios: {', '.join(names)})", reason)
@@ -379,9 +407,305 @@ def build_scenarios() -> tuple[list[Scenario], list[dict[str, str]]]:
     return [replace(sc, port=BASE_PORT + i) for i, sc in enumerate(out)], skipped
 
 
+def add_new_stack_scenarios(add: Any, skip: Any) -> None:
+    """GnuTLS, NSS, JSSE, Go and Node against every stack, and real client behaviour (issue 14).
+
+    Per pair (at least one new stack, at least one side writing a key log): every client-authentication
+    setting; a client that sends an HTTP request and waits for the answer, one that closes right after its
+    flight, one that refuses the server's certificate; resumption; HelloRetryRequest. Plus 16-byte record
+    padding (mbedTLS's granularity) from s_server and from s_client, and a Go client refusing resumed
+    sessions. s_client gets the http and abort behaviours against the older servers too.
+    """
+    three = ("noauth", "required-nocert", "required-cert")
+    for server in SERVERS:
+        for client in CLIENTS:
+            if server in NO_KEYLOG and client in NO_KEYLOG:
+                continue
+            new = server in NEW_STACKS or client in NEW_STACKS
+            # Against the other Python-hosted stacks (Python ssl, tlslite-ng, scapy), three settings only.
+            light = bool({server, client} & {"python", "tlslite", "scapy"})
+            if new:
+                for auth in three if light else SUITE_SWEEP_AUTHS:
+                    add(Scenario(f"{server}-{client}-{auth}-default", server, client, auth))
+            if client in BEHAVING_CLIENTS and (new or client == "openssl"):
+                for auth in ("noauth", "required-cert"):
+                    add(
+                        Scenario(
+                            f"{server}-{client}-http-{auth}", server, client, auth, "client-http", client_mode="http"
+                        )
+                    )
+                if new:
+                    for auth in ("required-nocert", "required-cert"):
+                        add(
+                            Scenario(
+                                f"{server}-{client}-client-close-{auth}",
+                                server,
+                                client,
+                                auth,
+                                "client-close",
+                                client_mode="close",
+                            )
+                        )
+                for auth in ("noauth",):
+                    add(
+                        Scenario(
+                            f"{server}-{client}-client-abort-{auth}",
+                            server,
+                            client,
+                            auth,
+                            "client-abort",
+                            client_mode="abort",
+                        )
+                    )
+            if not new:
+                continue
+            if client in RESUME_CLIENTS and server != "nss" and not light:
+                for auth in ("noauth",):
+                    add(
+                        Scenario(
+                            f"{server}-{client}-resume-{auth}",
+                            server,
+                            client,
+                            auth,
+                            "resume",
+                            resume=True,
+                            tickets=server == "tlslite",
+                        )
+                    )
+            if not light:
+                for auth in ("required-nocert",):
+                    add(Scenario(f"{server}-{client}-hrr-{auth}", server, client, auth, "hrr", hrr=True))
+    for server in SERVERS:
+        if server not in ("nss",):
+            for auth in ("noauth", "required-cert"):
+                add(
+                    Scenario(
+                        f"{server}-go-abort-resumed-{auth}",
+                        server,
+                        "go",
+                        auth,
+                        "client-abort-resumed",
+                        resume=True,
+                        tickets=server == "tlslite",
+                        client_mode="abort-resumed",
+                    )
+                )
+    for client in ("openssl", "gnutls", "nss", "java", "go", "node"):
+        for auth in ("noauth", "required-nocert", "required-cert"):
+            add(
+                Scenario(
+                    f"openssl-{client}-pad{PAD_MBEDTLS}-server-{auth}",
+                    "openssl",
+                    client,
+                    auth,
+                    f"padding{PAD_MBEDTLS}-server",
+                    pad_server=PAD_MBEDTLS,
+                )
+            )
+    for server in ("openssl", "gnutls", "nss", "java", "go", "node"):
+        for auth in ("noauth", "required-nocert", "required-cert"):
+            add(
+                Scenario(
+                    f"{server}-openssl-pad{PAD_MBEDTLS}-client-{auth}",
+                    server,
+                    "openssl",
+                    auth,
+                    f"padding{PAD_MBEDTLS}-client",
+                    pad_client=PAD_MBEDTLS,
+                )
+            )
+    skip(
+        "java x java, java x nss, nss x java, nss x nss",
+        "neither side writes a key log (JSSE has none; Debian's "
+        "NSS is built without SSLKEYLOGFILE), so tshark could not label the connection",
+    )
+    skip("nss server x resumption", "selfserv's TLS 1.3 resumption was not wired up here")
+    skip(
+        "gnutls / nss clients x resumption",
+        "gnutls-cli resumes only within one process (--resume makes its own "
+        "second connection) and tstclnt has no session file: not wired up",
+    )
+    skip(
+        "record padding by gnutls, nss, java, go, node",
+        "none of these offers record padding from its tools or API "
+        "(s_server/s_client -record_padding 16 stand in for mbedTLS's 16-byte granularity)",
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Processes
 # --------------------------------------------------------------------------------------------------
+
+PLAIN_CHECK = False  # --plain-check
+TOOLS: dict[str, str] = {}  # filled by prepare_tools(): built peers, PKCS#12 files, NSS databases
+
+
+def ensure_packages(stacks: set[str]) -> None:
+    """apt-get install what the selected stacks need (Debian packages), when a tool is missing."""
+    wanted = {
+        "gnutls": ("gnutls-cli", "gnutls-bin"),
+        "nss": ("selfserv", "libnss3-tools"),
+        "java": ("javac", "openjdk-17-jdk-headless"),
+        "go": ("go", "golang-go"),
+        "node": ("node", "nodejs"),
+    }
+    for module, pkg in (("tlslite", "tlslite-ng"), ("scapy", "scapy")):
+        try:
+            __import__(module)
+        except ImportError:
+            subprocess.run([sys.executable, "-m", "pip", "install", pkg], check=True, timeout=600)
+    missing = [pkg for stack, (tool, pkg) in wanted.items() if stack in stacks and shutil.which(tool) is None]
+    if missing:
+        subprocess.run(["apt-get", "update"], check=False, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", *missing], check=True, timeout=1800)
+
+
+def prepare_tools(stacks: set[str], work: Path) -> None:
+    """Build the Go and Java peers, make PKCS#12 files and the NSS databases, once per run."""
+    peers = REPO / "bench" / "peers"
+    tools = work / "tools"
+    tools.mkdir(exist_ok=True)
+    run = lambda argv, **kw: subprocess.run(argv, check=True, capture_output=True, timeout=600, **kw)  # noqa: E731
+    if "go" in stacks:
+        env = {**os.environ, "GOCACHE": str(tools / "gocache"), "GOPATH": str(tools / "gopath"), "GO111MODULE": "off"}
+        run(["go", "build", "-o", str(tools / "peer-go"), str(peers / "peer.go")], env=env)
+        TOOLS["go"] = str(tools / "peer-go")
+    if "java" in stacks:
+        run(["javac", "-d", str(tools / "java"), str(peers / "Peer.java")])
+        TOOLS["java"] = str(tools / "java")
+    for name in ("server", "client", "untrusted-client"):
+        run(
+            [
+                "openssl",
+                "pkcs12",
+                "-export",
+                "-in",
+                str(PKI / f"{name}.pem"),
+                "-inkey",
+                str(PKI / f"{name}.key"),
+                "-name",
+                name,
+                "-out",
+                str(tools / f"{name}.p12"),
+                "-passout",
+                "pass:changeit",
+            ]
+        )
+        TOOLS[f"p12-{name}"] = str(tools / f"{name}.p12")
+    if "nss" in stacks:
+        for db, trusted in (("nssdb", True), ("nssdb-untrusted", False)):
+            path = tools / db
+            path.mkdir()
+            run(["certutil", "-N", "-d", f"sql:{path}", "--empty-password"])
+            for name in ("server", "client", "untrusted-client"):
+                run(["pk12util", "-i", str(tools / f"{name}.p12"), "-d", f"sql:{path}", "-W", "changeit"])
+            if trusted:
+                run(["certutil", "-A", "-n", "ca", "-t", "CT,C,C", "-i", str(PKI / "ca.pem"), "-d", f"sql:{path}"])
+            TOOLS[db] = str(path)
+    TOOLS["node"] = str(peers / "peer.js")
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Wait for a LISTEN socket on ``port`` without connecting to it (a probe would be captured)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def gnutls_priority(sc: Scenario) -> str:
+    priority = "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+    return priority + (":-GROUP-ALL:+GROUP-SECP384R1" if sc.hrr else "")
+
+
+def gnutls_server_argv(sc: Scenario, keylog: Path) -> list[str]:
+    auth = {"none": ["-a"], "optional": ["--verify-client-cert"], "required": ["-r", "--verify-client-cert"]}
+    return [
+        "env",
+        f"SSLKEYLOGFILE={keylog}",
+        "gnutls-serv",
+        "-p",
+        str(sc.port),
+        "--x509certfile",
+        str(PKI / "server.pem"),
+        "--x509keyfile",
+        str(PKI / "server.key"),
+        "--x509cafile",
+        str(PKI / "ca.pem"),
+        f"--priority={gnutls_priority(sc)}",
+        *auth[sc.server_mode],
+    ]
+
+
+def nss_server_argv(sc: Scenario) -> list[str]:
+    auth = {"none": [], "optional": ["-r"], "required": ["-r", "-r"]}
+    cmd = ["selfserv", "-p", str(sc.port), "-d", f"sql:{TOOLS['nssdb']}", "-n", "server", "-V", "tls1.3:tls1.3"]
+    return cmd + auth[sc.server_mode] + (["-I", "secp384r1"] if sc.hrr else [])
+
+
+def java_argv(sc: Scenario, role: str, n: int) -> list[str]:
+    cert = "server" if role == "server" else sc.client_cert
+    trust = "untrusted-ca.pem" if role == "client" and sc.client_mode == "abort" else "ca.pem"
+    cmd = ["java", "-XX:TieredStopAtLevel=1", "-Xshare:auto"]
+    if role == "server" and sc.hrr:
+        cmd.append("-Djdk.tls.namedGroups=secp384r1")
+    return cmd + [
+        "-cp",
+        TOOLS["java"],
+        "Peer",
+        role,
+        str(sc.port),
+        str(n),
+        sc.server_mode,
+        TOOLS[f"p12-{cert}"] if cert else "-",
+        sc.client_mode,
+        str(PKI / trust),
+        str(int(sc.hrr)),
+        str(int(sc.resume)),
+        str(int(sc.server_data)),
+    ]
+
+
+def cli_client_argv(sc: Scenario, index: int, keylog: Path, work: Path) -> list[str]:
+    """s_client, gnutls-cli or tstclnt for connection ``index``."""
+    abort = sc.client_mode == "abort"
+    if sc.client == "openssl":
+        cmd = openssl_client_argv(sc, index, keylog, work)
+        if abort:
+            cmd[cmd.index("-CAfile") + 1] = str(PKI / "untrusted-ca.pem")
+            cmd.append("-verify_return_error")
+        return cmd
+    if sc.client == "gnutls":
+        cmd = [
+            "env",
+            f"SSLKEYLOGFILE={keylog}",
+            "gnutls-cli",
+            HOST,
+            "-p",
+            str(sc.port),
+            f"--sni-hostname={SNI}",
+            f"--verify-hostname={SNI}",
+            "--x509cafile",
+            str(PKI / ("untrusted-ca.pem" if abort else "ca.pem")),
+            f"--priority={gnutls_priority(sc) if not sc.hrr else 'NORMAL:-VERS-ALL:+VERS-TLS1.3'}",
+        ]
+        if sc.client_cert:
+            cmd += [
+                "--x509certfile",
+                str(PKI / f"{sc.client_cert}.pem"),
+                "--x509keyfile",
+                str(PKI / f"{sc.client_cert}.key"),
+            ]
+        return cmd
+    db = TOOLS["nssdb-untrusted" if abort else "nssdb"]
+    cmd = ["tstclnt", "-h", HOST, "-p", str(sc.port), "-a", SNI, "-d", f"sql:{db}", "-V", "tls1.3:tls1.3"]
+    return cmd + (["-n", sc.client_cert] if sc.client_cert else [])
 
 
 def self_peer(spec: dict[str, Any]) -> list[str]:
@@ -472,7 +796,22 @@ def peer_spec(sc: Scenario, role: str, n: int, keylog: Path) -> dict[str, Any]:
         "server_data": sc.server_data,
         "client_mode": sc.client_mode,
         "resume": sc.resume,
+        "pki": str(PKI),
+        "sni": SNI,
+        "linger": LINGER,
     }
+
+
+def peer_argv(sc: Scenario, role: str, n: int, keylog: Path) -> list[str]:
+    stack = sc.server if role == "server" else sc.client
+    spec = json.dumps(peer_spec(sc, role, n, keylog))
+    if stack == "go":
+        return [TOOLS["go"], spec]
+    if stack == "node":
+        return ["node", TOOLS["node"], spec]
+    if stack == "java":
+        return java_argv(sc, role, n)
+    return self_peer(peer_spec(sc, role, n, keylog))
 
 
 def record(sc: Scenario, n: int, work: Path) -> tuple[Path, Path, list[str]]:
@@ -496,28 +835,40 @@ def record(sc: Scenario, n: int, work: Path) -> tuple[Path, Path, list[str]]:
             # s_server quits on stdin EOF: keep a pipe open (and write "srv" into it for server-data).
             server = Peer(openssl_server_argv(sc, n, skeylog), log, "s_server", stdin=subprocess.PIPE)
             server.wait_for("ACCEPT")
+        elif sc.server == "gnutls":
+            server = Peer(gnutls_server_argv(sc, skeylog), log, "gnutls-serv")
+            wait_listening(sc.port)
+        elif sc.server == "nss":
+            server = Peer(nss_server_argv(sc), log, "selfserv")
+            wait_listening(sc.port)
         else:
-            server = Peer(self_peer(peer_spec(sc, "server", n, skeylog)), log, f"{sc.server}-server")
-            server.wait_for("READY")
-        if sc.client == "openssl":
+            server = Peer(peer_argv(sc, "server", n, skeylog), log, f"{sc.server}-server")
+            server.wait_for("READY", timeout=20.0)
+        if sc.client in CLI_CLIENTS:
             for index in range(n):
                 if sc.server_data and sc.server == "openssl":
                     server.write(b"srv\n")
                 stdin = subprocess.DEVNULL if sc.client_mode == "close" else subprocess.PIPE
-                client = Peer(openssl_client_argv(sc, index, ckeylog, work), log, f"s_client#{index + 1}", stdin=stdin)
+                argv = cli_client_argv(sc, index, ckeylog, work)
+                client = Peer(argv, log, f"{sc.client}-client#{index + 1}", stdin=stdin)
                 clients.append(client)
                 if sc.client_mode != "close":
                     if sc.client_mode == "data":
                         client.write(b"hi\n")
+                    elif sc.client_mode == "http":
+                        client.write(f"GET / HTTP/1.0\r\nHost: {SNI}\r\n\r\n".encode())
                     time.sleep(LINGER + 0.4)
-                    client.close_stdin()  # s_client sends close_notify and exits on EOF
+                    client.close_stdin()  # s_client, gnutls-cli and tstclnt close on EOF
                 client.wait(CLIENT_TIMEOUT)
                 time.sleep(0.05)
         else:
-            client = Peer(self_peer(peer_spec(sc, "client", n, ckeylog)), log, f"{sc.client}-client")
+            client = Peer(peer_argv(sc, "client", n, ckeylog), log, f"{sc.client}-client")
             clients.append(client)
-            client.wait(5 + n * CONNECTION_BUDGET)
-        server.wait(5.0 if sc.server == "openssl" else 5.0 + n)
+            client.wait(5 + n * CONNECTION_BUDGET + (5 if sc.client == "java" else 0))
+        if sc.server in ("gnutls", "nss"):
+            time.sleep(0.5)  # these serve forever: stopped below
+        else:
+            server.wait(5.0 if sc.server == "openssl" else 5.0 + n)
     finally:
         for peer in (*clients, server):
             if peer is not None:
@@ -1100,6 +1451,15 @@ def label_connection(
     client_alerts = [list(r.alert) for r in keyed if r.direction == "c" and r.alert]
     fatal = [desc for level, desc in server_alerts if level == 2]
     undecrypted = sum(1 for r in keyed if r.outer == 23 and r.inner is None)
+    # A client without a key log (JSSE, NSS) against a server that stopped before deriving the client's
+    # application secret: records the client sent after its Finished stay opaque. They are not the
+    # handshake: only opaque records up to the client's Finished (and any from the server) count.
+    c_fin_at = next((r.index for r in keyed if r.direction == "c" and 20 in r.types), None)
+    opaque = sum(
+        1
+        for r in keyed
+        if r.outer == 23 and r.inner is None and (r.direction == "s" or c_fin_at is None or r.index < c_fin_at)
+    )
     ee = hs(keyed, "s", 8)
     truth = {
         "cipher_suite": suite.name if suite else (f"0x{suite_code:04x}" if suite_code is not None else None),
@@ -1120,11 +1480,22 @@ def label_connection(
     cut_short = (
         bool(fatal) and s_fin is not None and any(r.direction == "c" and r.inner == 22 for r in keyed[s_fin + 1 :])
     )
-    decrypted_ok = 20 in server_types and (20 in client_types or cut_short) and undecrypted == 0
+    # The client refused the server's flight with its own fatal alert: no client Finished to expect.
+    client_aborted = any(level == 2 for level, _ in client_alerts) and s_fin is not None
+    # Or it closed without a word (a Node client refusing the certificate destroys its socket): nothing
+    # protected from the client after the server's Finished, then its FIN or RST.
+    client_silent = (
+        s_fin is not None
+        and not any(r.direction == "c" and r.outer == 23 for r in keyed[s_fin + 1 :])
+        and any(d == "c" and pos > s_fin for pos, d, _ in events)
+    )
+    decrypted_ok = (
+        20 in server_types and (20 in client_types or cut_short or client_aborted or client_silent) and opaque == 0
+    )
     if not decrypted_ok:
         problems.append(
             f"not fully decrypted (server Fin {20 in server_types}, client Fin {20 in client_types}, "
-            f"undecrypted records {undecrypted})"
+            f"undecrypted handshake-phase records {opaque})"
         )
     mismatch = {k: truth[k] for k in expected if truth[k] != expected[k]}
     if mismatch:
@@ -1137,6 +1508,8 @@ def label_connection(
         c_fin = next((r.index for r in after if r.direction == "c" and 20 in r.types), None)
         if c_fin is not None:
             flight = [r for r in after if r.direction == "c" and r.index <= c_fin]
+        elif client_aborted:
+            flight = [r for r in after if r.direction == "c" and r.content in (20, 21, 22)][:1]
         else:  # cut short: the client's handshake records that made it out
             flight = [r for r in after if r.direction == "c" and r.content in (20, 22)]
         first = flight[0].index if flight else len(keyed)
@@ -1174,6 +1547,9 @@ def label_connection(
         },
         "new_session_tickets": server_types.count(4),
         "decrypted_ok": decrypted_ok,
+        "client_aborted": client_aborted,
+        "client_silent": client_silent,
+        "client_mode": sc.client_mode,
         "server_finished": 20 in server_types,
         "client_finished": 20 in client_types,
         "undecrypted_records": undecrypted,
@@ -1204,13 +1580,30 @@ def stack_names(sc: Scenario, versions: dict[str, str]) -> dict[str, str]:
         "python": f"python ssl {versions['python']} ({versions['python_openssl']}) {PYTHON_VERIFY[sc.server_mode]}",
         "tlslite": f"tlslite-ng {versions['tlslite']} reqCert={sc.server_mode != 'none'}"
         + (" (app rejects empty)" if sc.server_mode == "required" else ""),
+        "gnutls": f"gnutls-serv {versions.get('gnutls')} "
+        + {"none": "-a", "optional": "--verify-client-cert", "required": "-r --verify-client-cert"}[sc.server_mode],
+        "nss": f"NSS selfserv {versions.get('nss')} "
+        + {"none": "", "optional": "-r", "required": "-r -r"}[sc.server_mode],
+        "java": f"JSSE {versions.get('java')} "
+        + {"none": "", "optional": "wantClientAuth", "required": "needClientAuth"}[sc.server_mode],
+        "go": f"Go crypto/tls {versions.get('go')} "
+        + {"none": "NoClientCert", "optional": "VerifyClientCertIfGiven", "required": "RequireAndVerifyClientCert"}[
+            sc.server_mode
+        ],
+        "node": f"Node.js tls {versions.get('node')} requestCert={sc.server_mode != 'none'} "
+        f"rejectUnauthorized={sc.server_mode == 'required'}",
     }[sc.server]
     client = {
         "openssl": f"openssl s_client {versions['openssl']}",
         "python": f"python ssl {versions['python']} ({versions['python_openssl']}) post_handshake_auth=False",
         "scapy": f"scapy {versions['scapy']} TLSClientAutomaton tls13",
         "tlslite": f"tlslite-ng {versions['tlslite']}",
-    }[sc.client]
+        "gnutls": f"gnutls-cli {versions.get('gnutls')}",
+        "nss": f"NSS tstclnt {versions.get('nss')}",
+        "java": f"JSSE {versions.get('java')}",
+        "go": f"Go crypto/tls {versions.get('go')}",
+        "node": f"Node.js tls {versions.get('node')}",
+    }[sc.client] + (f", {sc.client_mode}" if sc.client_mode != "data" else "")
     cert = {None: "no certificate", "client": "trusted certificate", "untrusted-client": "untrusted certificate"}
     return {
         "server": sc.server,
@@ -1228,7 +1621,20 @@ def versions() -> dict[str, str]:
 
     openssl = subprocess.run(["openssl", "version"], capture_output=True, text=True, timeout=10).stdout.split()[1]
     tshark = subprocess.run(["tshark", "--version"], capture_output=True, text=True, timeout=30).stdout.split()[2]
+
+    def out(argv: list[str], word: int) -> str | None:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            return (done.stdout + done.stderr).split()[word]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+
     return {
+        "gnutls": out(["gnutls-cli", "--version"], 1),
+        "nss": out(["dpkg-query", "-W", "-f", "${Version}", "libnss3"], 0),
+        "java": out(["java", "-version"], 2),
+        "go": out(["go", "version"], 2),
+        "node": out(["node", "--version"], 0),
         "openssl": openssl,
         "python": sys.version.split()[0],
         "python_openssl": ssl.OPENSSL_VERSION,
@@ -1250,8 +1656,10 @@ def produce(sc: Scenario, n: int, work: Path, out: Path, vers: dict[str, str]) -
         started = time.monotonic()
         try:
             pcap, keylog, log = record(sc, n, work)
-            plain = connections(tshark_packets(pcap, sc.port, None), sc.port)
             keyed = connections(tshark_packets(pcap, sc.port, keylog), sc.port)
+            # tshark without keys shows the same records (outer type and length) and the same plaintext
+            # hellos: one tshark run per capture (with --plain-check, a second run without keys compares).
+            plain = connections(tshark_packets(pcap, sc.port, None), sc.port) if PLAIN_CHECK else keyed
         except Exception as exc:  # noqa: BLE001 - a failed attempt is retried, then reported
             result = {"error": repr(exc), "log": []}
             continue
@@ -1308,11 +1716,14 @@ def main() -> int:
         "--only", action="extend", nargs="+", default=[], help="only scenarios whose name contains one of these"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and skipped combinations, then exit")
+    parser.add_argument("--plain-check", action="store_true", help="also read each capture without keys and compare")
     parser.add_argument("--peer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
         peer_main(json.loads(args.peer))
         return 0
+    global PLAIN_CHECK
+    PLAIN_CHECK = args.plain_check
 
     stacks = {s.strip() for s in args.stacks.split(",") if s.strip()}
     if stacks - set(STACKS):
@@ -1342,6 +1753,8 @@ def main() -> int:
     if args.repeat == 1 and any(sc.resume for sc in selected):
         print("note: --repeat 1 records no resumed connection", file=sys.stderr)
 
+    used = {sc.server for sc in selected} | {sc.client for sc in selected}
+    ensure_packages(used)
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     for old in (*out.glob("*.pcap"), *out.glob("*.keylog"), out / "labels.json", out / "summary.md"):
@@ -1353,6 +1766,7 @@ def main() -> int:
     print(f"{len(selected)} scenarios x {args.repeat} connections, {args.jobs} in parallel -> {out}")
     with tempfile.TemporaryDirectory(prefix="helloscope-inference-") as tmp:
         work = Path(tmp)
+        prepare_tools(used, work)
 
         def job(sc: Scenario) -> dict[str, Any] | None:
             if STOP.is_set():

@@ -15,8 +15,23 @@ is read with wait4:
 - ``rst-spray``: one connection whose hello is followed by N RSTs (default 1,000,000) whose sequence
   numbers lie outside the window, as a blind injector or an evasion tool sends them: each costs one
   window check, and the connection is still followed (and reported) at the end.
+- ``tiny-in-order`` / ``tiny-behind-hole`` / ``tiny-reversed``: one connection whose client sends the
+  hello, then T one-byte segments (default 200,000): in order (the baseline), all behind a one-byte
+  hole that the last packet fills, or in reverse order. The out-of-order budget counts each held
+  segment's overhead, so under the default limits the hole is skipped (a counted gap) long before
+  200,000 segments are held.
 
-    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--rsts N] [--only half-open ...]
+Then, in-process (no capture file), what the adversarial shapes cost the reassembler itself and what a
+flow costs:
+
+- ``reassembly``: T one-byte segments through one ``StreamReassembler`` with no budget, in order, behind
+  a hole filled last, and reversed: seconds and peak RSS of a child process each;
+- ``held-cost``: bytes a held segment really costs beyond its payload (tracemalloc), against
+  ``HELD_SEGMENT_OVERHEAD``, the constant the budget counts;
+- ``flow-memory``: bytes per flow (tracemalloc) of flows whose client sent a ClientHello and got no
+  answer: the template's own hello, and the same hello padded to 16 KB.
+
+    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--tiny T] [--rsts N] [--only half-open ...]
 
 Captures go to bench/out/ (gitignored). Prints a Markdown table with packets, seconds, peak RSS and
 the run statistics that show the limits at work (default limits: 200,000 flows, 64 KiB held out of
@@ -32,7 +47,8 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,6 +136,26 @@ def rst_spray(syn: bytes, hello: bytes, count: int) -> Iterator[bytes]:
         yield rewrite(bytes(rst), 0, seq=after + (1 << 20) + index * 1460)
 
 
+TINY = ("in-order", "behind-hole", "reversed")
+
+
+def tiny(syn: bytes, hello: bytes, count: int, order: str) -> Iterator[bytes]:
+    """The hello, then ``count`` one-byte segments of application-data records in the given order."""
+    yield rewrite(syn, 0)
+    yield rewrite(hello, 0)
+    tcp = ETHERNET + IPV4
+    start = struct.unpack_from("!I", hello, tcp + 4)[0] + len(hello) - tcp - (hello[tcp + 12] >> 4) * 4
+    record = b"\x17\x03\x03" + (1019).to_bytes(2, "big") + bytes(1019)
+    data = (record * (count // len(record) + 1))[:count]
+    offsets = list(range(count))
+    if order == "behind-hole":
+        offsets = offsets[1:] + offsets[:1]
+    elif order == "reversed":
+        offsets.reverse()
+    for offset in offsets:
+        yield rewrite(hello, 0, seq=start + offset, payload=data[offset : offset + 1])
+
+
 # The analyze pipeline without output, printing its run statistics: what the CLI does per event,
 # minus writing JSON, so peak RSS is the sensor's own.
 _CHILD = """
@@ -153,12 +189,122 @@ def measure(capture: Path, max_flows: int) -> tuple[float, int, dict[str, int]]:
     return time.perf_counter() - began, round(usage.ru_maxrss / 1024), json.loads(output)
 
 
+# One StreamReassembler fed one-byte segments in the order argv[2] names; prints seconds.
+_REASSEMBLY_CHILD = """
+import os, sys, time
+from helloscope.sniffer.transport.reassembly import StreamReassembler
+count, order = int(sys.argv[1]), sys.argv[2]
+data = os.urandom(count)
+offsets = list(range(count))
+if order == "behind-hole":
+    offsets = offsets[1:] + offsets[:1]
+elif order == "reversed":
+    offsets.reverse()
+segments = [(0xFFFF0001 + offset & 0xFFFFFFFF, data[offset : offset + 1]) for offset in offsets]
+stream = StreamReassembler(max_bytes=1 << 40, max_pending=1 << 40)
+stream.syn(0xFFFF0000)
+began = time.perf_counter()
+out = b"".join([stream.add(seq, payload) for seq, payload in segments])
+seconds = time.perf_counter() - began
+assert out == data, "reassembly lost bytes"
+print(seconds)
+"""
+
+
+def reassembly(count: int) -> None:
+    print("\n| reassembler, one-byte segments | segments | seconds | peak RSS MB |")
+    print("|---|--:|--:|--:|")
+    for order in ("in-order", "behind-hole", "reversed"):
+        process = subprocess.Popen(
+            [sys.executable, "-c", _REASSEMBLY_CHILD, str(count), order], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        assert process.stdout is not None
+        seconds = float(process.stdout.read())
+        _, status, usage = os.wait4(process.pid, 0)
+        if status:
+            raise SystemExit(f"reassembly child failed (status {status})")
+        print(f"| {order} | {count:,} | {seconds:.2f} | {round(usage.ru_maxrss / 1024)} |", flush=True)
+
+
+def held_cost() -> None:
+    """What a held segment costs beyond its payload, measured, against what the budget counts."""
+    import tracemalloc
+
+    from helloscope.sniffer.transport.reassembly import HELD_SEGMENT_OVERHEAD, StreamReassembler
+
+    frame = os.urandom(2048)
+    print("\n| held segments | payload bytes | measured bytes/segment beyond payload | counted |")
+    print("|--:|--:|--:|--:|")
+    for count in (500, 10_000, 100_000):
+        for size in (1, 100, 1000):
+            tracemalloc.start()
+            stream = StreamReassembler(max_bytes=1 << 40, max_pending=1 << 40)
+            stream.syn(0)
+            before = tracemalloc.get_traced_memory()[0]
+            for index in range(count):
+                # Slices of a frame, as decode hands them over (one-byte slices are CPython singletons).
+                stream.add(2 + index * (size + 1), frame[index % 1000 : index % 1000 + size])
+            measured = (tracemalloc.get_traced_memory()[0] - before) / count - size
+            tracemalloc.stop()
+            print(f"| {count:,} | {size} | {measured:.0f} | {HELD_SEGMENT_OVERHEAD} |", flush=True)
+
+
+def _padded_hello(payload: bytes, size: int) -> bytes:
+    """A ClientHello record grown to ``size`` bytes with a padding extension (RFC 7685)."""
+    body = bytearray(payload[9:])
+    pos = 2 + 32
+    pos += 1 + body[pos]  # session id
+    pos += 2 + int.from_bytes(body[pos : pos + 2], "big")  # cipher suites
+    pos += 1 + body[pos]  # compression methods
+    pad = size - (9 + len(body) + 4)
+    extensions = int.from_bytes(body[pos : pos + 2], "big") + 4 + pad
+    body[pos : pos + 2] = extensions.to_bytes(2, "big")
+    body += b"\x00\x15" + pad.to_bytes(2, "big") + bytes(pad)
+    message = b"\x01" + len(body).to_bytes(3, "big") + bytes(body)
+    return b"\x16\x03\x01" + len(message).to_bytes(2, "big") + message
+
+
+def flow_memory(flows: int = 500) -> None:
+    """Bytes per flow of unanswered ClientHellos, the template's and one padded to 16 KB, by tracemalloc."""
+    import tracemalloc
+
+    from helloscope.sniffer.capture.decode import decode
+    from helloscope.sniffer.stats import RunStats
+    from helloscope.sniffer.transport.tcp import FlowTable
+
+    syn_frame, hello_frame = template_frames()
+    syn, hello = decode(1, syn_frame), decode(1, hello_frame)
+    assert syn is not None and hello is not None
+    print("\n| ClientHello bytes | flows | bytes per flow | top allocation sites (bytes per flow) |")
+    print("|--:|--:|--:|---|")
+    for payload in (hello.payload, _padded_hello(hello.payload, 16_000)):
+        table = FlowTable(lambda report: None, RunStats())
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(flows):
+            sport = 1024 + index
+            table.packet(0.0, syn._replace(sport=sport))
+            for offset in range(0, len(payload), 1448):
+                seq = (hello.seq + offset) & 0xFFFFFFFF
+                table.packet(0.0, hello._replace(sport=sport, seq=seq, payload=payload[offset : offset + 1448]))
+        per_flow = (tracemalloc.get_traced_memory()[0] - before) / flows
+        sites = tracemalloc.take_snapshot().statistics("lineno")[:3]
+        tracemalloc.stop()
+        top = ", ".join(
+            f"{Path(site.traceback[0].filename).name}:{site.traceback[0].lineno} {site.size / flows:.0f}"
+            for site in sites
+        )
+        print(f"| {len(payload):,} | {flows:,} | {per_flow:,.0f} | {top} |", flush=True)
+        del table
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--syns", type=int, default=1_000_000)
     parser.add_argument("--hellos", type=int, default=200_000)
     parser.add_argument("--hole-bytes", type=int, default=1 << 30)
     parser.add_argument("--rsts", type=int, default=1_000_000)
+    parser.add_argument("--tiny", type=int, default=200_000, help="one-byte segments of the tiny-* scenarios")
     parser.add_argument("--max-flows", type=int, default=1_000_000, help="flow cap of the half-open scenario")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
     args = parser.parse_args()
@@ -166,16 +312,26 @@ def main() -> int:
     syn, hello = template_frames()
     default_cap = Limits().max_flows
     # name -> (capture file, its frames, flow cap)
-    scenarios = {
+    scenarios: dict[str, tuple[str, Callable[[], Iterator[bytes]], int]] = {
         "syn-flood": ("syn-flood", lambda: syn_flood(syn, args.syns), default_cap),
         "half-open": ("syn-flood", lambda: syn_flood(syn, args.syns), args.max_flows),
         "hello-flood": ("hello-flood", lambda: hello_flood(syn, hello, args.hellos), default_cap),
         "hole": ("hole", lambda: hole(syn, hello, args.hole_bytes), default_cap),
         "rst-spray": ("rst-spray", lambda: rst_spray(syn, hello, args.rsts), default_cap),
+        **{
+            f"tiny-{order}": (f"tiny-{order}", partial(tiny, syn, hello, args.tiny, order), default_cap)
+            for order in TINY
+        },
     }
-    unknown = set(args.only or ()) - set(scenarios)
+    in_process: dict[str, Callable[[], None]] = {
+        "reassembly": lambda: reassembly(args.tiny),
+        "held-cost": held_cost,
+        "flow-memory": flow_memory,
+    }
+    unknown = set(args.only or ()) - set(scenarios) - set(in_process)
     if unknown:
-        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {', '.join(scenarios)}")
+        choices = ", ".join([*scenarios, *in_process])
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}; choose from {choices}")
     print(
         "| scenario | packets | MB | flow cap | seconds | peak RSS MB | flows tracked | flow-cap evictions "
         "| stream gaps |"
@@ -195,6 +351,9 @@ def main() -> int:
             f"{stats['flows_tracked']:,} | {stats['flow_cap_evictions']:,} | {stats['stream_gaps']} |",
             flush=True,
         )
+    for name, run in in_process.items():
+        if not args.only or name in args.only:
+            run()
     return 0
 
 

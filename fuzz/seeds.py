@@ -85,6 +85,7 @@ def _tcp_seeds(stream: bytes, seeds: Seeds) -> None:
     if start is None:
         return
     seeds["records"].add(b"\x80" + stream[start : start + MAX_SEED_BYTES])
+    seeds["core_records"].add(b"\x80" + stream[start : start + MAX_SEED_BYTES])
     records = RecordReader()
     try:
         framed = records.feed(stream[start:])
@@ -174,6 +175,8 @@ def _preamble_seed(client: bytes, server: bytes) -> bytes:
 def collect(captures: Iterable[Path], keylogs: Iterable[Path] = ()) -> Seeds:
     seeds: Seeds = defaultdict(set)
     for capture in captures:
+        with contextlib.suppress(OSError), open(capture, "rb") as file:
+            seeds["core_capture"].add(file.read(MAX_SEED_BYTES))  # the file's head: its own blocks, then a cut
         streams, datagrams = _flows(capture)
         for (src, sport, dst, dport), stream in streams.items():
             _tcp_seeds(stream, seeds)

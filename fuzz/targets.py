@@ -9,8 +9,9 @@ the smoke test call these functions, so a finding replays as a plain function ca
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
@@ -43,6 +44,9 @@ from helloscope.parsers.quic import (
 )
 from helloscope.parsers.records import HandshakeReader, RecordReader
 from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
+from helloscope.sniffer.capture import fast
+from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.files import CaptureError, CaptureReader
 
 Target = Callable[[bytes], None]
 
@@ -214,6 +218,50 @@ def quic_transport_parameters(data: bytes) -> None:
         _ = parameter.name
 
 
+# The C core's entry points (helloscope.sniffer.capture._core, through capture.fast) against the Python
+# code they accelerate: any difference is a finding. Without the C core both sides are the same code.
+
+
+def _capture(data: bytes, accelerated: bool) -> Any:
+    try:
+        reader = CaptureReader(io.BytesIO(data), "fuzz", accelerated=accelerated)
+    except CaptureError as error:
+        return str(error)
+    frames = [(ts.hex(), linktype, frame, reader.bytes_read, reader.packets) for ts, linktype, frame in reader]
+    return frames, reader.truncation, reader.skipped, reader.secrets
+
+
+def core_capture(data: bytes) -> None:
+    """A capture file: C frame splitting and decode give exactly the Python reader's frames and segments."""
+    reference = _capture(data, accelerated=False)
+    if _capture(data, accelerated=True) != reference:
+        raise AssertionError("C frame splitting differs from CaptureReader")
+    if isinstance(reference, str):
+        return
+    for _, linktype, frame, *_ in reference[0]:
+        segment = fast.decode(linktype, frame)
+        if segment is not fast.NOT_MINE and segment != decode(linktype, frame):
+            raise AssertionError(f"C decode differs from decode.py on link type {linktype}: {frame.hex()}")
+
+
+def _framed(reader: Any, piece: bytes) -> Any:
+    try:
+        outcome: Any = reader.feed(piece)
+    except ParseError as error:
+        outcome = (error.what, error.offset)
+    poison = reader.error
+    return outcome, reader.buffered, None if poison is None else (poison.what, poison.offset)
+
+
+def core_records(data: bytes) -> None:
+    """A byte stream in two pieces, as ``records`` takes it: the C RecordReader answers as the pure one."""
+    cut, stream = _split(data)
+    core, pure = fast.RecordReader(), RecordReader()
+    for piece in (stream[:cut], stream[cut:], b""):
+        if _framed(core, piece) != _framed(pure, piece):
+            raise AssertionError("C RecordReader differs from parsers.records.RecordReader")
+
+
 TARGETS: Final[dict[str, Target]] = {
     target.__name__: target
     for target in (
@@ -235,6 +283,8 @@ TARGETS: Final[dict[str, Target]] = {
         quic_packet,
         quic_frames,
         quic_transport_parameters,
+        core_capture,
+        core_records,
     )
 }
 

@@ -16,7 +16,6 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
 from helloscope.parsers.buffer import Reader
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.flags import TlsFlags
@@ -163,6 +162,9 @@ class X509Summary:
     sct_count: int
     self_signed: bool  # by name: subject == issuer
     san_dns: tuple[str, ...]
+    # Fields that could not be read even on their own ("subject", "extension 2.5.29.17"); the others are
+    # exact. Empty for a well-formed certificate.
+    unreadable: tuple[str, ...] = ()
 
 
 def _key_summary(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
@@ -191,28 +193,49 @@ def _extension_value(extensions: x509.Extensions, kind: type[x509.ExtensionType]
 
 
 def summarize_x509(der: bytes) -> X509Summary:
-    """Summarize one DER certificate; anything cryptography cannot read raises ParseError.
+    """Summarize one DER certificate; one that cannot be read even around its bad fields raises ParseError.
 
-    cryptography reports bad DER as ValueError, but its lazy accessors raise whatever they meet on
-    hostile input (DuplicateExtension, UnsupportedGeneralNameType, even KeyError for a string tag it
-    has no type for), hence the broad catch; only reads of cryptography objects run under it.
+    One bad field must not hide the rest. cryptography refuses a whole certificate for an invalid
+    PrintableString (``*`` and ``_`` are common in real ones) and a whole Name or extension list for one
+    bad value, so: a certificate that does not load is loaded again with its two names emptied (the names
+    are then read attribute by attribute), a name that does not read is read attribute by attribute, an
+    extension list that does not read is read one extension at a time, and ``unreadable`` lists what could
+    still not be read. cryptography reports bad DER as ValueError, but its lazy accessors raise whatever
+    they meet on hostile input (DuplicateExtension, UnsupportedGeneralNameType, even KeyError for a
+    string tag it has no type for), hence the broad catches; only reads of cryptography objects run
+    under them.
     """
+    unreadable: list[str] = []
     try:
-        cert = x509.load_der_x509_certificate(der)
-        subject, issuer = cert.subject, cert.issuer
-        subject_text, issuer_text, self_signed = subject.rfc4514_string(), issuer.rfc4514_string(), subject == issuer
+        cert, tbs, loaded_der = _load(der)
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
         serial = cert.serial_number
-        key_type, key_bits, curve = _key_summary(cert)
-        extensions = cert.extensions
-        eku = _extension_value(extensions, x509.ExtendedKeyUsage)
-        eku_oids = list(eku) if isinstance(eku, x509.ExtendedKeyUsage) else []
-        san = _extension_value(extensions, x509.SubjectAlternativeName)
-        san_dns = san.get_values_for_type(x509.DNSName) if isinstance(san, x509.SubjectAlternativeName) else []
-        scts = _extension_value(extensions, x509.PrecertificateSignedCertificateTimestamps)
-        sct_count = len(scts) if isinstance(scts, x509.PrecertificateSignedCertificateTimestamps) else 0
     except Exception as exc:
         raise ParseError(f"unreadable X.509 certificate: {exc!r}", 0) from exc
+    names_loaded = loaded_der is der
+    subject_text = _name_text(cert, "subject", tbs.subject if tbs else None, names_loaded, unreadable)
+    issuer_text = _name_text(cert, "issuer", tbs.issuer if tbs else None, names_loaded, unreadable)
+    try:
+        self_signed = cert.subject == cert.issuer if names_loaded else bool(tbs and tbs.subject == tbs.issuer)
+    except Exception:
+        self_signed = bool(tbs and tbs.subject == tbs.issuer)
+    try:
+        key_type, key_bits, curve = _key_summary(cert)
+    except Exception:
+        key_type, key_bits, curve = "unknown", None, None
+        unreadable.append("public_key")
+    values = _extension_values(cert, loaded_der, tbs, unreadable)
+    eku = values.get(x509.ExtendedKeyUsage)
+    eku_oids = list(eku) if isinstance(eku, x509.ExtendedKeyUsage) else []
+    san_dns: list[str] = []
+    san = values.get(x509.SubjectAlternativeName)
+    if isinstance(san, x509.SubjectAlternativeName):
+        try:
+            san_dns = san.get_values_for_type(x509.DNSName)
+        except Exception:
+            unreadable.append("san_dns")
+    scts = values.get(x509.PrecertificateSignedCertificateTimestamps)
+    sct_count = len(scts) if isinstance(scts, x509.PrecertificateSignedCertificateTimestamps) else 0
     return X509Summary(
         subject=subject_text,
         issuer=issuer_text,
@@ -229,7 +252,247 @@ def summarize_x509(der: bytes) -> X509Summary:
         sct_count=sct_count,
         self_signed=self_signed,
         san_dns=tuple(san_dns),
+        unreadable=tuple(unreadable),
     )
+
+
+# --- reading around one bad field -----------------------------------------------------------------
+# The fallbacks find the pieces in the DER themselves and hand each piece back to cryptography alone (a
+# name attribute as the issuer of a CRL shell, see name_to_text; an extension in a copy of the
+# certificate that carries only it), so whatever cryptography can read is read exactly as before. The
+# copies' signatures no longer match; nothing here verifies signatures, the copies only feed the parser.
+
+_EXTENSIONS_TAG: Final = 0xA3
+_VERSION_TAG: Final = 0xA0
+_EMPTY_NAME: Final = b"\x30\x00"
+# A certificate with more extensions than this is not worth one reload per extension.
+_MAX_SALVAGED_EXTENSIONS: Final = 64
+
+
+def _der_element(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, content start, end) of the DER element at ``pos``; ValueError if it does not fit."""
+    if pos + 2 > len(data):
+        raise ValueError("DER element cut short")
+    tag, first = data[pos], data[pos + 1]
+    start = pos + 2
+    if first < 0x80:
+        length = first
+    else:
+        size = first & 0x7F
+        if not 1 <= size <= 4 or start + size > len(data):
+            raise ValueError("DER length invalid")
+        length = int.from_bytes(data[start : start + size], "big")
+        start += size
+    if start + length > len(data):
+        raise ValueError("DER element longer than its container")
+    return tag, start, start + length
+
+
+def _der_children(data: bytes, start: int, end: int) -> list[bytes]:
+    """Each whole element (header included) in ``data[start:end]``."""
+    children = []
+    pos = start
+    while pos < end:
+        _, _, stop = _der_element(data, pos)
+        if stop > end:
+            raise ValueError("DER element crosses its container")
+        children.append(data[pos:stop])
+        pos = stop
+    return children
+
+
+def _contents(element: bytes) -> list[bytes]:
+    """The elements inside a constructed element."""
+    _, start, end = _der_element(element, 0)
+    return _der_children(element, start, end)
+
+
+@dataclass(frozen=True, slots=True)
+class _Tbs:
+    """A certificate cut into its parts: the TBSCertificate's elements, then signature algorithm and value."""
+
+    elements: tuple[bytes, ...]  # of the TBSCertificate, DER
+    trailer: bytes  # signatureAlgorithm and signatureValue, DER
+    issuer_at: int
+    extensions_at: int | None
+
+    @staticmethod
+    def of(der: bytes) -> _Tbs:
+        """ValueError when the outer structure is not a certificate's."""
+        tbs, *rest = _contents(der)
+        elements = tuple(_contents(tbs))
+        issuer_at = 3 if elements and elements[0][0] == _VERSION_TAG else 2  # [0] version is optional
+        if len(elements) < issuer_at + 4:
+            raise ValueError("TBSCertificate too short")
+        at = next((index for index, element in enumerate(elements) if element[0] == _EXTENSIONS_TAG), None)
+        return _Tbs(elements, b"".join(rest), issuer_at, at)
+
+    @property
+    def issuer(self) -> bytes:
+        return self.elements[self.issuer_at]
+
+    @property
+    def subject(self) -> bytes:
+        return self.elements[self.issuer_at + 2]  # after validity
+
+    @property
+    def extensions(self) -> tuple[bytes, ...]:
+        if self.extensions_at is None:
+            return ()
+        try:
+            (sequence,) = _contents(self.elements[self.extensions_at])
+            return tuple(_contents(sequence))
+        except ValueError:
+            return ()
+
+    def copy(self, replace: dict[int, bytes]) -> bytes:
+        """The certificate with some TBSCertificate elements replaced."""
+        elements = b"".join(replace.get(index, element) for index, element in enumerate(self.elements))
+        return _der(_SEQUENCE, _der(_SEQUENCE, elements) + self.trailer)
+
+
+def _load(der: bytes) -> tuple[x509.Certificate, _Tbs | None, bytes]:
+    """The certificate as cryptography loads it, its parts, and the DER that loaded (``der`` or a copy)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        tbs = _Tbs.of(der)  # ValueError: not even the outer structure; the caller reports the first error
+        copy = tbs.copy({tbs.issuer_at: _EMPTY_NAME, tbs.issuer_at + 2: _EMPTY_NAME})
+        return x509.load_der_x509_certificate(copy), tbs, copy
+    try:
+        return cert, _Tbs.of(der), der
+    except ValueError:
+        return cert, None, der  # cryptography reads what this walker does not: the fallbacks are off
+
+
+def _name_text(cert: x509.Certificate, what: str, der_name: bytes | None, loaded: bool, unreadable: list[str]) -> str:
+    if loaded:
+        try:
+            return getattr(cert, what).rfc4514_string()
+        except Exception:
+            pass
+    text, complete = _salvaged_name(der_name) if der_name is not None else ("", False)
+    if not complete:
+        unreadable.append(what)
+    return text
+
+
+def _salvaged_name(der_name: bytes) -> tuple[str, bool]:
+    """RFC 4514 text of a Name read attribute by attribute, and whether every attribute could be read.
+
+    A value that cannot be read is written as RFC 4514 2.4 writes a value with no string form: ``#`` and
+    the hex of its BER encoding.
+    """
+    try:
+        rdns = _contents(der_name)
+    except ValueError:
+        return "", False
+    texts = []
+    complete = True
+    for rdn in rdns:
+        try:
+            attributes = _contents(rdn)
+        except ValueError:
+            complete = False
+            continue
+        parts = []
+        for attribute in attributes:
+            try:
+                parts.append(name_to_text(_der(_SEQUENCE, _der(_SET, attribute))))
+            except ParseError:
+                parts.append(_raw_attribute_text(attribute))
+                complete = False
+        texts.append("+".join(parts))
+    return ",".join(reversed(texts)), complete  # RFC 4514 lists the most specific RDN first
+
+
+# PrintableString, IA5String, VisibleString: a value of printable ASCII outside the type's alphabet (a
+# "*" or "_" in a PrintableString, as in many real certificates) still reads as the text it plainly is.
+_ASCII_STRINGS: Final = frozenset({0x13, 0x16, 0x1A})
+_RFC4514_SPECIAL: Final = frozenset('"+,;<>\\')
+
+
+def _raw_attribute_text(attribute: bytes) -> str:
+    try:
+        oid, value = _contents(attribute)[:2]
+        tag, start, end = _der_element(value, 0)
+        name = _oid_name(oid)
+    except (ValueError, IndexError):
+        return "#" + attribute.hex()
+    raw = value[start:end]
+    if tag in _ASCII_STRINGS and raw and all(0x20 <= byte < 0x7F for byte in raw):
+        return f"{name}={_rfc4514_escape(raw.decode('ascii'))}"
+    return f"{name}=#{value.hex()}"
+
+
+def _rfc4514_escape(text: str) -> str:
+    escaped = "".join("\\" + char if char in _RFC4514_SPECIAL else char for char in text)
+    if escaped[0] in "# ":
+        escaped = "\\" + escaped
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
+
+
+_SHORT_NAMES: Final = {
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.9": "STREET",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "0.9.2342.19200300.100.1.1": "UID",
+    "0.9.2342.19200300.100.1.25": "DC",
+}
+
+
+def _oid_name(element: bytes) -> str:
+    """An OBJECT IDENTIFIER's RFC 4514 short name (those RFC 4514 3 lists), else its dotted form."""
+    tag, start, end = _der_element(element, 0)
+    if tag != 0x06 or start == end or element[end - 1] & 0x80:
+        raise ValueError("not an OBJECT IDENTIFIER")
+    arcs: list[int] = []
+    value = 0
+    for byte in element[start:end]:
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    dotted = ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+    return _SHORT_NAMES.get(dotted, dotted)
+
+
+def _extension_values(
+    cert: x509.Certificate, der: bytes, tbs: _Tbs | None, unreadable: list[str]
+) -> dict[type[x509.ExtensionType], x509.ExtensionType]:
+    """Extension values by class; when the list as a whole is unreadable, each extension on its own."""
+    try:
+        return {type(extension.value): extension.value for extension in cert.extensions}
+    except Exception:
+        pass
+    values: dict[type[x509.ExtensionType], x509.ExtensionType] = {}
+    extensions = tbs.extensions if tbs is not None else ()
+    if tbs is None or tbs.extensions_at is None or not extensions or len(extensions) > _MAX_SALVAGED_EXTENSIONS:
+        unreadable.append("extensions")
+        return values
+    loaded = _Tbs.of(der)  # the DER that loaded: its names are readable, or emptied
+    for extension in extensions:
+        try:
+            copy = loaded.copy({tbs.extensions_at: _der(_EXTENSIONS_TAG, _der(_SEQUENCE, extension))})
+            (value,) = x509.load_der_x509_certificate(copy).extensions
+            values[type(value.value)] = value.value
+        except Exception:
+            unreadable.append(f"extension {_extension_oid(extension)}")
+    return values
+
+
+def _extension_oid(extension: bytes) -> str:
+    try:
+        return _oid_name(_contents(extension)[0])
+    except (ValueError, IndexError):
+        return "?"
 
 
 def _der_length(n: int) -> bytes:
@@ -246,6 +509,7 @@ def _der(tag: int, content: bytes) -> bytes:
 # cryptography has no public loader for a bare Name, so the CA name is placed as the issuer of an
 # otherwise empty CRL shell (RFC 5280 5.1) and read back by cryptography's own Name parser.
 _SEQUENCE = 0x30
+_SET = 0x31
 _CRL_SIGNATURE = _der(_SEQUENCE, _der(0x06, bytes.fromhex("2a864886f70d01010b")))  # sha256WithRSAEncryption
 _CRL_THIS_UPDATE = _der(0x17, b"700101000000Z")
 _CRL_EMPTY_SIGNATURE = _der(0x03, b"\x00")

@@ -2,7 +2,9 @@
 
 TLS is recognised by content, not by port: a ClientHello record has eleven bytes of fixed structure
 (record type, version, lengths, handshake type, legacy_version) that plaintext protocols practically
-never reproduce, so a bounded scan finds TLS after STARTTLS, SSLRequest and similar preambles.
+never reproduce, so a bounded scan finds TLS after STARTTLS, SSLRequest and similar preambles. The
+handshake part of that structure may be spread over several tiny records (any non-zero record length
+is legal), so it is read across record boundaries.
 """
 
 from __future__ import annotations
@@ -19,17 +21,42 @@ _MAX_FRAGMENT: Final = 16384 + 2048
 _MIN_HELLO_BODY: Final = 2 + 32 + 1 + 4 + 2
 
 
+# The hello signature is the handshake header and legacy_version: 6 handshake bytes. RFC 8446 5.1 lets a
+# sender put them in as many records as it likes (evasion tools use 1-byte records), so they may span
+# six record headers.
+_SIGNATURE_BYTES: Final = 6
+# Longest stretch of stream the hello signature can occupy: six 1-byte records. A caller that rescans a
+# growing buffer must go back this far to find a signature that was cut when it last looked.
+SIGNATURE_SPAN: Final = _SIGNATURE_BYTES * (5 + 1)
+
+
+def _handshake_prefix(data: bytes, pos: int) -> bytes | None:
+    """The first handshake bytes carried by the handshake records starting at ``pos``, or None.
+
+    Up to :data:`_SIGNATURE_BYTES` bytes are gathered across records of any non-zero length; every record
+    must look like a handshake record, else None.
+    """
+    prefix = b""
+    while len(prefix) < _SIGNATURE_BYTES and len(data) - pos >= 5:
+        if data[pos] != HANDSHAKE_RECORD or data[pos + 1] != 3 or data[pos + 2] > 4:
+            return None
+        length = data[pos + 3] << 8 | data[pos + 4]
+        if not 1 <= length <= _MAX_FRAGMENT:
+            return None
+        prefix += data[pos + 5 : pos + 5 + min(length, _SIGNATURE_BYTES - len(prefix))]
+        if len(data) < pos + 5 + length:
+            break  # a record cut by the end of what has arrived: what it holds so far still counts
+        pos += 5 + length
+    return prefix
+
+
 def _is_hello_record_at(data: bytes, pos: int, hello_type: int) -> bool:
-    if len(data) - pos < 11:
+    prefix = _handshake_prefix(data, pos)
+    if prefix is None or len(prefix) < _SIGNATURE_BYTES or prefix[0] != hello_type:
         return False
-    if data[pos] != HANDSHAKE_RECORD or data[pos + 1] != 3 or data[pos + 2] > 4:
-        return False
-    record_length = data[pos + 3] << 8 | data[pos + 4]
-    if not 4 <= record_length <= _MAX_FRAGMENT or data[pos + 5] != hello_type:
-        return False
-    body_length = int.from_bytes(data[pos + 6 : pos + 9], "big")
+    body_length = int.from_bytes(prefix[1:4], "big")
     min_body = _MIN_HELLO_BODY if hello_type == _CLIENT_HELLO else 38
-    return body_length >= min_body and data[pos + 9] == 3 and data[pos + 10] <= 4
+    return body_length >= min_body and prefix[4] == 3 and prefix[5] <= 4
 
 
 def _is_alert_record_at(data: bytes, pos: int) -> bool:
@@ -52,6 +79,19 @@ def is_sslv2_client_hello(data: bytes) -> bool:
         and data[2] == _CLIENT_HELLO
         and ((data[3] == 3 and data[4] <= 4) or (data[3] == 0 and data[4] == 2))
     )
+
+
+def sslv2_client_hello_undecided(data: bytes) -> bool:
+    """Too few bytes to tell, but they begin like an SSLv2-compatible CLIENT-HELLO: decide when more arrive.
+
+    A stream's first TCP segment may hold a single byte. Judging :func:`is_sslv2_client_hello` on it, and
+    then never again, would make recognition depend on the sender's segmentation.
+    """
+    if not data or len(data) >= 5 or not data[0] & 0x80:
+        return False
+    if len(data) >= 3 and data[2] != _CLIENT_HELLO:
+        return False
+    return len(data) < 4 or data[3] in (0, 3)
 
 
 def _scan(data: bytes, start: int, first_byte: int, matches: Callable[[bytes, int], bool]) -> int | None:

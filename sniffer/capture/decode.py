@@ -91,6 +91,8 @@ _PPP_PROTOCOLS = {0x0021: _ETHERTYPE_IPV4, 0x0057: _ETHERTYPE_IPV6}  # raw IP ha
 # Headers between the link layer and IP that end in the next EtherType -> their length: 802.1Q, 802.1ad,
 # the pre-standard QinQ tag, and Cisco MetaData (TrustSec SGT) as switches insert it.
 _SHIMS = {0x8100: 4, 0x88A8: 4, 0x9100: 4, 0x8909: 8}
+# PPPoE session stage (RFC 2516): version/type 0x11, code 0 (session data), session id, length, then PPP.
+_ETHERTYPE_PPPOE_SESSION = 0x8864
 _AF_INET = 2
 _AF_INET6 = frozenset({24, 28, 30})  # BSD numbers differ per OS: NetBSD/OpenBSD, FreeBSD, Darwin
 # IPv6 extension headers whose length byte counts 8-octet units beyond the first 8:
@@ -162,6 +164,8 @@ def _network(frame: bytes, ethertype: int, off: int, depth: int) -> Segment | No
     while ethertype in _SHIMS:
         off += _SHIMS[ethertype]
         ethertype = frame[off - 2] << 8 | frame[off - 1]
+    if ethertype == _ETHERTYPE_PPPOE_SESSION:
+        ethertype, off = _pppoe_session(frame, off)
     if ethertype == _ETHERTYPE_IPV4:
         version_ihl, total, fragment, proto, src, dst = _ipv4_header(frame, off)
         ihl = (version_ihl & 0x0F) * 4
@@ -246,6 +250,20 @@ _GENEVE = 6081
 _CAPWAP_DATA = 5247
 _UDP_TUNNELS = frozenset({_GTP_U, _VXLAN, _GENEVE, _CAPWAP_DATA})
 _LLC_SNAP = b"\xaa\xaa\x03\x00\x00\x00"
+
+
+def _pppoe_session(frame: bytes, off: int) -> tuple[int, int]:
+    """(EtherType, offset) of the IP packet in the PPPoE session frame at ``off``; EtherType 0 if there is none.
+
+    Broadband access links (DSL, many FTTH) carry their users' traffic this way, often inside VLAN tags.
+    A PPP protocol number whose first byte is odd is the 1-byte compressed form (RFC 1661 6.5).
+    """
+    if frame[off] != 0x11 or frame[off + 1] != 0:
+        return 0, off
+    off += 6
+    if frame[off] & 1:
+        return _PPP_PROTOCOLS.get(frame[off], 0), off + 1
+    return _PPP_PROTOCOLS.get(frame[off] << 8 | frame[off + 1], 0), off + 2
 
 
 def _by_ethertype(frame: bytes, ethertype: int, off: int, depth: int) -> Segment | None:

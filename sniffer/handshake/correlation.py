@@ -29,7 +29,7 @@ from helloscope.parsers.registry import (
     tls_equivalent,
 )
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption
-from helloscope.sniffer.handshake.inference import Guess, infer, weakest
+from helloscope.sniffer.handshake.inference import Guess, infer
 from helloscope.sniffer.handshake.settlement import server_went_on
 from helloscope.sniffer.report.model import (
     AlertFinding,
@@ -269,7 +269,7 @@ def _inferred_view(
             last = next(record for record in reversed(handshake.records) if record.sender == SERVER)
             alerts = (*alerts, AlertFinding(SERVER, None, None, Evidence.INFERRED, last.timestamp))
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
-    outcome, confidence, basis = _inferred_outcome(handshake, request, certificate, verdict)
+    outcome, confidence, basis = _inferred_outcome(handshake, guess.outcome)
     return Conclusion(
         request,
         certificate,
@@ -285,26 +285,18 @@ def _inferred_view(
 
 
 def _inferred_outcome(
-    handshake: Handshake,
-    request: CertificateRequestFinding,
-    certificate: ClientCertificateFinding,
-    verdict: Guess[Verdict] | None,
+    handshake: Handshake, outcome: Guess[Outcome] | None
 ) -> tuple[Outcome, Confidence | None, str | None]:
+    """A plaintext fatal alert first; then the outcome the record pattern earned (inference.CALIBRATION).
+
+    The outcome is judged as a whole (a client's own alert after a resumption is ``failed``, not
+    ``not_requested``), not composed from the CertificateRequest and a server verdict.
+    """
     if any(alert.fatal for alert in handshake.alerts):
         return Outcome.FAILED, None, None
-    if request.seen is None or request.confidence is None:
+    if outcome is None:
         return Outcome.UNKNOWN, None, None
-    if request.seen is False:
-        return Outcome.NOT_REQUESTED, request.confidence, request.basis
-    if verdict is None or certificate.confidence is None:
-        return Outcome.UNKNOWN, None, None
-    confidence = weakest(request.confidence, certificate.confidence, verdict.confidence)
-    basis = f"{request.basis};{verdict.basis}"
-    if verdict.value == Verdict.ALERT_AND_CLOSE:
-        return Outcome.REJECTED, confidence, basis
-    if certificate.state == CertificateState.PRESENTED:
-        return Outcome.AUTHENTICATED, confidence, basis
-    return Outcome.DECLINED, confidence, basis
+    return outcome.value, outcome.confidence, outcome.basis
 
 
 # ----- outcomes ----------------------------------------------------------------------------------

@@ -6,13 +6,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 from helloscope.parsers.keylog import SOURCE_PCAPNG, KeyLog
-from helloscope.sniffer.capture.files import CaptureReader, Truncation
+from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.capture.files import CaptureReader, Truncation
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 
 Frame: TypeAlias = tuple[float, int, bytes]  # (timestamp, linktype, frame) as capture readers yield them
 Tap: TypeAlias = Callable[[float, int, bytes, Segment], None]
@@ -57,6 +58,8 @@ def feed_frames(
     before the table does, so a report caused by that frame can already include it.
     """
     feed = table.segment
+    # the C core's decode when it is built: it answers NOT_MINE for the shapes only decode() knows
+    decode_fast, not_mine = fast.decode, fast.NOT_MINE
     absorbed = 0
     undecoded = count = size = 0
     timestamp = None
@@ -66,7 +69,9 @@ def feed_frames(
                 absorbed = absorb_secrets(secrets, absorbed, keys, stats)
             count += 1
             size += len(frame)
-            segment = decode(linktype, frame)
+            segment = decode_fast(linktype, frame)
+            if segment is not_mine:
+                segment = decode(linktype, frame)
             if segment is None:
                 undecoded += 1
                 continue

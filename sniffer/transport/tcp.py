@@ -43,12 +43,15 @@ from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello, parse_sslv2_client_hello
 from helloscope.parsers.keylog import KeyLog
 from helloscope.parsers.preamble import (
+    SIGNATURE_SPAN,
     classify_preamble,
     find_client_hello,
     find_server_response,
     is_sslv2_client_hello,
+    sslv2_client_hello_undecided,
 )
 from helloscope.parsers.records import RecordReader
+from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.handshake.decryption import decryption_of
 from helloscope.sniffer.handshake.finish import TransportEnd, finish_connection
@@ -65,8 +68,9 @@ SYN: Final = 0x02
 RST: Final = 0x04
 ACK: Final = 0x10
 
-# Longest signature the TLS-start scan looks for: re-scan this much of the old buffer on new data.
-_SIGNATURE_OVERLAP: Final = 11
+# Longest signature the TLS-start scan looks for (a hello header spread over six 1-byte records):
+# re-scan this much of the old buffer on new data.
+_SIGNATURE_OVERLAP: Final = SIGNATURE_SPAN
 _SEQ_MOD: Final = 1 << 32
 _SEQ_MASK: Final = _SEQ_MOD - 1
 _SEQ_HALF: Final = 1 << 31
@@ -469,8 +473,11 @@ class TcpTable(ConnectionTable[_Flow]):
         data = bytes(direction.pending)
         if not data:
             return False
-        if direction.scanned == 0 and is_sslv2_client_hello(data):
-            return self._start_sslv2(flow, direction, tracker, side, data, timestamp)
+        if direction.scanned == 0:
+            if is_sslv2_client_hello(data):
+                return self._start_sslv2(flow, direction, tracker, side, data, timestamp)
+            if sslv2_client_hello_undecided(data):
+                return False  # under 5 bytes: scanning now would rule SSLv2 out for good
         start = find_client_hello(data, max(0, direction.scanned - _SIGNATURE_OVERLAP))
         direction.scanned = len(data)
         if start is None:
@@ -502,7 +509,7 @@ class TcpTable(ConnectionTable[_Flow]):
         data = bytes(direction.pending)
         direction.preamble = data[:start]
         direction.pending = bytearray()
-        direction.records = RecordReader()
+        direction.records = fast.RecordReader()  # the C core's framer when it is built, the same records
         if len(data) >= start + 5:
             direction.verified = start + 5 + (data[start + 3] << 8 | data[start + 4])
         if len(data) > start:
@@ -554,6 +561,7 @@ class TcpTable(ConnectionTable[_Flow]):
         for direction in sides:
             direction.pending = bytearray()
             direction.records = None
+            direction.stream.release()  # reported: held segments and the retransmission window serve no one
         if not flow.tls or flow.client is None:
             return None
         client_stream = streams[flow.client]

@@ -264,7 +264,7 @@ _TEXT = st.one_of(st.text(), st.text(alphabet=_ALPHABET))
 
 
 def _snapshot(log: KeyLog, problems: list[KeyLogProblem]) -> tuple[object, ...]:
-    entries = {(r, label, e.secret) for r, by in log._entries.items() for label, e in by.items()}
+    entries = set(log.entries())
     return len(log), frozenset(entries), tuple(problems)
 
 

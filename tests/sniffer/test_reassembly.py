@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helloscope.sniffer.transport.reassembly import StreamReassembler
+from helloscope.sniffer.transport.reassembly import HELD_SEGMENT_OVERHEAD, StreamReassembler
 
 ISN = 0xFFFF_FF00  # close to the wrap, so sequence arithmetic modulo 2**32 is exercised
 
@@ -90,7 +90,8 @@ def test_byte_cap_stops_delivery_and_is_reported():
 
 
 def test_a_hole_larger_than_the_out_of_order_budget_is_skipped_and_counted():
-    stream = StreamReassembler(max_bytes=1 << 20, max_pending=8)
+    # The budget counts each held segment's overhead too: two segments and 8 payload bytes fit.
+    stream = StreamReassembler(max_bytes=1 << 20, max_pending=2 * HELD_SEGMENT_OVERHEAD + 8)
     stream.syn(0)
     assert stream.add(1, b"ab") == b"ab"
     assert stream.add(10, b"0123") == b""

@@ -1,0 +1,879 @@
+/* The per-packet path in C: pcap/pcapng frame splitting, fixed-offset decode, TLS record-header walking.
+ *
+ * Every function here is an accelerator for a pure-Python reference (capture/files.py,
+ * capture/decode.py, parsers/records.py) and must give exactly its results. Whenever the input is not
+ * one of the common shapes, the C side stops (splitters) or answers NOT_MINE (decode) and the Python
+ * code takes over, so damage reporting and the rare cases stay in one place.
+ *
+ * All input is attacker-controlled capture content: every read is preceded by a length check, all
+ * offset arithmetic is done on values already bounded by the buffer length.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Bound at import from the pure-Python modules, so that both paths build the very same objects. */
+static PyTypeObject *Segment;   /* helloscope.sniffer.capture.decode.Segment */
+#define SEGMENT_FIELDS 12
+static PyTypeObject *Record;    /* helloscope.parsers.records.Record */
+static PyObject *ParseError;    /* helloscope.parsers.errors.ParseError */
+static PyObject *NotMine;       /* the "ask decode.py" answer of decode() */
+static Py_ssize_t record_offset[4];  /* slot offsets of Record's content_type, version, payload, offset */
+static Py_ssize_t max_ciphertext;    /* records.MAX_CIPHERTEXT, RecordReader's default limit */
+
+static inline uint32_t
+be16(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+static inline uint32_t
+be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint32_t
+rd32(const unsigned char *p, int little)
+{
+    return little ? (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0] : be32(p);
+}
+
+static inline uint32_t
+rd16(const unsigned char *p, int little)
+{
+    return little ? (uint32_t)p[1] << 8 | p[0] : be16(p);
+}
+
+/* ----- frame splitting ------------------------------------------------------------------------- */
+
+/* A batch ends once it holds this many frame bytes: the reader promises bounded memory, and a batch
+   is a copy of its part of the buffer until the caller has consumed it. */
+#define BATCH_BYTES (64 << 10)
+
+/* Appends (timestamp, linktype, frame) to frames and the record's end to stops; -1 on memory error. */
+static int
+emit_frame(PyObject *frames, PyObject *stops, double timestamp, PyObject *linktype, const unsigned char *data,
+           Py_ssize_t length, Py_ssize_t stop)
+{
+    PyObject *ts = PyFloat_FromDouble(timestamp);
+    PyObject *frame = PyBytes_FromStringAndSize((const char *)data, length);
+    PyObject *end = PyLong_FromSsize_t(stop);
+    PyObject *item = NULL;
+    int rc = -1;
+    if (ts != NULL && frame != NULL && end != NULL && (item = PyTuple_New(3)) != NULL) {
+        Py_INCREF(linktype);
+        PyTuple_SET_ITEM(item, 0, ts);
+        PyTuple_SET_ITEM(item, 1, linktype);
+        PyTuple_SET_ITEM(item, 2, frame);
+        ts = frame = NULL; /* owned by item now */
+        if (PyList_Append(frames, item) == 0 && PyList_Append(stops, end) == 0)
+            rc = 0;
+    }
+    Py_XDECREF(ts);
+    Py_XDECREF(frame);
+    Py_XDECREF(end);
+    Py_XDECREF(item);
+    return rc;
+}
+
+PyDoc_STRVAR(split_pcap_doc,
+"split_pcap(buf, pos, little, units, linktype, limit) -> (frames, stops, pos)\n\n"
+"The classic pcap records wholly inside buf from pos on, as CaptureReader yields them, and the end of\n"
+"each; stops before an incomplete record or one longer than limit (the reader reports those), and\n"
+"after about 64 KiB of frames (call again while frames come back).");
+
+static PyObject *
+split_pcap(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, limit;
+    int little;
+    long long units;
+    PyObject *linktype;
+    if (!PyArg_ParseTuple(args, "y*npLO!n:split_pcap", &view, &pos, &little, &units, &PyLong_Type, &linktype,
+                          &limit))
+        return NULL;
+    PyObject *frames = NULL, *stops = NULL, *result = NULL;
+    if (pos < 0 || pos > view.len || units <= 0) {
+        PyErr_SetString(PyExc_ValueError, "split_pcap: position or timestamp units out of range");
+        goto done;
+    }
+    frames = PyList_New(0);
+    stops = PyList_New(0);
+    if (frames == NULL || stops == NULL)
+        goto done;
+    const unsigned char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    Py_ssize_t batch = 0;
+    while (end - pos >= 16 && batch < BATCH_BYTES) {
+        const unsigned char *header = buf + pos;
+        uint32_t sec = rd32(header, little), frac = rd32(header + 4, little), caplen = rd32(header + 8, little);
+        if ((uint64_t)caplen > (uint64_t)limit || (uint64_t)caplen > (uint64_t)(end - pos - 16))
+            break;
+        /* sec + frac / units in Python: int true division of values below 2**53 is one correctly
+           rounded double division, and the int + float addition converts sec exactly. */
+        double timestamp = (double)sec + (double)frac / (double)units;
+        Py_ssize_t stop = pos + 16 + (Py_ssize_t)caplen;
+        if (emit_frame(frames, stops, timestamp, linktype, header + 16, (Py_ssize_t)caplen, stop) < 0)
+            goto done;
+        batch += (Py_ssize_t)caplen;
+        pos = stop;
+    }
+    result = Py_BuildValue("(OOn)", frames, stops, pos);
+done:
+    Py_XDECREF(frames);
+    Py_XDECREF(stops);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+#define SHB 0x0A0D0D0Au
+#define IDB 1u
+#define PB 2u
+#define SPB 3u
+#define EPB 6u
+#define DSB 0x0Au
+#define MAX_RECORD (16u << 20)
+
+typedef struct {
+    PyObject *linktype; /* borrowed: the private tuple of interfaces keeps it alive during the call */
+    uint32_t snaplen;
+    double units;
+    double offset;
+    int usable;
+} Interface;
+
+PyDoc_STRVAR(split_pcapng_doc,
+"split_pcapng(buf, pos, little, interfaces, timestamp) -> (frames, stops, pos, timestamp)\n\n"
+"The pcapng packet blocks (EPB, PB, SPB) wholly inside buf from pos on, as CaptureReader yields them,\n"
+"and the end of each; blocks the reader ignores are passed over. Stops at anything the reader must\n"
+"see itself: a section header, an interface or secrets block, a packet of an undeclared interface,\n"
+"an incomplete block or any inconsistent length, and after about 64 KiB of frames (call again while\n"
+"frames come back). interfaces are the reader's (linktype, snaplen, units, offset) tuples; timestamp\n"
+"is the last packet's, which a Simple Packet Block inherits.");
+
+static PyObject *
+split_pcapng(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos;
+    int little;
+    PyObject *interface_list;
+    double timestamp;
+    if (!PyArg_ParseTuple(args, "y*npOd:split_pcapng", &view, &pos, &little, &interface_list, &timestamp))
+        return NULL;
+    PyObject *frames = NULL, *stops = NULL, *result = NULL;
+    Interface *interfaces = NULL;
+    /* A private tuple: the reader's list cannot change under us while objects are being allocated. */
+    PyObject *described = PySequence_Tuple(interface_list);
+    if (described == NULL)
+        goto done;
+    if (pos < 0 || pos > view.len) {
+        PyErr_SetString(PyExc_ValueError, "split_pcapng: position out of range");
+        goto done;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(described);
+    interfaces = PyMem_New(Interface, count ? count : 1);
+    if (interfaces == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *entry = PyTuple_GET_ITEM(described, i);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 4 || !PyLong_Check(PyTuple_GET_ITEM(entry, 0))) {
+            PyErr_SetString(PyExc_TypeError, "split_pcapng: interfaces must be (linktype, snaplen, units, offset)");
+            goto done;
+        }
+        Interface *it = &interfaces[i];
+        it->linktype = PyTuple_GET_ITEM(entry, 0);
+        unsigned long snaplen = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(entry, 1));
+        it->units = PyFloat_AsDouble(PyTuple_GET_ITEM(entry, 2));
+        it->offset = PyFloat_AsDouble(PyTuple_GET_ITEM(entry, 3));
+        if (PyErr_Occurred())
+            goto done;
+        if (snaplen > UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "split_pcapng: snaplen out of range");
+            goto done;
+        }
+        it->snaplen = (uint32_t)snaplen;
+        /* Python would raise ZeroDivisionError on such an interface's packets: leave them to it. */
+        it->usable = it->units != 0.0;
+    }
+    frames = PyList_New(0);
+    stops = PyList_New(0);
+    if (frames == NULL || stops == NULL)
+        goto done;
+    const unsigned char *buf = view.buf;
+    const Py_ssize_t end = view.len;
+    Py_ssize_t batch = 0;
+    while (end - pos >= 12 && batch < BATCH_BYTES) {
+        const unsigned char *block = buf + pos;
+        uint32_t btype = rd32(block, little), blen = rd32(block + 4, little);
+        if (btype == SHB || btype == IDB || btype == DSB)
+            break;
+        if (blen < 12 || blen & 3 || blen > MAX_RECORD || (uint64_t)blen > (uint64_t)(end - pos))
+            break;
+        Py_ssize_t stop = pos + (Py_ssize_t)blen;
+        if (rd32(buf + stop - 4, little) != blen)
+            break;
+        if (btype == EPB || btype == PB) {
+            if (blen < 32)
+                break;
+            /* the obsolete Packet Block has a 16-bit interface id and a 16-bit drop count */
+            uint32_t ifid = btype == EPB ? rd32(block + 8, little) : rd16(block + 8, little);
+            uint32_t high = rd32(block + 12, little), low = rd32(block + 16, little);
+            uint32_t caplen = rd32(block + 20, little);
+            if (caplen > blen - 32 || (uint64_t)ifid >= (uint64_t)count || !interfaces[ifid].usable)
+                break;
+            const Interface *it = &interfaces[ifid];
+            /* (high * 4294967296.0 + low) / units + offset, each step a double operation as in
+               Python; the build disables contraction into fused multiply-add, which would round once
+               where Python rounds twice. */
+            double ticks = (double)high * 4294967296.0 + (double)low;
+            timestamp = ticks / it->units + it->offset;
+            if (emit_frame(frames, stops, timestamp, it->linktype, block + 28, (Py_ssize_t)caplen, stop) < 0)
+                goto done;
+            batch += (Py_ssize_t)caplen;
+        }
+        else if (btype == SPB) {
+            if (count == 0 || blen < 16 || !interfaces[0].usable)
+                break;
+            uint32_t caplen = rd32(block + 8, little);
+            if (caplen > blen - 16)
+                caplen = blen - 16;
+            if (interfaces[0].snaplen && caplen > interfaces[0].snaplen)
+                caplen = interfaces[0].snaplen;
+            if (emit_frame(frames, stops, timestamp, interfaces[0].linktype, block + 12, (Py_ssize_t)caplen, stop) < 0)
+                goto done;
+            batch += (Py_ssize_t)caplen;
+        }
+        pos = stop;
+    }
+    result = Py_BuildValue("(OOnd)", frames, stops, pos, timestamp);
+done:
+    PyMem_Free(interfaces);
+    Py_XDECREF(described);
+    Py_XDECREF(frames);
+    Py_XDECREF(stops);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ----- fixed-offset decode --------------------------------------------------------------------- */
+
+#define NONE() Py_NewRef(Py_None)
+#define NOT_MINE() Py_NewRef(NotMine)
+
+static PyObject *
+new_segment(unsigned proto, const unsigned char *src, const unsigned char *dst, Py_ssize_t addr_len, uint32_t sport,
+            uint32_t dport, uint32_t seq, uint32_t ack, uint32_t flags, PyObject *frame, Py_ssize_t transport,
+            Py_ssize_t start, Py_ssize_t end)
+{
+    const Py_ssize_t size = PyBytes_GET_SIZE(frame);
+    /* frame[start:end] as Python slices it: clipped to the frame, empty past its end */
+    Py_ssize_t payload_len = start < size ? (end < size ? end : size) - start : 0;
+    PyObject *items[SEGMENT_FIELDS] = {
+        PyLong_FromUnsignedLong(proto),
+        PyBytes_FromStringAndSize((const char *)src, addr_len),
+        PyBytes_FromStringAndSize((const char *)dst, addr_len),
+        PyLong_FromUnsignedLong(sport),
+        PyLong_FromUnsignedLong(dport),
+        PyLong_FromUnsignedLong(seq),
+        PyLong_FromUnsignedLong(ack),
+        PyLong_FromUnsignedLong(flags),
+        PyBytes_FromStringAndSize(PyBytes_AS_STRING(frame) + (payload_len ? start : 0), payload_len),
+        PyLong_FromSsize_t(end - start - payload_len),
+        Py_NewRef(frame), /* packet: what a TCP checksum check reads, by reference (decode.py) */
+        PyLong_FromSsize_t(transport),
+    };
+    PyObject *segment = NULL;
+    for (int i = 0; i < SEGMENT_FIELDS; i++)
+        if (items[i] == NULL)
+            goto fail;
+    /* what tuple.__new__(Segment, items) builds, without the intermediate tuple */
+    segment = Segment->tp_alloc(Segment, SEGMENT_FIELDS);
+    if (segment == NULL)
+        goto fail;
+    for (int i = 0; i < SEGMENT_FIELDS; i++)
+        PyTuple_SET_ITEM(segment, i, items[i]);
+    return segment;
+fail:
+    for (int i = 0; i < SEGMENT_FIELDS; i++)
+        Py_XDECREF(items[i]);
+    return NULL;
+}
+
+/* decode.py's _network at depth 0, for untunnelled, unfragmented IPv4 and extension-free IPv6 carrying
+   TCP or UDP. Only a frame too short or inconsistent for that shape is answered None here; any other
+   EtherType or protocol goes back to decode.py, so what it learns later (PPPoE, say) needs no C change. */
+static PyObject *
+network(PyObject *frame, uint32_t ethertype, Py_ssize_t off)
+{
+    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+    const Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    for (;;) {
+        Py_ssize_t shim;
+        switch (ethertype) {
+        case 0x8100:
+        case 0x88A8:
+        case 0x9100:
+            shim = 4;
+            break;
+        case 0x8909:
+            shim = 8;
+            break;
+        default:
+            shim = 0;
+        }
+        if (!shim)
+            break;
+        off += shim;
+        if (off > n) /* the next EtherType would be read past the frame: IndexError */
+            return NONE();
+        ethertype = be16(f + off - 2);
+    }
+    unsigned proto;
+    const unsigned char *src, *dst;
+    Py_ssize_t addr_len, transport, end;
+    if (ethertype == 0x0800) {
+        if (off > n || n - off < 20)
+            return NONE();
+        const unsigned char *ip = f + off;
+        unsigned ihl = (ip[0] & 0x0F) * 4u;
+        uint32_t total = be16(ip + 2);
+        if (ip[0] >> 4 != 4 || ihl < 20)
+            return NONE();
+        if (be16(ip + 6) & 0x3FFF) /* a fragment */
+            return NOT_MINE();
+        proto = ip[9];
+        src = ip + 12;
+        dst = ip + 16;
+        addr_len = 4;
+        transport = off + ihl;
+        if (total == 0)
+            end = n; /* segmentation offload: the length is not filled in */
+        else if (total < ihl)
+            return NONE();
+        else
+            end = off + (Py_ssize_t)total;
+    }
+    else if (ethertype == 0x86DD) {
+        if (off > n || n - off < 40)
+            return NONE();
+        const unsigned char *ip = f + off;
+        if (ip[0] >> 4 != 6)
+            return NONE();
+        uint32_t payload_length = be16(ip + 4);
+        proto = ip[6];
+        src = ip + 8;
+        dst = ip + 24;
+        addr_len = 16;
+        transport = off + 40;
+        end = payload_length ? transport + (Py_ssize_t)payload_length : n;
+    }
+    else {
+        return NOT_MINE();
+    }
+    /* extension headers, tunnels, and whatever else decode.py may learn to open */
+    if (proto != 6 && proto != 17)
+        return NOT_MINE();
+
+    /* struct.unpack_from on the frame (not the IP length) decides whether the header is there */
+    if (proto == 6) {
+        if (transport > n || n - transport < 14)
+            return NONE();
+        const unsigned char *tcp = f + transport;
+        Py_ssize_t header_length = (tcp[12] >> 4) * 4;
+        Py_ssize_t start = transport + header_length;
+        if (header_length < 20 || start > end)
+            return NONE();
+        return new_segment(6, src, dst, addr_len, be16(tcp), be16(tcp + 2), be32(tcp + 4), be32(tcp + 8), tcp[13],
+                           frame, transport, start, end);
+    }
+    if (transport > n || n - transport < 6)
+        return NONE();
+    const unsigned char *udp = f + transport;
+    uint32_t sport = be16(udp), dport = be16(udp + 2), udp_length = be16(udp + 4);
+    Py_ssize_t start = transport + 8;
+    if (udp_length >= 8 && transport + (Py_ssize_t)udp_length < end)
+        end = transport + (Py_ssize_t)udp_length;
+    if (start > end)
+        return NONE();
+    switch (sport) {
+    case 2152: case 4789: case 6081: case 5247: /* GTP-U, VXLAN, Geneve, CAPWAP: decode.py opens them */
+        return NOT_MINE();
+    }
+    switch (dport) {
+    case 2152: case 4789: case 6081: case 5247:
+        return NOT_MINE();
+    }
+    return new_segment(17, src, dst, addr_len, sport, dport, 0, 0, 0, frame, transport, start, end);
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode(linktype, frame) -> Segment | None | NOT_MINE\n\n"
+"What capture.decode.decode(linktype, frame) returns, for Ethernet (802.1Q/802.1ad/QinQ/Cisco\n"
+"MetaData tags), Linux SLL and SLL2, raw IP and BSD loopback frames holding untunnelled, unfragmented\n"
+"IPv4 or extension-free IPv6 TCP/UDP; NOT_MINE for every other shape (other EtherTypes such as PPPoE,\n"
+"PPP, fragments, tunnels, IPv6 extension headers, frames that are not bytes): decode.py decides those.");
+
+static PyObject *
+decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "decode() takes exactly 2 arguments (linktype, frame)");
+        return NULL;
+    }
+    PyObject *frame = args[1];
+    if (!PyLong_CheckExact(args[0]) || !PyBytes_CheckExact(frame))
+        return NOT_MINE();
+    int overflow;
+    long linktype = PyLong_AsLongAndOverflow(args[0], &overflow);
+    if (overflow)
+        return NOT_MINE();
+    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+    const Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    switch (linktype) {
+    case 1: /* Ethernet */
+        return n < 14 ? NONE() : network(frame, be16(f + 12), 14);
+    case 113: /* Linux cooked */
+        return n < 16 ? NONE() : network(frame, be16(f + 14), 16);
+    case 276: /* Linux cooked v2 */
+        return n < 2 ? NONE() : network(frame, be16(f), 20);
+    case 101: case 12: case 14: /* raw IP: the version nibble says which */
+        if (n < 1)
+            return NONE();
+        return network(frame, f[0] >> 4 == 4 ? 0x0800 : f[0] >> 4 == 6 ? 0x86DD : 0, 0);
+    case 228:
+        return network(frame, 0x0800, 0);
+    case 229:
+        return network(frame, 0x86DD, 0);
+    case 0: case 108: { /* BSD / OpenBSD loopback: a 4-byte address family */
+        if (n < 4 || f[1] || f[2])
+            return NONE();
+        unsigned family;
+        if (linktype == 108 || !f[0])
+            family = f[3];
+        else if (!f[3])
+            family = f[0];
+        else
+            return NONE();
+        if (family == 2)
+            return network(frame, 0x0800, 4);
+        if (family == 24 || family == 28 || family == 30)
+            return network(frame, 0x86DD, 4);
+        return NONE();
+    }
+    default: /* PPP, and link types decode.py may add */
+        return NOT_MINE();
+    }
+}
+
+/* ----- TLS record framing ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    unsigned char *tail; /* a partial record carried to the next feed */
+    Py_ssize_t tail_len, tail_cap;
+    uint64_t base;       /* stream offset of tail[0] */
+    Py_ssize_t max_fragment;
+    PyObject *error;     /* the ParseError that poisoned the reader */
+    int busy;            /* inside feed(): a re-entrant call would see the tail being rewritten */
+} RecordReaderObject;
+
+static int
+tail_reserve(RecordReaderObject *self, Py_ssize_t extra)
+{
+    if (extra > PY_SSIZE_T_MAX - self->tail_len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t need = self->tail_len + extra;
+    if (need <= self->tail_cap)
+        return 0;
+    Py_ssize_t cap = self->tail_cap > PY_SSIZE_T_MAX / 2 ? need : self->tail_cap * 2;
+    if (cap < need)
+        cap = need;
+    unsigned char *grown = PyMem_Realloc(self->tail, (size_t)cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->tail = grown;
+    self->tail_cap = cap;
+    return 0;
+}
+
+/* After the front was consumed: give memory back as bytearray does, so idle flows stay small. */
+static void
+tail_trim(RecordReaderObject *self)
+{
+    if (self->tail_len == 0) {
+        PyMem_Free(self->tail);
+        self->tail = NULL;
+        self->tail_cap = 0;
+    }
+    else if (self->tail_cap > 2 * self->tail_len) {
+        unsigned char *smaller = PyMem_Realloc(self->tail, (size_t)self->tail_len);
+        if (smaller != NULL) { /* keeping the larger block is harmless */
+            self->tail = smaller;
+            self->tail_cap = self->tail_len;
+        }
+    }
+}
+
+static PyObject *
+new_record(unsigned content_type, unsigned version, const unsigned char *payload, Py_ssize_t length,
+           uint64_t offset)
+{
+    PyObject *values[4] = {
+        PyLong_FromUnsignedLong(content_type),
+        PyLong_FromUnsignedLong(version),
+        PyBytes_FromStringAndSize((const char *)payload, length),
+        PyLong_FromUnsignedLongLong(offset),
+    };
+    PyObject *record = NULL;
+    if (values[0] && values[1] && values[2] && values[3])
+        record = Record->tp_alloc(Record, 0);
+    if (record == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(values[i]);
+        return NULL;
+    }
+    /* The frozen dataclass's __init__ does only these four object.__setattr__ calls. */
+    for (int i = 0; i < 4; i++)
+        *(PyObject **)((char *)record + record_offset[i]) = values[i];
+    return record;
+}
+
+/* Stores ParseError(what, offset) as the reader's error; what is stolen. -1 if it could not be built. */
+static int
+poison(RecordReaderObject *self, PyObject *what, uint64_t offset)
+{
+    if (what == NULL)
+        return -1;
+    PyObject *error = PyObject_CallFunction(ParseError, "NK", what, (unsigned long long)offset);
+    if (error == NULL)
+        return -1;
+    Py_XSETREF(self->error, error);
+    return 0;
+}
+
+/* The records complete in v[0:end], appended to records; returns where the first incomplete one
+   starts, or -1 with an exception set. A bad header poisons the reader and ends the walk. */
+static Py_ssize_t
+walk(RecordReaderObject *self, const unsigned char *v, Py_ssize_t end, PyObject *records)
+{
+    Py_ssize_t pos = 0;
+    while (end - pos >= 5) {
+        const unsigned char *h = v + pos;
+        uint64_t offset = self->base + (uint64_t)pos;
+        uint32_t length = be16(h + 3);
+        if (h[0] < 20 || h[0] > 24)  /* change_cipher_spec .. heartbeat */
+            return poison(self, PyUnicode_FromFormat("record content type %u is not TLS", (unsigned)h[0]), offset)
+                   < 0 ? -1 : pos;
+        if (h[1] != 3)
+            return poison(self, PyUnicode_FromFormat("record major version %u is not 3", (unsigned)h[1]), offset)
+                   < 0 ? -1 : pos;
+        if ((Py_ssize_t)length > self->max_fragment)
+            return poison(self,
+                          PyUnicode_FromFormat("record_overflow: %u bytes > %zd", (unsigned)length, self->max_fragment),
+                          offset) < 0 ? -1 : pos;
+        if (end - pos - 5 < (Py_ssize_t)length)
+            break;
+        PyObject *record = new_record(h[0], be16(h + 1), h + 5, (Py_ssize_t)length, offset);
+        if (record == NULL)
+            return -1;
+        int appended = PyList_Append(records, record);
+        Py_DECREF(record);
+        if (appended < 0)
+            return -1;
+        pos += 5 + (Py_ssize_t)length;
+    }
+    return pos;
+}
+
+/* A fresh ParseError like the one that poisoned the reader, raised; always NULL. */
+static PyObject *
+raise_poison(PyObject *error)
+{
+    PyObject *what = PyObject_GetAttrString(error, "what");
+    PyObject *offset = what ? PyObject_GetAttrString(error, "offset") : NULL;
+    PyObject *again = offset ? PyObject_CallFunctionObjArgs(ParseError, what, offset, NULL) : NULL;
+    if (again != NULL)
+        PyErr_SetObject(ParseError, again);
+    Py_XDECREF(what);
+    Py_XDECREF(offset);
+    Py_XDECREF(again);
+    return NULL;
+}
+
+static PyObject *
+reader_feed(RecordReaderObject *self, PyObject *data)
+{
+    if (self->error != NULL)
+        return raise_poison(self->error);
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "RecordReader.feed() called re-entrantly");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *records = PyList_New(0);
+    if (records == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    self->busy = 1;
+    Py_ssize_t pos;
+    if (self->tail_len) {
+        if (tail_reserve(self, view.len) < 0) {
+            pos = -1;
+        }
+        else {
+            memcpy(self->tail + self->tail_len, view.buf, (size_t)view.len);
+            self->tail_len += view.len;
+            pos = walk(self, self->tail, self->tail_len, records);
+            if (pos > 0) {
+                memmove(self->tail, self->tail + pos, (size_t)(self->tail_len - pos));
+                self->tail_len -= pos;
+                tail_trim(self);
+            }
+        }
+    }
+    else {
+        /* Nothing pending (the usual case): records come straight out of the caller's bytes. */
+        pos = walk(self, view.buf, view.len, records);
+        if (pos >= 0 && pos < view.len) {
+            if (tail_reserve(self, view.len - pos) < 0) {
+                pos = -1;
+            }
+            else {
+                memcpy(self->tail, (const unsigned char *)view.buf + pos, (size_t)(view.len - pos));
+                self->tail_len = view.len - pos;
+            }
+        }
+    }
+    self->busy = 0;
+    PyBuffer_Release(&view);
+    if (pos < 0) {
+        Py_DECREF(records);
+        return NULL;
+    }
+    self->base += (uint64_t)pos;
+    if (self->error != NULL && PyList_GET_SIZE(records) == 0) {
+        Py_DECREF(records);
+        return raise_poison(self->error);
+    }
+    return records;
+}
+
+static int
+reader_init(RecordReaderObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"max_fragment", NULL};
+    Py_ssize_t max_fragment = max_ciphertext;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:RecordReader", keywords, &max_fragment))
+        return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "RecordReader re-initialised inside feed()");
+        return -1;
+    }
+    PyMem_Free(self->tail);
+    self->tail = NULL;
+    self->tail_len = self->tail_cap = 0;
+    self->base = 0;
+    self->max_fragment = max_fragment;
+    Py_CLEAR(self->error);
+    return 0;
+}
+
+static void
+reader_dealloc(RecordReaderObject *self)
+{
+    PyMem_Free(self->tail);
+    Py_XDECREF(self->error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+reader_error(RecordReaderObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->error ? self->error : Py_None);
+}
+
+static PyObject *
+reader_buffered(RecordReaderObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->tail_len);
+}
+
+static PyMethodDef reader_methods[] = {
+    {"feed", (PyCFunction)reader_feed, METH_O, "Every record completed by data; a partial record stays buffered."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef reader_getset[] = {
+    {"error", (getter)reader_error, NULL, "The framing error that poisoned this reader, if any.", NULL},
+    {"buffered", (getter)reader_buffered, NULL, "Bytes held while waiting for the rest of a record.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RecordReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "helloscope.sniffer.capture._core.RecordReader",
+    .tp_doc = PyDoc_STR("parsers.records.RecordReader in C: split a byte stream into TLS records."),
+    .tp_basicsize = sizeof(RecordReaderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)reader_init,
+    .tp_dealloc = (destructor)reader_dealloc,
+    .tp_methods = reader_methods,
+    .tp_getset = reader_getset,
+};
+
+/* ----- module ---------------------------------------------------------------------------------- */
+
+static PyObject *
+import_attr(const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module);
+    if (mod == NULL)
+        return NULL;
+    PyObject *attr = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    return attr;
+}
+
+/* The C side writes these objects' memory directly: refuse to load (the pure path then runs) unless
+   their layout is exactly the one assumed. */
+static int
+check_fields(PyObject *type, const char *attr, const char *const *names, Py_ssize_t count)
+{
+    PyObject *fields = PyObject_GetAttrString(type, attr);
+    if (fields == NULL)
+        return -1;
+    int ok = PyTuple_Check(fields) && PyTuple_GET_SIZE(fields) == count;
+    for (Py_ssize_t i = 0; ok && i < count; i++) {
+        PyObject *name = PyTuple_GET_ITEM(fields, i);
+        ok = PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, names[i]) == 0;
+    }
+    Py_DECREF(fields);
+    if (!ok)
+        PyErr_Format(PyExc_ImportError, "_core: %s.%s is not the layout this build expects",
+                     ((PyTypeObject *)type)->tp_name, attr);
+    return ok ? 0 : -1;
+}
+
+static int
+bind_segment(void)
+{
+    static const char *const fields[SEGMENT_FIELDS] = {"proto", "src", "dst", "sport", "dport", "seq",
+                                                       "ack", "flags", "payload", "snapped", "packet", "transport"};
+    PyObject *segment = import_attr("helloscope.sniffer.capture.decode", "Segment");
+    if (segment == NULL)
+        return -1;
+    PyTypeObject *type = (PyTypeObject *)segment;
+    if (!PyType_Check(segment) || !PyType_IsSubtype(type, &PyTuple_Type) ||
+        type->tp_basicsize != PyTuple_Type.tp_basicsize || type->tp_itemsize != PyTuple_Type.tp_itemsize ||
+        type->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_ImportError, "_core: Segment is not a plain tuple subclass");
+        Py_DECREF(segment);
+        return -1;
+    }
+    if (check_fields(segment, "_fields", fields, SEGMENT_FIELDS) < 0) {
+        Py_DECREF(segment);
+        return -1;
+    }
+    Segment = type;
+    return 0;
+}
+
+static int
+bind_record(void)
+{
+    static const char *const fields[] = {"content_type", "version", "payload", "offset"};
+    PyObject *record = import_attr("helloscope.parsers.records", "Record");
+    if (record == NULL)
+        return -1;
+    if (!PyType_Check(record) || check_fields(record, "__match_args__", fields, 4) < 0)
+        goto fail;
+    for (int i = 0; i < 4; i++) {
+        PyObject *descr = PyObject_GetAttrString(record, fields[i]);
+        if (descr == NULL)
+            goto fail;
+        int slot = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                   ((PyDescrObject *)descr)->d_type == (PyTypeObject *)record &&
+                   ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+        if (slot)
+            record_offset[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!slot) {
+            PyErr_SetString(PyExc_ImportError, "_core: Record is not a slotted dataclass");
+            goto fail;
+        }
+    }
+    Record = (PyTypeObject *)record;
+    return 0;
+fail:
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ImportError, "_core: Record is not a type");
+    Py_DECREF(record);
+    return -1;
+}
+
+static PyMethodDef core_methods[] = {
+    {"split_pcap", split_pcap, METH_VARARGS, split_pcap_doc},
+    {"split_pcapng", split_pcapng, METH_VARARGS, split_pcapng_doc},
+    {"decode", (PyCFunction)(void (*)(void))decode, METH_FASTCALL, decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "helloscope.sniffer.capture._core",
+    .m_doc = "The per-packet path in C; helloscope.sniffer.capture.fast decides whether it runs.",
+    .m_size = -1,
+    .m_methods = core_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    if (Segment == NULL && bind_segment() < 0)
+        return NULL;
+    if (Record == NULL && bind_record() < 0)
+        return NULL;
+    if (ParseError == NULL && (ParseError = import_attr("helloscope.parsers.errors", "ParseError")) == NULL)
+        return NULL;
+    if (max_ciphertext == 0) {
+        PyObject *limit = import_attr("helloscope.parsers.records", "MAX_CIPHERTEXT");
+        if (limit == NULL)
+            return NULL;
+        max_ciphertext = PyLong_AsSsize_t(limit);
+        Py_DECREF(limit);
+        if (max_ciphertext <= 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ImportError, "_core: MAX_CIPHERTEXT out of range");
+            max_ciphertext = 0;
+            return NULL;
+        }
+    }
+    if (NotMine == NULL && (NotMine = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
+        return NULL;
+    if (PyType_Ready(&RecordReaderType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&core_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "NOT_MINE", NotMine) < 0 ||
+        PyModule_AddObjectRef(module, "RecordReader", (PyObject *)&RecordReaderType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

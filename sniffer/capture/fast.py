@@ -1,0 +1,45 @@
+"""Which per-packet path runs: the C core (``_core``, built from ``_core.c``) or the pure-Python reference.
+
+The C core is used when the extension was built (it is optional: a machine without a compiler installs
+without it) and ``HELLOSCOPE_PURE`` is unset, empty or ``0``. The choice is made once, at import. Both
+paths give identical frames, segments, records and events; the C functions hand everything outside the
+common shapes back to the Python code, so the pure path stays the reference for all behaviour.
+
+- :data:`split_pcap` / :data:`split_pcapng`: batches of frames for :class:`~.files.CaptureReader`, or None.
+- :func:`decode`: a :class:`~.decode.Segment`, None, or :data:`NOT_MINE` (then call ``decode.decode``).
+- :data:`RecordReader`: the record framer the flow table should make per direction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from helloscope.parsers.records import RecordReader as PureRecordReader
+from helloscope.sniffer.capture.decode import decode as pure_decode
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("HELLOSCOPE_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from helloscope.sniffer.capture import _core
+    except ImportError:
+        return None
+    return _core
+
+
+core = _load()
+
+# The pure path's decode never returns this object, so a caller's "is NOT_MINE" test costs it nothing.
+NOT_MINE: object = object() if core is None else core.NOT_MINE
+decode: Callable[[int, bytes], Any] = pure_decode if core is None else core.decode
+split_pcap: Callable[..., tuple[list[tuple[float, int, bytes]], list[int], int]] | None = (
+    None if core is None else core.split_pcap
+)
+split_pcapng: Callable[..., tuple[list[tuple[float, int, bytes]], list[int], int, float]] | None = (
+    None if core is None else core.split_pcapng
+)
+RecordReader: type[PureRecordReader] = PureRecordReader if core is None else core.RecordReader
