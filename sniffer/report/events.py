@@ -263,6 +263,7 @@ def _x509_summary(summary: X509Summary) -> dict[str, Any]:
         "sct_count": summary.sct_count,
         "self_signed": summary.self_signed,
         "san_dns": list(summary.san_dns),
+        "unreadable": list(summary.unreadable),
     }
 
 
