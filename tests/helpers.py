@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from functools import cache
@@ -13,9 +14,24 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
-CORPUS = REPO.parent / "shared" / "corpus"
+# HELLOSCOPE_CORPUS names another copy of the public corpus; pointed at a missing folder it shows what a
+# fresh clone without ../shared runs: every test that needs the corpus must then skip (.ci/run checks).
+CORPUS = Path(os.environ.get("HELLOSCOPE_CORPUS") or REPO.parent / "shared" / "corpus")
+CORPUS_ABSENT = f"{CORPUS} is absent (the public corpus: see README, Tests)"
 # Each kind of event helloscope writes, by event.dataset, and the JSON Schema that describes it.
 SCHEMAS = {"helloscope.tls": "event.schema.json", "helloscope.stats": "stats.schema.json"}
+
+
+def need_corpus(path: Path) -> Path:
+    """``path`` under the public corpus, or skip the test when it is not there."""
+    if not path.exists():
+        pytest.skip(CORPUS_ABSENT if not CORPUS.is_dir() else f"{path} is not in the corpus")
+    return path
+
+
+def in_corpus(value: object) -> bool:
+    """A test parameter that names something in the public corpus."""
+    return isinstance(value, Path) and value.is_relative_to(CORPUS)
 
 
 def tshark_fields(

@@ -123,7 +123,7 @@ def test_table_format_shows_connections_and_summary():
         "rejected",
         "server:handshake_failure",
         "server.helloscope.test",
-        "Top clients advertising request-mTLS",
+        "Clients advertising request-mTLS",
     ):
         assert text in result.stdout
 

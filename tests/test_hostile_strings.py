@@ -108,5 +108,5 @@ def test_summary_of_stored_events_is_inert(tmp_path: Path, json_lines: list[str]
     _assert_inert(tables.stdout)
     document = CliRunner().invoke(cli, ["summary", "--json", str(stored)])
     assert document.exit_code == 0, document.output
-    names = json.loads(document.stdout)["by_server_name"]
-    assert set(names) == {connection["expected"]["tls.client.server_name"] for connection in EXPECTED["connections"]}
+    names = {server["server_name"] for server in json.loads(document.stdout)["by_server"]}
+    assert names == {connection["expected"]["tls.client.server_name"] for connection in EXPECTED["connections"]}

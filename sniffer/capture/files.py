@@ -13,14 +13,16 @@ raises :class:`CaptureError`.
 
 from __future__ import annotations
 
-import gzip
+import os
 import struct
 import sys
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Final, NamedTuple, Self, cast
+from typing import BinaryIO, Final, NamedTuple, Self
+
+from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
+from helloscope.sniffer.capture.fast import split_pcap, split_pcapng
 
 _CHUNK = 1 << 20
 # Longer than any frame a capture tool writes (pcap snaplen tops out at 262144, jumbo frames at 64 KiB):
@@ -28,7 +30,6 @@ _CHUNK = 1 << 20
 _MAX_RECORD = 16 << 20
 _MIN_CAPLEN_LIMIT = 262144
 
-_GZIP_MAGIC = b"\x1f\x8b"
 # magic as it appears on disk -> (struct byte order, timestamp fraction units per second)
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000_000),
@@ -87,18 +88,23 @@ class CaptureReader:
 
     Attributes, current as each packet is yielded: ``packets`` yielded so far; ``bytes_read`` (file
     offset consumed); ``secrets``, the payloads of pcapng TLS key log Decryption Secrets Blocks met so far
-    (a DSB precedes the packets it decrypts); ``skipped``, pcapng packets of undeclared interfaces;
+    (a DSB precedes the packets it decrypts); ``skipped_secrets``, DSBs longer than 16 MiB, passed over
+    unread; ``skipped``, pcapng packets of undeclared interfaces;
     ``truncation``, set when iteration stopped at damage. ``format`` ("pcap" or "pcapng") is known once
     the reader is made: only pcapng can carry secrets, so a caller may seal its key log for pcap input.
+
+    ``accelerated=False`` keeps the C core out of this reader (tests and fuzzing compare the two).
     """
 
-    def __init__(self, stream: BinaryIO, name: str, *, close_stream: bool = False) -> None:
+    def __init__(self, stream: BinaryIO, name: str, *, close_stream: bool = False, accelerated: bool = True) -> None:
         self.name = name
         self.truncation: Truncation | None = None
         self.secrets: list[bytes] = []
         self.packets = 0
         # pcapng packet blocks naming an interface that was never described: nothing to decode them with
         self.skipped = 0
+        # Decryption Secrets Blocks longer than a record may be, passed over unread (the rest is still read)
+        self.skipped_secrets = 0
         self._stream = stream
         self._close_stream = close_stream
         # read1 returns what one underlying read gives, so a live pipe is processed as data arrives
@@ -108,6 +114,8 @@ class CaptureReader:
         self._base = 0  # file offset of _buf[0]
         self._read_error: str | None = None
         self.format = PCAP
+        self._split_pcap = split_pcap if accelerated else None
+        self._split_pcapng = split_pcapng if accelerated else None
         try:
             self._records = self._start()
         except CaptureError:
@@ -116,7 +124,7 @@ class CaptureReader:
 
     @property
     def bytes_read(self) -> int:
-        """File offset up to which records have been consumed (uncompressed offset for gzip input)."""
+        """File offset up to which records have been consumed (uncompressed offset for compressed input)."""
         return self._base + self._pos
 
     def _start(self) -> Iterator[tuple[float, int, bytes]]:
@@ -175,7 +183,7 @@ class CaptureReader:
         while have < need and self._read_error is None:
             try:
                 data = self._read(max(need - have, _CHUNK))
-            except (OSError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: damaged gzip stream
+            except READ_ERRORS as exc:  # besides OSError, how damaged compressed streams fail
                 self._read_error = f"read error: {exc}"
                 break
             if not data:
@@ -203,14 +211,59 @@ class CaptureReader:
         self._pos = pos
         self.truncation = Truncation(self._base + pos, reason)
 
+    def _skip_block(self, pos: int, blen: int, u32: Callable[[bytes, int], tuple[int]]) -> bytes | None:
+        """Read past the ``blen``-byte block at ``pos`` holding at most one chunk of it; the buffer after it.
+
+        None when the stream ends inside the block or its trailing length differs (damage, as for any block).
+        """
+        start = self._base + pos
+        buf = self._buf
+        seen = buf[pos : pos + blen]
+        remaining = blen - len(seen)
+        tail = seen[-4:]
+        rest = buf[pos + blen :]
+        while remaining:
+            try:
+                data = self._read(min(remaining, _CHUNK))
+            except READ_ERRORS as exc:
+                self._read_error = f"read error: {exc}"
+                data = b""
+            if not data:
+                self._base, self._buf, self._pos = start, b"", 0
+                reason = self._read_error or f"pcapng block (type {_DSB:#x}, length {blen}) cut short"
+                self.truncation = Truncation(start, reason)
+                return None
+            tail = (tail + data[:remaining])[-4:]
+            rest = data[remaining:]
+            remaining -= min(remaining, len(data))
+        if u32(tail, 0)[0] != blen:
+            self._base, self._buf, self._pos = start, b"", 0
+            self.truncation = Truncation(start, f"pcapng block length {blen} does not match its trailing copy")
+            return None
+        self._base, self._buf, self._pos = start + blen, rest, 0
+        return rest
+
     # -- classic pcap ------------------------------------------------------------------------------
+    # With the C core (helloscope.sniffer.capture.fast), each pass of a loop first lets it split a batch
+    # of ordinary records; the Python code below then meets only what the C side stops at (the buffer's
+    # end, damage, pcapng blocks that change the reader's state), as it did on its own.
 
     def _pcap(self, endian: str, units: int, linktype: int, limit: int) -> Iterator[tuple[float, int, bytes]]:
         header = struct.Struct(endian + "III").unpack_from
         hlen = _PCAP_RECORD_HEADER
         buf, pos = self._buf, self._pos
         end = len(buf)
+        little = endian == "<"
+        split = self._split_pcap
         while True:
+            if split is not None:
+                frames, stops, pos = split(buf, pos, little, units, linktype, limit)
+                if frames:
+                    for item, stop in zip(frames, stops, strict=True):
+                        self._pos = stop
+                        self.packets += 1
+                        yield item
+                    continue
             if end - pos >= hlen:
                 sec, frac, caplen = header(buf, pos)
                 if caplen > limit:
@@ -242,7 +295,16 @@ class CaptureReader:
         epb = struct.Struct("<IIII").unpack_from
         interfaces: list[_Interface] = []
         timestamp = 0.0  # an SPB has none: it inherits the previous packet's
+        split = self._split_pcapng
         while True:
+            if split is not None:
+                frames, stops, pos, timestamp = split(buf, pos, endian == "<", interfaces, timestamp)
+                if frames:
+                    for item, stop in zip(frames, stops, strict=True):
+                        self._pos = stop
+                        self.packets += 1
+                        yield item
+                    continue
             if end - pos < 12:
                 need, what = 12, "pcapng block header"
             else:
@@ -258,6 +320,14 @@ class CaptureReader:
                     epb = struct.Struct(endian + "IIII").unpack_from
                     interfaces = []
                     blen = u32(buf, pos + 4)[0]
+                if btype == _DSB and blen > _MAX_RECORD and not blen & 3:
+                    # Secrets are not worth the memory of a block this size, nor the packets after it.
+                    skipped = self._skip_block(pos, blen, u32)
+                    if skipped is None:
+                        return
+                    self.skipped_secrets += 1
+                    buf, pos, end = skipped, 0, len(skipped)
+                    continue
                 if blen < 12 or blen & 3 or blen > _MAX_RECORD:
                     self._damaged(pos, f"pcapng block length {blen} invalid")
                     return
@@ -342,8 +412,8 @@ def _parse_idb(buf: bytes, pos: int, blen: int, endian: str) -> _Interface:
     return _Interface(linktype, snaplen, float(units), float(offset))
 
 
-def open_capture(path: str) -> CaptureReader:
-    """Open a pcap or pcapng file (optionally gzip-compressed); ``"-"`` reads standard input.
+def open_capture(path: str, *, accelerated: bool = True) -> CaptureReader:
+    """Open a pcap or pcapng file (optionally gzip, xz, bzip2 or zstd-compressed); ``"-"`` reads standard input.
 
     Raises :class:`CaptureError` with a one-line message naming the path when the file is missing,
     unreadable, a directory, or not a capture.
@@ -355,28 +425,57 @@ def open_capture(path: str) -> CaptureReader:
         name, owned = path, True
         try:
             stream = open(path, "rb")  # noqa: SIM115 - the reader owns it and closes it when done
-        except FileNotFoundError:
-            raise CaptureError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise CaptureError(f"{path}: is a directory, not a capture file") from None
-        except PermissionError:
-            raise CaptureError(f"{path}: permission denied") from None
         except OSError as exc:
-            raise CaptureError(f"{path}: cannot open ({exc.strerror or exc})") from None
-    peek = getattr(stream, "peek", None)
+            raise CaptureError(open_error(path, exc, "a capture file")) from None
     try:
-        compressed = peek is not None and peek(2)[:2] == _GZIP_MAGIC
+        stream, kind = decompressed(stream, path if owned else None)
+    except CompressionError as exc:
+        raise CaptureError(f"{name}: {exc}") from None
     except OSError as exc:
         if owned:
             stream.close()
         raise CaptureError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    if compressed:
-        if owned:
-            # reopened by name so that closing the GzipFile also closes the file
-            stream.close()
-            stream = cast(BinaryIO, gzip.open(path, "rb"))  # noqa: SIM115 - closed by the reader
-        else:
-            # a GzipFile over stdin leaves stdin open when closed, which is what we want
-            stream = cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))
-        owned = True
-    return CaptureReader(stream, name, close_stream=owned)
+    # A decompressing reader is ours to close; over stdin it leaves stdin itself open.
+    owned = owned or kind is not None
+    return CaptureReader(stream, name, close_stream=owned, accelerated=accelerated)
+
+
+def open_error(path: str, error: OSError, kind: str) -> str:
+    """One line for a file that cannot be opened (``kind`` is what a directory is not), naming the path."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file"
+    if isinstance(error, IsADirectoryError):
+        return f"{path}: is a directory, not {kind}"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied"
+    return f"{path}: cannot open ({error.strerror or error})"
+
+
+def is_capture_start(prefix: bytes) -> bool:
+    """Whether data starting with ``prefix`` (at least 4 bytes, decompressed) is a pcap or pcapng file."""
+    return prefix[:4] in _PCAP_MAGICS or prefix[:4] == _SHB_MAGIC
+
+
+def capture_files(directory: str) -> list[str]:
+    """The capture files under ``directory``, recursively, by path: what starts as pcap or pcapng once
+    decompressed, whatever its name; other files (key logs, notes, JSON) are passed over.
+    """
+    found = []
+    for root, folders, names in os.walk(directory, onerror=_walk_error):
+        folders.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as raw:
+                    stream, _ = decompressed(raw, None)
+                    if is_capture_start(stream.read(4)):
+                        found.append(path)
+            except CompressionError:
+                found.append(path)  # zstd without zstandard: opening it says what to install
+            except READ_ERRORS:
+                continue  # unreadable or damaged: not a capture this run can read
+    return found
+
+
+def _walk_error(error: OSError) -> None:
+    raise CaptureError(f"{error.filename}: cannot list ({error.strerror or error})")

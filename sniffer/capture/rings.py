@@ -175,6 +175,8 @@ def _load_libpcap() -> ctypes.CDLL:
         lib.pcap_geterr.argtypes = [ctypes.c_void_p]
         lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
         lib.pcap_close.argtypes = [ctypes.c_void_p]
+        lib.bpf_filter.restype = ctypes.c_uint
+        lib.bpf_filter.argtypes = [ctypes.POINTER(_BpfInsn), ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint]
         _libpcap = lib
     return _libpcap
 
@@ -183,8 +185,17 @@ def compile_filter(expression: str | None, linktype: int, snaplen: int) -> bytes
     """Classic BPF instructions (struct sock_filter array) for a tcpdump expression, ending in ret #snaplen."""
     if expression is None or not expression.strip():
         return _BPF_INSN.pack(_BPF_RET_K, 0, 0, snaplen)
+    instructions = compile_program(expression, linktype, snaplen)
+    if linktype == LINKTYPE_LINUX_SLL:
+        return _for_cooked_socket(instructions, expression)
+    return instructions
+
+
+def compile_program(expression: str, linktype: int, snaplen: int) -> bytes:
+    """libpcap's program for frames as a capture file holds them (``bpf_insn`` array); LiveCaptureError if bad."""
     lib = _load_libpcap()
-    handle = lib.pcap_open_dead(_DLT[linktype], snaplen)
+    # Capture files name link types (LINKTYPE_*), libpcap takes DLT_* values: they differ for few.
+    handle = lib.pcap_open_dead(_DLT.get(linktype, linktype), snaplen)
     if not handle:
         raise LiveCaptureError("libpcap could not make a handle to compile the filter")
     program = _BpfProgram()
@@ -198,8 +209,6 @@ def compile_filter(expression: str | None, linktype: int, snaplen: int) -> bytes
             lib.pcap_freecode(ctypes.byref(program))
     finally:
         lib.pcap_close(handle)
-    if linktype == LINKTYPE_LINUX_SLL:
-        return _for_cooked_socket(instructions, expression)
     return instructions
 
 

@@ -1,4 +1,8 @@
-"""Everything a person reads: the per-connection table and the summary, with rich.
+"""Everything a person reads: the per-connection table and lines, and the summary, with rich.
+
+A table is drawn only when every column fits the console with no address, number or word split over
+lines and no header cut; otherwise each row becomes a block (its leading cells, then ``header value``
+items packed into lines), which reads at 80 columns.
 
 Values from the wire are shown through :func:`safe_text` only: control, format (bidi overrides) and
 separator characters become visible escapes, and cells are built as ``rich.text.Text`` so that
@@ -8,12 +12,13 @@ separator characters become visible escapes, and cells are built as ``rich.text.
 from __future__ import annotations
 
 import unicodedata
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
+from helloscope.sniffer.report.summary import FLAG_ANSWERS, Aggregate, Summary, address, lookup, ranked_items
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -34,112 +39,136 @@ def safe_text(value: object, limit: int = MAX_CELL) -> Text:
     return Text(shown)
 
 
-@dataclass(slots=True)
-class Aggregate:
-    """Counts over a group of connections: how many, how many advertised the flag, how they ended."""
 
-    connections: int = 0
-    flagged: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    flag_outcomes: Counter[str] = field(default_factory=Counter)
-    findings: Counter[str] = field(default_factory=Counter)
+class Grid:
+    """Rows under headers: a table where it fits the console, else one block per row.
 
-    def add(self, scope: Mapping[str, Any]) -> None:
-        self.connections += 1
-        self.flagged += scope["request_mtls"]
-        self.outcomes[scope["outcome"]] += 1
-        self.flag_outcomes[scope["flag_outcome"]] += 1
-        self.findings.update(scope["client_certificate"].get("findings", ()))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "connections": self.connections,
-            "flagged": self.flagged,
-            "outcomes": dict(self.outcomes.most_common()),
-            "flag_outcomes": dict(self.flag_outcomes.most_common()),
-            "certificate_findings": dict(self.findings.most_common()),
-        }
-
-
-def _groups() -> defaultdict[str, Aggregate]:
-    return defaultdict(Aggregate)
-
-
-@dataclass(slots=True)
-class Summary:
-    """Aggregates over events (dicts as emitted), so stored JSON lines can be summarised the same way.
-
-    Groups are keyed by client address, by JA4 (first ClientHello) and by server name; a connection
-    without a parsed ClientHello or without SNI is counted in the totals only.
+    ``atoms`` are the columns never broken over lines (addresses, times, counts); the first ``lead``
+    columns open each block, the others follow as ``header value`` items.
     """
 
-    total: Aggregate = field(default_factory=Aggregate)
-    outcome_pairs: Counter[tuple[str, str]] = field(default_factory=Counter)
-    by_client: defaultdict[str, Aggregate] = field(default_factory=_groups)
-    by_ja4: defaultdict[str, Aggregate] = field(default_factory=_groups)
-    by_server_name: defaultdict[str, Aggregate] = field(default_factory=_groups)
+    def __init__(self, title: str, headers: Sequence[str], *, atoms: Iterable[str] = (), lead: int = 1) -> None:
+        self.title = title
+        self.headers = tuple(headers)
+        self.atoms = frozenset(atoms)
+        self.lead = lead
+        self.rows: list[tuple[Text, ...]] = []
 
-    def add(self, event: Mapping[str, Any]) -> None:
-        scope = event["helloscope"]
-        client = event["tls"]["client"]
-        self.total.add(scope)
-        self.outcome_pairs[(scope["outcome"], scope["flag_outcome"])] += 1
-        self.by_client[event["source"]["ip"]].add(scope)
-        if client.get("ja4") is not None:
-            self.by_ja4[client["ja4"]].add(scope)
-        if client.get("server_name") is not None:
-            self.by_server_name[client["server_name"]].add(scope)
+    def add_row(self, *cells: Text | str) -> None:
+        self.rows.append(tuple(cell if isinstance(cell, Text) else Text(cell) for cell in cells))
 
-    def as_dict(self) -> dict[str, Any]:
-        """The same aggregates as the tables, as one JSON-ready document (``summary --json``)."""
-        return {
-            **self.total.as_dict(),
-            "by_client": _ranked(self.by_client),
-            "by_ja4": _ranked(self.by_ja4),
-            "by_server_name": _ranked(self.by_server_name),
-        }
+    def _min_widths(self) -> list[int]:
+        """Per column, the narrowest width that splits nothing: its longest word (header included), or
+        its longest cell for an atom."""
+        widths = []
+        for index, header in enumerate(self.headers):
+            cells = [row[index].plain for row in self.rows]
+            if header in self.atoms:
+                pieces = [*header.split(), *cells]
+            else:
+                pieces = [word for text in (header, *cells) for word in text.split()]
+            widths.append(max((cell_len(piece) for piece in pieces), default=1))
+        return widths
+
+    def table(self, widths: Sequence[int]) -> Table:
+        table = Table(title=self.title, header_style="bold", box=box.SIMPLE_HEAD, title_justify="left")
+        for header, width in zip(self.headers, widths, strict=True):
+            atom = header in self.atoms
+            count = atom and header not in self.headers[: self.lead]
+            justify: JustifyMethod = "right" if count else "left"
+            table.add_column(header, no_wrap=atom, justify=justify, min_width=width, overflow="fold")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def print(self, console: Console) -> None:
+        widths = self._min_widths()
+        # each column is padded by one space on either side, plus the table's edge
+        if sum(widths) + 3 * len(widths) + 1 <= console.width:
+            console.print(self.table(widths))
+            return
+        console.print(Text(self.title, style="bold"))
+        for row in self.rows:
+            for line in _blocks(row, self.headers, self.lead, console.width):
+                console.print(line, overflow="fold")
+        console.print()
 
 
-def _ranked(groups: Mapping[str, Aggregate], limit: int | None = None) -> dict[str, dict[str, Any]]:
-    """Groups with the most flagged connections first, then the busiest; ties by key for stable output."""
-    order = sorted(groups.items(), key=lambda item: (-item[1].flagged, -item[1].connections, item[0]))
-    return {key: aggregate.as_dict() for key, aggregate in order[:limit]}
+def _blocks(row: Sequence[Text], headers: Sequence[str], lead: int, width: int) -> list[Text]:
+    """One row as lines: its leading cells, then its items packed without splitting any of them."""
+    lines = [Text("  ").join(row[:lead])]
+    current = Text("  ")
+    for header, cell in zip(headers[lead:], row[lead:], strict=True):
+        item = Text.assemble((header, "dim"), " ", cell)
+        if current.cell_len > 2 and current.cell_len + 3 + item.cell_len > width:
+            lines.append(current)
+            current = Text("  ")
+        current.append_text(Text(" · ") if current.cell_len > 2 else Text()).append_text(item)
+    if current.cell_len > 2:
+        lines.append(current)
+    return lines
 
 
-def connections_table(events: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title="TLS connections", header_style="bold")
-    for column in (
-        "start",
-        "client",
-        "server",
-        "server name",
-        "ver",
-        "flag",
-        "cert req",
-        "client cert",
-        "alerts",
-        "outcome",
-        "flag outcome",
-    ):
-        table.add_column(column, overflow="fold")
+def connections_table(events: Iterable[Mapping[str, Any]]) -> Grid:
+    grid = Grid(
+        "TLS connections",
+        (
+            "start",
+            "client",
+            "server",
+            "server name",
+            "ver",
+            "flag",
+            "cert req",
+            "client cert",
+            "alerts",
+            "outcome",
+            "flag outcome",
+        ),
+        atoms=("start", "client", "server", "ver", "flag"),
+        lead=4,
+    )
     for event in events:
         scope = event["helloscope"]
         alerts = ", ".join(_alert_text(alert) for alert in scope["alerts"])
         request = scope["certificate_request"]
-        table.add_row(
+        grid.add_row(
             safe_text(event["@timestamp"][11:23]),
-            safe_text(f"{event['source']['ip']}:{event['source']['port']}"),
-            safe_text(f"{event['destination']['ip']}:{event['destination']['port']}"),
+            safe_text(address(event["source"]["ip"], event["source"]["port"])),
+            safe_text(address(event["destination"]["ip"], event["destination"]["port"])),
             safe_text(event["tls"]["client"].get("server_name")),
             safe_text(event["tls"]["version"]),
-            safe_text("80" if scope["request_mtls"] else ""),
+            safe_text("80" if scope["request_mtls"] else "-"),
             safe_text(_with_evidence(request["seen"], request["evidence"])),
             safe_text(_with_evidence(scope["client_certificate"]["state"], scope["client_certificate"]["evidence"])),
-            safe_text(alerts),
+            safe_text(alerts or "-"),
             safe_text(_with_evidence(scope["outcome"], scope["outcome_evidence"])),
             safe_text(_with_evidence(scope["flag_outcome"], scope["flag_outcome_evidence"])),
         )
-    return table
+    return grid
+
+
+def connection_line(event: Mapping[str, Any], arrow: str = "→") -> Text:
+    """One connection on one line, as tcpdump prints a packet: when, who to whom, SNI, flag, outcome."""
+    scope = event["helloscope"]
+    version = lookup(event, "tls.version")
+    flag = "flag 80" if scope["request_mtls"] else "no flag"
+    return Text(" ").join(
+        (
+            safe_text(event["@timestamp"][11:23]),
+            safe_text(address(event["source"]["ip"], event["source"]["port"])),
+            Text(arrow),
+            safe_text(address(event["destination"]["ip"], event["destination"]["port"])),
+            safe_text(f"{event['network']['protocol']}{'' if version is None else ' ' + str(version)}"),
+            Text("sni", style="dim"),
+            safe_text(event["tls"]["client"].get("server_name")),
+            Text(f"{flag}:", style="dim"),
+            safe_text(_with_evidence(scope["flag_outcome"], scope["flag_outcome_evidence"])),
+            Text("outcome", style="dim"),
+            safe_text(scope["outcome"], limit=32),
+            safe_text(f"({scope['outcome_evidence']})"),
+        )
+    )
 
 
 def _alert_text(alert: Mapping[str, Any]) -> str:
@@ -157,69 +186,85 @@ def _with_evidence(value: object, evidence: str) -> str:
 
 
 TOP_GROUPS = 10
-_ANSWERS = ("honored", "ignored", "unsolicited")
-
+_COUNTS = ("connections", "flag", *FLAG_ANSWERS)
 
 # Counters only a live capture can move: a file analysis would show them as noise zeros.
 _LIVE_ONLY = frozenset({"kernel_received", "kernel_dropped", "handshake_packets_written", "handshake_flows_dropped"})
 
 
-def print_summary(console: Console, summary: Summary, stats: Mapping[str, int] | None = None) -> None:
-    outcomes = Table(title=f"{summary.total.connections} TLS connections by outcome", header_style="bold")
-    outcomes.add_column("outcome")
-    outcomes.add_column("flag outcome")
-    outcomes.add_column("connections", justify="right")
-    for (outcome, flag_outcome), count in sorted(summary.outcome_pairs.items(), key=lambda item: (-item[1], item[0])):
-        outcomes.add_row(safe_text(outcome), safe_text(flag_outcome), str(count))
-    console.print(outcomes)
-
-    flagged = f"{summary.total.flagged} of {summary.total.connections} connections advertise request-mTLS"
-    for title, groups, heading in (
-        (f"Top clients advertising request-mTLS, by client address ({flagged})", summary.by_client, "client"),
-        ("By JA4", summary.by_ja4, "ja4"),
-        ("By server name", summary.by_server_name, "server name"),
+def print_summary(
+    console: Console, summary: Summary, stats: Mapping[str, int] | None = None, top: int = TOP_GROUPS
+) -> None:
+    total = summary.total
+    outcomes = Grid(
+        f"{total.connections} TLS connections by outcome",
+        ("outcome", "flag outcome", "connections"),
+        atoms=("connections",),
+    )
+    for (outcome, flag_outcome), count in sorted(
+        summary.outcome_pairs.items(), key=lambda item: (-item[1], str(item[0]))
     ):
-        if groups:
-            console.print(_group_table(title, heading, groups))
+        outcomes.add_row(safe_text(outcome), safe_text(flag_outcome), str(count))
+    outcomes.print(console)
 
-    if summary.total.findings:
-        findings = Table(title="Client cert findings", header_style="bold")
-        findings.add_column("finding")
-        findings.add_column("connections", justify="right")
-        for code, count in summary.total.findings.most_common():
+    flagged = {key: group for key, group in summary.by_client.items() if group.flagged}
+    if flagged:
+        _group_grid(
+            f"Clients advertising request-mTLS ({total.flagged} of {total.connections} connections)",
+            ("client",),
+            {(key,): group for key, group in flagged.items()},
+            top,
+        ).print(console)
+    else:
+        console.print(Text(f"No client advertises request-mTLS (0 of {total.connections} connections)."))
+        console.print()
+    if summary.by_ja4:
+        _group_grid("By JA4", ("ja4",), {(key,): group for key, group in summary.by_ja4.items()}, top).print(console)
+    if summary.by_server:
+        by_server = _group_grid(
+            "By server (name and address)", ("server name", "address"), summary.by_server, top, absent="(no SNI)"
+        )
+        by_server.print(console)
+
+    if total.findings:
+        findings = Grid("Client cert findings", ("finding", "connections"), atoms=("connections",))
+        for code, count in total.findings.most_common():
             findings.add_row(safe_text(code), str(count))
-        console.print(findings)
+        findings.print(console)
 
-    if stats:
-        run = Table(title="Run statistics", header_style="bold", show_header=False)
+    shown_stats = {name: value for name, value in (stats or {}).items() if value or name not in _LIVE_ONLY}
+    if shown_stats:
+        run = Table(title="Run statistics", show_header=False, box=box.SIMPLE, title_justify="left")
         run.add_column("counter")
-        run.add_column("value", justify="right")
-        for name, value in stats.items():
-            if not value and name in _LIVE_ONLY:
-                continue
+        run.add_column("value", justify="right", no_wrap=True)
+        for name, value in shown_stats.items():
             run.add_row(name.replace("_", " "), str(value), style="yellow" if value and _is_warning(name) else None)
         console.print(run)
 
 
-def _group_table(title: str, heading: str, groups: Mapping[str, Aggregate]) -> Table:
-    shown = _ranked(groups, TOP_GROUPS)
+def _group_grid(
+    title: str, keys: tuple[str, ...], groups: Mapping[tuple[Any, ...], Aggregate], top: int, absent: str = "-"
+) -> Grid:
+    """The top groups, flagged first; ``absent`` stands for a first key part that is null (no SNI)."""
+    shown = ranked_items(groups, top)
     more = len(groups) - len(shown)
-    table = Table(title=title + (f", top {len(shown)} of {len(groups)}" if more else ""), header_style="bold")
-    table.add_column(heading, overflow="fold")
-    for column in ("connections", "flag", *_ANSWERS):
-        table.add_column(column, justify="right")
-    table.add_column("outcomes")
-    table.add_column("cert findings")
-    for key, counts in shown.items():
-        table.add_row(
-            safe_text(key),
+    grid = Grid(
+        title + (f", top {len(shown)} of {len(groups)}" if more else ""),
+        (*keys, *_COUNTS, "outcomes", "cert findings"),
+        atoms=(*keys[1:], *_COUNTS),
+        lead=len(keys),
+    )
+    for key, counts in shown:
+        grid.add_row(
+            Text(absent, style="dim") if key[0] is None else safe_text(key[0]),
+            *(safe_text(part) for part in key[1:]),
             str(counts["connections"]),
             str(counts["flagged"]),
-            *(str(counts["flag_outcomes"].get(answer, 0)) for answer in _ANSWERS),
-            safe_text(_counts_text(counts["outcomes"]), limit=MAX_CELL * 2),
-            safe_text(_counts_text(counts["certificate_findings"]), limit=MAX_CELL * 2),
+            *(str(counts["flag_outcomes"].get(answer, 0)) for answer in FLAG_ANSWERS),
+            safe_text(_counts_text(counts["outcomes"]) or "-", limit=MAX_CELL * 2),
+            safe_text(_counts_text(counts["certificate_findings"]) or "-", limit=MAX_CELL * 2),
         )
-    return table
+    return grid
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
@@ -233,4 +278,5 @@ def _is_warning(counter: str) -> bool:
         "stream_byte_cap_hits",
         "overlap_conflicts",
         "stream_gaps",
+        "events_lost",
     }

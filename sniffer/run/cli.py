@@ -1,32 +1,42 @@
 """Command line: ``helloscope analyze FILE...``, ``helloscope live -i IFACE`` and ``helloscope summary FILE.jsonl``.
 
-Exit status: 0 success (and ``live`` stopped by SIGTERM); 1 ``--strict`` and the run met damage or
-anomalies; 2 the user must act (unreadable input, bad option, no capture permission); 130 interrupted
-(SIGINT), 143 ``analyze`` stopped by SIGTERM. Messages are one line on stderr, never a traceback.
+Exit status: 0 success (and ``live`` stopped by SIGTERM); 1 ``--strict`` and the run met damage,
+anomalies or lost events; 2 the user must act (unreadable input, bad option, no capture permission);
+130 interrupted (SIGINT), 143 ``analyze`` stopped by SIGTERM. Messages are one line on stderr, never a
+traceback.
 """
 
 from __future__ import annotations
 
+import difflib
+import glob
 import json
 import os
+import re
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, BinaryIO, TypeAlias
+from urllib.parse import urlsplit
 
 import click
-from rich.console import Console
-
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer import __version__
-from helloscope.sniffer.capture.files import PCAP, CaptureError, CaptureReader, open_capture
-from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
-from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor, run_sensor_workers
+from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
+from helloscope.sniffer.capture.files import (
+    PCAP,
+    CaptureError,
+    CaptureReader,
+    capture_files,
+    is_capture_start,
+    open_capture,
+    open_error,
+)
+from helloscope.sniffer.capture.filter import filtered, frame_filter
 from helloscope.sniffer.capture.rings import (
     DEFAULT_BUFFER_MB,
     DEFAULT_SNAPLEN,
@@ -36,18 +46,65 @@ from helloscope.sniffer.capture.rings import (
     drop_privileges,
 )
 from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.report.fields import KNOWN_FIELDS, is_known
+from helloscope.sniffer.report.render import TOP_GROUPS, connection_line, connections_table, print_summary
+from helloscope.sniffer.report.summary import STATS_DATASET, StoredEventError, Summary, lookup, read_events
+from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor, run_sensor_workers
 from helloscope.sniffer.run.parallel import WorkerError, analyze_parallel, damage_note, worker_count
 from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, with_progress
-from helloscope.sniffer.report.render import Summary, connections_table, print_summary
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
+from rich.console import Console
 
 EXIT_STRICT = 1
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+PIPED_WIDTH = 120
 
 FieldPaths: TypeAlias = tuple[tuple[str, ...], ...]  # --fields, split at the dots
+Event: TypeAlias = dict[str, Any]
+
+
+def _epilog(*examples: str) -> str:
+    """Examples, then the exit codes, laid out as written (\\b keeps click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {example}" for example in examples) + "\n\n" + _EXIT_CODES
+
+
+_EXIT_CODES = """\b
+Exit status:
+  0    success; also a damaged capture (reported up to the damage)
+  1    --strict: damage, anomalies or events lost by an output;
+       or a worker failed
+  2    the user must act: unreadable input, not a capture (or not
+       JSON lines), a bad option
+  130  interrupted by SIGINT; 143 stopped by SIGTERM"""
+
+
+class ByteSize(click.ParamType):
+    """A number of bytes, with an optional binary unit: 262144, 256k, 64M, 1G, 1GiB."""
+
+    name = "size"
+    _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    _FORM = re.compile(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+
+    def __init__(self, minimum: int = 0) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            size = value
+        else:
+            match = self._FORM.fullmatch(str(value))
+            if match is None:
+                self.fail(f"{value!r} is not a size (a number of bytes, or with a unit: 64k, 512M, 1G)", param, ctx)
+            size = int(match[1]) * self._UNITS[match[2].lower()]
+        if size < self.minimum:
+            self.fail(f"{value} is less than the minimum, {self.minimum} bytes", param, ctx)
+        return size
 
 
 class _Fail(click.ClickException):
@@ -62,7 +119,7 @@ def _warn(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="helloscope")
+@click.version_option(__version__, "-V", "--version", prog_name="helloscope")
 def cli() -> None:
     """Passive TLS sensor: who advertises the request-mTLS flag, and how servers answer."""
 
@@ -86,7 +143,8 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 "ports",
                 type=click.IntRange(0, 65535),
                 multiple=True,
-                help="Only examine TCP flows with this port on either side (repeatable). Default: every flow.",
+                help="Only examine TCP flows and QUIC (UDP) connections with this port on either side "
+                "(repeatable). Default: every flow.",
             ),
             click.option(
                 "--max-flows",
@@ -97,14 +155,14 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option(
                 "--max-stream-bytes",
-                type=click.IntRange(1024),
+                type=ByteSize(1024),
                 default=DEFAULT_LIMITS.max_stream_bytes,
                 show_default=True,
                 help="Bytes examined per direction of a flow.",
             ),
             click.option(
                 "--max-preamble-bytes",
-                type=click.IntRange(0),
+                type=ByteSize(0),
                 default=DEFAULT_LIMITS.max_preamble_bytes,
                 show_default=True,
                 help="Plaintext searched for the start of TLS (STARTTLS and similar) before a flow is dropped.",
@@ -146,17 +204,18 @@ def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[
                 ),
                 click.option(
                     "--spool-limit",
-                    type=click.IntRange(1),
+                    type=ByteSize(1),
                     default=DeliveryOptions().spool_limit,
-                    show_default=True,
-                    help="Bytes spooled per network output; beyond it events are dropped and counted.",
+                    show_default=f"{DeliveryOptions().spool_limit >> 30}G",
+                    help="Spool size per network output (bytes, or 512M, 1G, ...); beyond it events are dropped "
+                    "and counted.",
                 ),
                 click.option(
                     "--fields",
                     default=None,
                     metavar="A,B,C",
-                    help="JSON output keeps only these dotted paths (e.g. source.ip,tls.client.ja4); "
-                    "absent ones are null.",
+                    help="JSON output keeps only these dotted paths of the event schema (e.g. "
+                    "source.ip,tls.client.ja4); a path an event lacks is null, an unknown path an error.",
                 ),
                 click.option("--sensor-name", default=None, help="observer.name in events (default: host name)."),
             )
@@ -167,20 +226,35 @@ def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[
     return decorate
 
 
-@cli.command()
-@click.argument("captures", nargs=-1, required=True, metavar="FILE...")
+@cli.command(
+    epilog=_epilog(
+        "helloscope analyze capture.pcapng        # lines on a terminal, else JSON",
+        "helloscope analyze --format table a.pcap b.pcap.gz",
+        "helloscope analyze -q -o events.jsonl captures/   # a whole folder",
+        "helloscope analyze --bpf 'tcp port 443' big.pcap.zst",
+        "tcpdump -i eth0 -w - port 443 | helloscope analyze -",
+    )
+)
+@click.argument("captures", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["json", "table"]),
-    default="json",
-    show_default=True,
-    help="json: one event per line on stdout; table: a readable table and the summary on stdout.",
+    type=click.Choice(["json", "line", "table"]),
+    default=None,
+    help="json: one event per line; line: one readable line per connection; table: a table and the summary "
+    "on stdout. Default: line on a terminal without -o, else json.",
+)
+@click.option(
+    "--bpf", default=None, metavar="EXPR", help="Only frames matching this tcpdump filter (libpcap), as in live."
 )
 @_limit_options
 @_event_options("SSLKEYLOGFILE to decrypt with (repeatable). Secrets embedded in pcapng files are used too.")
-@click.option("--strict", is_flag=True, help="Exit 1 if a capture is damaged or a connection had parse anomalies.")
-@click.option("-q", "--quiet", is_flag=True, help="No summary and no progress bar on stderr.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 if a capture is damaged, a connection had parse anomalies or an output lost events.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No summary, no progress bar and no library warnings on stderr.")
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -191,7 +265,8 @@ def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[
 )
 def analyze(
     captures: tuple[str, ...],
-    output_format: str,
+    output_format: str | None,
+    bpf: str | None,
     ports: tuple[int, ...],
     max_flows: int,
     max_stream_bytes: int,
@@ -207,13 +282,18 @@ def analyze(
     quiet: bool,
     workers: int,
 ) -> None:
-    """Read pcap/pcapng FILEs (or - for stdin) and report every TLS connection.
+    """Read pcap/pcapng FILEs (gzip, xz, bzip2 or zstd-compressed too; - for stdin) and every capture
+    file under each DIR, and report every TLS connection.
 
     SIGINT and SIGTERM stop the run: connections still open are reported and the outputs closed.
     """
-    if captures.count("-") > 1:
-        raise _Fail("standard input (-) can be read only once")
+    _route_warnings(quiet)
+    captures = _expand_captures(captures)
+    if output_format is None:
+        output_format = "line" if not outputs and fields is None and sys.stdout.isatty() else "json"
     selected = _field_paths(fields, output_format, outputs)
+    _check_outputs(outputs)
+    matches = _bpf_filter(bpf)
     formats = set()
     for path in captures:
         if path != "-":
@@ -234,45 +314,172 @@ def analyze(
     specs = outputs or (("-",) if output_format == "json" else ())
     sinks: list[Outputs] = []  # opened in this process, with workers only once they are forked
 
-    def deliver(event: dict[str, Any]) -> None:
+    def select(event: Event) -> Event:
+        return select_fields(event, selected) if selected else event
+
+    def deliver(event: Event) -> None:
         bar.advance(reports=1)
         summary.add(event)
         if output_format == "table":
             table_events.append(event)
         for sink in sinks:
-            sink.write(select_fields(event, selected) if selected else event)
+            sink.write(event)
 
     def open_sink() -> None:
-        if specs:
-            sinks.append(_open_outputs(specs, spool_dir, spool_limit))
+        if output_format == "line" or specs:
+            sinks.append(_open_sink(output_format, specs, spool_dir, spool_limit, select))
 
     # Events streaming to the terminal the bar would be drawn on would tear it apart.
-    streaming = "-" in specs and sys.stdout.isatty()
+    streaming = ("-" in specs or output_format == "line") and sys.stdout.isatty()
     with progress_bar(captures, quiet=quiet or streaming) as bar:
         try:
             if workers > 1:
                 stats, stopped_by = _analyze_in_workers(
-                    captures, workers, observer, deliver, limits, frozenset(ports), keys, bar, open_sink
+                    captures, workers, observer, deliver, limits, frozenset(ports), keys, bar, open_sink, bpf
                 )
             else:
                 open_sink()
-                stats, stopped_by = _analyze_here(captures, observer, deliver, limits, frozenset(ports), keys, bar)
+                stats, stopped_by = _analyze_here(
+                    captures, observer, deliver, limits, frozenset(ports), keys, bar, matches
+                )
         finally:
             for sink in sinks:
                 sink.close()
     damaged = stats.truncated_files > 0
+    # What the outputs wrote depends on how many there are; what they lost is the run's to report.
+    lost = _events_lost(sinks)
+    counters = stats.as_dict() | {"events_lost": lost}
 
     if output_format == "table":
         stdout_console = _console(sys.stdout)
-        stdout_console.print(connections_table(table_events))
-        print_summary(stdout_console, summary, stats.as_dict())
+        connections_table(table_events).print(stdout_console)
+        print_summary(stdout_console, summary, counters)
     elif not quiet:
-        print_summary(_console(sys.stderr), summary, stats.as_dict())
+        print_summary(_console(sys.stderr), summary, counters)
     if stopped_by is not None:
         sys.exit(128 + stopped_by)
-    if strict and (damaged or stats.connections_with_anomalies or stats.overlap_conflicts):
-        _warn("--strict: the run met damaged input or protocol anomalies")
+    if lost:
+        _warn(f"{lost} events were lost by an output (dropped or refused)")
+    if strict and (damaged or stats.connections_with_anomalies or stats.overlap_conflicts or lost):
+        _warn("--strict: the run met damaged input, protocol anomalies or lost events")
         sys.exit(EXIT_STRICT)
+
+
+class _Sink(Outputs):
+    """The -o outputs, given events field-selected by ``select``, and with ``--format line`` one readable
+    line per connection on ``lines`` first, as tcpdump prints packets.
+    """
+
+    def __init__(self, inner: Outputs | None, select: Callable[[Event], Event], lines: IO[str] | None) -> None:
+        super().__init__([], [])
+        self._inner = inner
+        self._select = select
+        self._console = _console(lines) if lines is not None else None
+        encoding = (getattr(lines, "encoding", None) or "").lower().replace("-", "")
+        self._arrow = "→" if encoding.startswith("utf") else ">"
+        self._lines = 0
+
+    def write(self, event: Event) -> None:
+        # the live run's closing counters are its last stats line on stderr already
+        if self._console is not None and lookup(event, "event.dataset") != STATS_DATASET:
+            self._console.print(connection_line(event, self._arrow), soft_wrap=True)
+            self._lines += 1
+        if self._inner is not None:
+            self._inner.write(self._select(event))
+
+    def reopen(self) -> None:
+        if self._inner is not None:
+            self._inner.reopen()
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._inner is not None:
+            self._inner.close(timeout)
+
+    def counters(self) -> dict[str, int]:
+        inner = self._inner.counters() if self._inner is not None else super().counters()
+        return inner | {"events_written": inner["events_written"] + self._lines}
+
+
+def _open_sink(
+    output_format: str,
+    specs: tuple[str, ...],
+    spool_dir: str | None,
+    spool_limit: int,
+    select: Callable[[Event], Event],
+) -> Outputs:
+    """The outputs for ``specs``; with ``--format line`` stdout shows lines and is not a JSON output."""
+    lines = sys.stdout if output_format == "line" else None
+    if lines is not None:
+        specs = tuple(spec for spec in specs if spec != "-")
+    return _Sink(_open_outputs(specs, spool_dir, spool_limit) if specs else None, select, lines)
+
+
+def _whole(event: Event) -> Event:
+    return event
+
+
+def _events_lost(sinks: Iterable[Outputs]) -> int:
+    """Events no output will deliver: dropped (no spool, destination down, spool full) or refused."""
+    return sum(sink.counters()["events_dropped"] + sink.counters()["events_rejected"] for sink in sinks)
+
+
+def _expand_captures(captures: tuple[str, ...]) -> tuple[str, ...]:
+    """Each DIR becomes the capture files under it, recursively and sorted by path."""
+    if captures.count("-") > 1:
+        raise _Fail("standard input (-) can be read only once")
+    expanded: list[str] = []
+    for path in captures:
+        if path != "-" and os.path.isdir(path):
+            try:
+                found = capture_files(path)
+            except CaptureError as error:
+                raise _Fail(str(error)) from None
+            if not found:
+                raise _Fail(f"{path}: no pcap or pcapng file in this directory")
+            expanded += found
+        else:
+            expanded.append(path)
+    return tuple(expanded)
+
+
+def _bpf_filter(expression: str | None) -> Callable[[int, bytes], bool] | None:
+    if expression is None:
+        return None
+    try:
+        matches = frame_filter(expression)
+        matches(1, b"")  # compiled for Ethernet now, so a bad expression stops the run before any event
+    except LiveCaptureError as error:
+        raise _Fail(str(error)) from None
+    return matches
+
+
+def _check_outputs(specs: tuple[str, ...]) -> None:
+    """An Elasticsearch output names its ``_bulk`` endpoint: a bare ``http://host:9200/`` is not guessed at."""
+    for spec in specs:
+        url = urlsplit(spec)
+        if url.scheme.lower() in ("http", "https") and not url.path.rstrip("/").endswith("/_bulk"):
+            where = f"{url.scheme}://{url.hostname or ''}{f':{url.port}' if _port(url) else ''}{url.path}"
+            raise _Fail(f"output {where}: name the Elasticsearch _bulk endpoint, e.g. http://HOST:9200/_bulk")
+
+
+def _port(url: Any) -> int | None:
+    try:
+        return url.port  # type: ignore[no-any-return]
+    except ValueError:
+        return None  # open_outputs says what is wrong with it
+
+
+def _route_warnings(quiet: bool) -> None:
+    """Library warnings (cryptography's deprecations) are one helloscope line each, and none under -q."""
+    if quiet:
+        warnings.simplefilter("ignore")
+        return
+    warnings.simplefilter("default")  # each once per place it comes from
+
+    def show(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        _warn(f"{category.__name__}: {message}")
+
+    warnings.showwarning = show
 
 
 def _analyze_here(
@@ -283,6 +490,7 @@ def _analyze_here(
     ports: frozenset[int],
     keys: KeyLog,
     bar: ProgressBar | NoProgress,
+    matches: Callable[[int, bytes], bool] | None = None,
 ) -> tuple[RunStats, int | None]:
     """One process: every capture through one flow table; the counters and the signal that stopped it."""
     stats = RunStats()
@@ -291,7 +499,10 @@ def _analyze_here(
         with _stop_signals_interrupt():
             for path in captures:
                 with _open(path) as reader:
-                    truncation = feed_capture(reader, table, stats, keys, with_progress(reader, bar))
+                    frames = with_progress(reader, bar)
+                    if matches is not None:
+                        frames = filtered(frames, matches)
+                    truncation = feed_capture(reader, table, stats, keys, frames)
                     if truncation is not None:
                         _warn(damage_note(reader, truncation))
     except _Stopped as stop:
@@ -311,6 +522,7 @@ def _analyze_in_workers(
     keys: KeyLog,
     bar: ProgressBar | NoProgress,
     open_sink: Callable[[], None],
+    bpf: str | None,
 ) -> tuple[RunStats, int | None]:
     """``workers`` processes (helloscope.sniffer.run.parallel); the outputs open once they are forked (threads)."""
     try:
@@ -325,6 +537,7 @@ def _analyze_in_workers(
             on_note=_warn,
             on_progress=lambda size, packets: bar.advance(size, packets),
             on_start=open_sink,
+            bpf=bpf,
         )
     except WorkerError as error:
         raise _Failed(str(error)) from None
@@ -352,7 +565,13 @@ def _stop_signals_interrupt() -> Iterator[None]:
             signal.signal(number, handler)
 
 
-@cli.command()
+@cli.command(
+    epilog=_epilog(
+        "sudo helloscope live -i eth0 --bpf 'tcp port 443 or udp port 443'",
+        "sudo helloscope live -i eth0 --user helloscope -o file:/var/log/hs.jsonl",
+        "sudo helloscope live -i any -o syslog+tcp://siem:514 --spool-dir /var/hs",
+    )
+)
 @click.option(
     "-i", "--interface", "interfaces", multiple=True, required=True, help="Capture on this interface (repeatable)."
 )
@@ -394,10 +613,19 @@ def _stop_signals_interrupt() -> Iterator[None]:
     help="Also keep the handshake packets of reported connections in this pcapng file (appended; "
     "with --workers, one file per worker: NAME.wN.EXT).",
 )
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["json", "line"]),
+    default=None,
+    help="Events on stdout: json lines, or one readable line per connection. Default: line on a terminal "
+    "without -o, else json.",
+)
 @_limit_options
 @_event_options("SSLKEYLOGFILE to decrypt with, followed as it grows (repeatable).")
 def live(
     interfaces: tuple[str, ...],
+    output_format: str | None,
     bpf: str | None,
     snaplen: int,
     buffer_mb: int,
@@ -424,7 +652,11 @@ def live(
     reported, a final stats event is written and the outputs are closed. SIGHUP reopens output files
     and the --write-pcap file. Counters go to stderr every --stats-interval seconds and at exit.
     """
-    selected = _field_paths(fields, "json", outputs)
+    _route_warnings(False)
+    if output_format is None:
+        output_format = "line" if not outputs and fields is None and sys.stdout.isatty() else "json"
+    selected = _field_paths(fields, output_format, outputs)
+    _check_outputs(outputs)
     observer = Observer(sensor_name or socket.gethostname())
     settings = SensorSettings(
         Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout),
@@ -443,11 +675,11 @@ def live(
         buffer_mb=buffer_mb,
     )
 
-    def select(event: dict[str, Any]) -> dict[str, Any]:
+    def select(event: Event) -> Event:
         return select_fields(event, selected) if selected else event
 
     def open_sink() -> Outputs:
-        sink = _open_outputs(outputs or ("-",), spool_dir, spool_limit)
+        sink = _open_sink(output_format, outputs or ("-",), spool_dir, spool_limit, select)
         _log(f"listening on {', '.join(interfaces)}" + (f" with {workers} workers" if workers > 1 else ""))
         return sink
 
@@ -465,11 +697,11 @@ def live(
                 _check_writable(write_pcap)
             if workers == 1:
                 stopped_by: int | None = _run_in_process(
-                    sources[0], settings, open_sink(), select, signals, stats_interval
+                    sources[0], settings, open_sink(), _whole, signals, stats_interval
                 )
             else:
                 try:
-                    stopped_by = run_sensor_workers(sources, settings, open_sink, select, stats_interval, _log)
+                    stopped_by = run_sensor_workers(sources, settings, open_sink, _whole, stats_interval, _log)
                 except WorkerError as error:
                     raise _Failed(str(error)) from None
         finally:
@@ -536,44 +768,99 @@ def _log(message: str) -> None:
     click.echo(f"helloscope: {message}", err=True)
 
 
-@cli.command()
-@click.argument("events_file", metavar="FILE.jsonl", type=click.Path(dir_okay=False, allow_dash=True))
+@cli.command(
+    epilog=_epilog(
+        "helloscope summary events.jsonl",
+        "helloscope summary '/var/log/helloscope/events.jsonl*'  # rotated logs",
+        "helloscope summary --json --top 20 a.jsonl b.jsonl.gz",
+        "helloscope analyze -q big.pcap | helloscope summary -",
+    )
+)
+@click.argument("paths", nargs=-1, required=True, metavar="FILE...")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document with the aggregates instead of tables.")
-def summary(events_file: str, as_json: bool) -> None:
-    """Aggregate stored events (analyze's JSON lines) by client, JA4 and server name."""
+@click.option(
+    "--top",
+    type=click.IntRange(1),
+    default=None,
+    help=f"Groups shown per table (default {TOP_GROUPS}) and in --json (default: all).",
+)
+def summary(paths: tuple[str, ...], as_json: bool, top: int | None) -> None:
+    """Aggregate stored events (what analyze and live write, whole or trimmed with --fields) by client, JA4
+    and server. FILEs may be globs, gzip/xz/bzip2/zstd-compressed, or - for stdin.
+    """
     totals = Summary()
-    try:
-        with click.open_file(events_file, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    _add_stored(totals, events_file, number, line)
-    except OSError as error:
-        raise _Fail(f"cannot read {events_file}: {error.strerror}") from None
+    for path in _event_files(paths):
+        _read_stored(totals, path)
+    if totals.missing:
+        lacking = ", ".join(f"{path} ({count})" for path, count in sorted(totals.missing.items()))
+        _warn(f"events without some fields the summary uses (written with --fields?): {lacking}; counted as unknown")
     if as_json:
-        click.echo(json.dumps(totals.as_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(totals.as_dict(top), ensure_ascii=False, indent=2))
     else:
-        print_summary(_console(sys.stdout), totals)
+        print_summary(_console(sys.stdout), totals, dict(totals.stats), top or TOP_GROUPS)
 
 
-def _add_stored(totals: Summary, path: str, number: int, line: str) -> None:
-    """Count one stored event; a line that is not a whole event (``--fields`` output is not) is the user's to fix."""
+def _event_files(paths: tuple[str, ...]) -> list[str]:
+    """Paths as given, and globs the shell left alone (quoted) expanded in name order."""
+    files: list[str] = []
+    for path in paths:
+        if path == "-" or os.path.exists(path) or not glob.has_magic(path):
+            files.append(path)
+            continue
+        matched = sorted(glob.glob(path))
+        if not matched:
+            raise _Fail(f"{path}: no such file, and no file matches it")
+        files += matched
+    if files.count("-") > 1:
+        raise _Fail("standard input (-) can be read only once")
+    return files
+
+
+def _read_stored(totals: Summary, path: str) -> None:
+    """Add one file of stored events; anything that is not helloscope's JSON lines is one line and exit 2."""
+    name = "<stdin>" if path == "-" else path
     try:
-        totals.add(json.loads(line))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise _Fail(f"{path}:{number}: not a complete helloscope event") from None
+        stream = _open_events(path)
+    except OSError as error:
+        raise _Fail(open_error(name, error, "a file of events")) from None
+    except CompressionError as error:
+        raise _Fail(f"{name}: {error}") from None
+    try:
+        with stream:
+            first = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+            if len(first) == 4 and is_capture_start(first):
+                raise _Fail(f"{name}: a capture file, not JSON lines (helloscope analyze reads captures)")
+            for _ in read_events(stream, totals):
+                pass
+    except StoredEventError as error:
+        raise _Fail(f"{name}: {error}") from None
+    except READ_ERRORS as error:
+        detail = getattr(error, "strerror", None) or error
+        raise _Fail(f"{name}: cannot read ({detail})") from None
+
+
+def _open_events(path: str) -> BinaryIO:
+    if path == "-":
+        return decompressed(sys.stdin.buffer, None)[0]
+    return decompressed(open(path, "rb"), path)[0]  # noqa: SIM115 - the caller closes it
 
 
 def _field_paths(fields: str | None, output_format: str, outputs: tuple[str, ...]) -> FieldPaths:
     if fields is None:
         return ()
-    if output_format == "table" and not outputs:
-        raise _Fail("--fields selects fields of JSON output; it has no effect with --format table")
+    if output_format != "json" and not outputs:
+        raise _Fail(f"--fields selects fields of JSON output; it has no effect with --format {output_format}")
     paths = tuple(tuple(path.strip().split(".")) for path in fields.split(",") if path.strip())
     if not paths or any("" in path for path in paths):
         raise _Fail(f"--fields needs dotted paths separated by commas, like source.ip,tls.client.ja4: {fields!r}")
     for path in paths:
         if any(other != path and other[: len(path)] == path for other in paths):
             raise _Fail(f"--fields: {'.'.join(path)} already includes the longer paths under it")
+        dotted = ".".join(path)
+        if not is_known(dotted):
+            close = difflib.get_close_matches(dotted, sorted(KNOWN_FIELDS), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else " (see schema/event.schema.json)"
+            raise _Fail(f"--fields: {dotted} is not a field of helloscope's events{hint}")
     return paths
 
 
@@ -592,8 +879,16 @@ def select_fields(event: dict[str, Any], paths: FieldPaths) -> dict[str, Any]:
 
 
 def _console(stream: IO[str]) -> Console:
-    # Rich assumes 80 columns when not on a terminal; tables written to a file should not fold.
-    return Console(file=stream, width=None if stream.isatty() else 240)
+    """A console as wide as the terminal; piped, COLUMNS, else the terminal the user reads (``| less``),
+    else PIPED_WIDTH: rich would assume 80 columns, narrow for a file, and what does not fit is drawn as
+    blocks anyway."""
+    if stream.isatty() or "COLUMNS" in os.environ:
+        return Console(file=stream)
+    width = PIPED_WIDTH
+    if sys.stderr.isatty():
+        with suppress(OSError):
+            width = os.get_terminal_size(sys.stderr.fileno()).columns
+    return Console(file=stream, width=width)
 
 
 def _open(path: str) -> CaptureReader:

@@ -52,14 +52,15 @@ from types import FrameType
 from typing import Any, Final, cast
 
 from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.capture.files import CaptureReader, Truncation, open_capture
 from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.files import CaptureReader, Truncation, open_capture
+from helloscope.sniffer.capture.filter import frame_filter
 from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.run.pipeline import absorb_secrets, feed_frames
+from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
-from helloscope.sniffer.run.pipeline import absorb_secrets, feed_frames
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.stats import RunStats
 
 DEFAULT_GRACE: Final = 10.0  # seconds a stopping worker has to flush and send its last events
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
@@ -358,8 +359,11 @@ def analyze_parallel(
     on_note: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    bpf: str | None = None,
 ) -> Outcome:
     """Analyse capture files with ``workers`` processes; the same events (as a set) and counters as one.
+
+    ``bpf``: only frames matching this tcpdump filter, as if the others were not in the files.
 
     - At least as many files as workers: whole files are shared out, largest first to the least loaded
       worker. Each file is then a capture of its own: a connection that continues from one file into
@@ -384,7 +388,7 @@ def analyze_parallel(
       :func:`worker_count` first: ``paths`` may be pipes only if each gets a worker of its own.
     """
     limits = replace(limits, max_flows=-(-limits.max_flows // workers))
-    settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog())
+    settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog(), bpf)
     if len(paths) >= workers:
         groups = _share_files(paths, workers)
         jobs: list[Job] = [_AnalysisJob(group, settings, split=False) for group in groups]
@@ -428,6 +432,7 @@ class _Settings:
     limits: Limits
     ports: frozenset[int]
     keys: KeyLog
+    bpf: str | None = None
 
 
 def _share_files(paths: Sequence[str], workers: int) -> list[list[str]]:
@@ -469,11 +474,13 @@ def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split
         worker.emit(build_event(report, observer))
 
     table = ConnectionTables(emit, stats, settings.limits, settings.ports, settings.keys)
+    # compiled here: libpcap's programs live in this process
+    matches = frame_filter(settings.bpf) if settings.bpf is not None else None
     counts = not split or worker.index == 0  # whose are the per-file counters when all read every file
     try:
         for path in paths:
             with open_capture(path) as reader:
-                share = _Share(reader, worker, settings.keys, split, table, settings.limits.idle_timeout)
+                share = _Share(reader, worker, settings.keys, split, table, settings.limits.idle_timeout, matches)
                 feed_frames(share, table, stats)  # the share adds embedded secrets to the keys itself
                 share.report_progress()
                 if counts:
@@ -494,9 +501,17 @@ class _Share:
     """
 
     def __init__(
-        self, reader: CaptureReader, worker: Worker, keys: KeyLog, split: bool, table: ConnectionTables, idle: float
+        self,
+        reader: CaptureReader,
+        worker: Worker,
+        keys: KeyLog,
+        split: bool,
+        table: ConnectionTables,
+        idle: float,
+        matches: Callable[[int, bytes], bool] | None = None,
     ) -> None:
         self._table = table
+        self._matches = matches
         self._step = max(1.0, idle / 10)
         self._reader = reader
         self._worker = worker
@@ -515,21 +530,25 @@ class _Share:
         owner = flow_owner if self._split else None
         owned = 0
         tick, step, expire = 0.0, self._step, self._table.expire
-        item = None
+        matches = self._matches
+        item = last = None
         for frames, item in enumerate(reader, 1):
             if len(secrets) != absorbed:
                 absorbed = absorb_secrets(secrets, absorbed, self._keys, self._worker.stats if self._counted else None)
             if not frames % _PROGRESS_EVERY:
                 self._packets = owned
                 self.report_progress()
+            if matches is not None and not matches(item[1], item[2]):
+                continue  # as if the frame were not in the file, as with one process
+            last = item
             if owner is None or owner(item[1], item[2], count) == me:
                 owned += 1
                 yield item
             elif item[0] >= tick:  # the clock moves on the others' packets too: sweep as one process would
                 tick = item[0] + step
                 expire(item[0])
-        if item is not None:  # at the capture's last frame, whoever owns it, as helloscope.sniffer.run.pipeline.feed_capture does
-            expire(item[0])
+        if last is not None:  # at the capture's last frame, whoever owns it, as pipeline.feed_capture does
+            expire(last[0])
         self._packets = owned
 
     def report_progress(self) -> None:

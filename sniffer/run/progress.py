@@ -27,10 +27,10 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import IO, Final, Self
 
+from helloscope.sniffer.capture.compression import PEEK, compression
+from helloscope.sniffer.capture.files import CaptureReader
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-from helloscope.sniffer.capture.files import CaptureReader
 
 _REDRAW: Final = 0.1  # seconds between two redraws
 _SETTLE: Final = 0.5  # seconds before rates and time left are shown
@@ -43,14 +43,14 @@ def wanted(stream: IO[str], quiet: bool) -> bool:
 
 
 def total_size(paths: Sequence[str]) -> int | None:
-    """Bytes the readers will consume over all ``paths``; None when unknown (stdin, pipes, gzip files)."""
+    """Bytes the readers will consume over all ``paths``; None when unknown (stdin, pipes, compressed files)."""
     total = 0
     for path in paths:
         try:
             if path == "-" or not stat.S_ISREG(os.stat(path).st_mode):
                 return None  # a pipe has no size, and a byte read from it here would be lost to the reader
             with open(path, "rb") as handle:
-                if handle.read(2) == b"\x1f\x8b":  # the reader counts uncompressed bytes
+                if compression(handle.read(PEEK)) is not None:  # the reader counts uncompressed bytes
                     return None
             total += os.path.getsize(path)
         except OSError:

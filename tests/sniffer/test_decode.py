@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, Segment, decode
-from tests.helpers import CORPUS, tshark_fields
+from tests.helpers import CORPUS, need_corpus, tshark_fields
 
 NDPI = "nDPI/tests/cfgs/default/pcap/"
 VLAN = "FlowTest/pcap/tls12.pcap"  # Ethernet, every frame 802.1Q-tagged
@@ -238,7 +238,7 @@ def decoded(packets: list[tuple[int, bytes]]) -> list[Segment | None]:
 
 def ip_frames(name: str, linktype: int, header: int) -> list[bytes]:
     """The IP packets of a corpus capture with ``header`` link-layer bytes stripped."""
-    packets = frames(CORPUS / name)
+    packets = frames(need_corpus(CORPUS / name))
     assert packets and all(lt == linktype for lt, _ in packets)
     return [frame[header:] for _, frame in packets]
 
