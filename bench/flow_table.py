@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from helloscope.parsers.keylog import KeyLog  # noqa: E402
-from helloscope.sniffer.capture.files import open_capture  # noqa: E402
 from helloscope.sniffer.capture.decode import Segment, decode  # noqa: E402
+from helloscope.sniffer.capture.files import open_capture  # noqa: E402
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line  # noqa: E402
-from helloscope.sniffer.transport.lifecycle import Limits  # noqa: E402
-from helloscope.sniffer.transport.tables import ConnectionTables  # noqa: E402
 from helloscope.sniffer.report.model import ConnectionReport  # noqa: E402
 from helloscope.sniffer.stats import RunStats  # noqa: E402
+from helloscope.sniffer.transport.lifecycle import Limits  # noqa: E402
+from helloscope.sniffer.transport.tables import ConnectionTables  # noqa: E402
 
 TCP = 6
 VARIANTS: dict[str, tuple[bool, bool]] = {  # name -> (fast_path, seal the key log)

@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helloscope.parsers.keylog import KeyLog  # noqa: E402
-from helloscope.sniffer.run import parallel  # noqa: E402
 from helloscope.sniffer.capture.files import open_capture  # noqa: E402
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line  # noqa: E402
-from helloscope.sniffer.transport.tables import ConnectionTables  # noqa: E402
+from helloscope.sniffer.run import parallel  # noqa: E402
 from helloscope.sniffer.run.pipeline import feed_capture  # noqa: E402
 from helloscope.sniffer.stats import RunStats  # noqa: E402
+from helloscope.sniffer.transport.tables import ConnectionTables  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,9 @@ def main() -> None:
 
     def one() -> list[str]:
         stats = RunStats()
-        table = ConnectionTables(lambda report: sink.write(to_json_line(build_event(report, observer))), stats, keys=keys)
+        table = ConnectionTables(
+            lambda report: sink.write(to_json_line(build_event(report, observer))), stats, keys=keys
+        )
         for path in paths:
             with open_capture(path) as reader:
                 feed_capture(reader, table, stats)

@@ -31,7 +31,8 @@ flow costs:
 - ``flow-memory``: bytes per flow (tracemalloc) of flows whose client sent a ClientHello and got no
   answer: the template's own hello, and the same hello padded to 16 KB.
 
-    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--tiny T] [--rsts N] [--only half-open ...]
+    python3 bench/resource_bounds.py [--syns N] [--hellos N] [--hole-bytes B] [--tiny T] [--rsts N]
+                                     [--only half-open ...]
 
 Captures go to bench/out/ (gitignored). Prints a Markdown table with packets, seconds, peak RSS and
 the run statistics that show the limits at work (default limits: 200,000 flows, 64 KiB held out of

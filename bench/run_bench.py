@@ -213,7 +213,8 @@ def compare(capture: Path, skip_ceiling: bool) -> None:
     for run in runs:
         print(
             f"| {run.name} | {run.cpu_seconds:.2f} | {run.seconds:.2f} | {packets / run.cpu_seconds:,.0f} | "
-            f"{run.max_rss_mb:.0f} | {tshark.cpu_seconds / run.cpu_seconds:.2f}× | {tshark.seconds / run.seconds:.2f}× |"
+            f"{run.max_rss_mb:.0f} | {tshark.cpu_seconds / run.cpu_seconds:.2f}× | "
+            f"{tshark.seconds / run.seconds:.2f}× |"
         )
 
     ours_tcp, ours_quic = helloscope_hellos(events)

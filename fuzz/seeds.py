@@ -1,8 +1,9 @@
 """Seed inputs for every fuzz target, cut from real captures with the project's own readers.
 
 Random bytes rarely get past a length field; real messages start the fuzzer deep inside the parsers.
-Captures are read with helloscope.sniffer.capture.files and helloscope.sniffer.capture.decode, each TCP direction is put back in order by
-helloscope.sniffer.transport.reassembly, and the TLS records and handshake messages are framed by helloscope.parsers.records; QUIC
+Captures are read with helloscope.sniffer.capture.files and .decode, each TCP direction is put back in
+order by helloscope.sniffer.transport.reassembly, and the TLS records and handshake messages are framed
+by helloscope.parsers.records; QUIC
 client Initials are opened with the keys anyone can derive from their DCID. Each seed carries the mode
 prefix its target expects (see fuzz/targets.py).
 
@@ -23,11 +24,19 @@ from helloscope.parsers.certs import parse_certificate
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello
 from helloscope.parsers.preamble import find_client_hello, find_server_response, is_sslv2_client_hello
-from helloscope.parsers.quic import CLIENT_IN, INITIAL, CryptoStream, initial_keys, parse_datagram, parse_frames, unprotect
+from helloscope.parsers.quic import (
+    CLIENT_IN,
+    INITIAL,
+    CryptoStream,
+    initial_keys,
+    parse_datagram,
+    parse_frames,
+    unprotect,
+)
 from helloscope.parsers.records import HandshakeMessage, HandshakeReader, RecordReader
 from helloscope.parsers.registry import ALERT, APPLICATION_DATA, HANDSHAKE
-from helloscope.sniffer.capture.files import CaptureError, open_capture
 from helloscope.sniffer.capture.decode import TCP, UDP, decode
+from helloscope.sniffer.capture.files import CaptureError, open_capture
 from helloscope.sniffer.transport.reassembly import StreamReassembler
 
 ROOT: Final = Path(__file__).resolve().parent.parent

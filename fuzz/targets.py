@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
-
 from helloscope.parsers.alerts import parse_alerts
 from helloscope.parsers.certs import name_to_text, parse_certificate, parse_certificate_request, summarize_x509
 from helloscope.parsers.decrypt import (
@@ -30,7 +29,12 @@ from helloscope.parsers.fingerprints import ja3, ja3s, ja4, ja4_o, ja4_r, ja4_ro
 from helloscope.parsers.flags import decode_tls_flags
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello, parse_sslv2_client_hello
 from helloscope.parsers.keylog import KeyLog
-from helloscope.parsers.preamble import classify_preamble, find_client_hello, find_server_response, is_sslv2_client_hello
+from helloscope.parsers.preamble import (
+    classify_preamble,
+    find_client_hello,
+    find_server_response,
+    is_sslv2_client_hello,
+)
 from helloscope.parsers.quic import (
     CLIENT_IN,
     INITIAL,

@@ -19,9 +19,15 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from helloscope.parsers.buffer import Reader
-from helloscope.parsers.decrypt import AES_GCM, CHACHA20_POLY1305, TLS13_SUITES, DecryptError, make_aead, hkdf_expand_label
+from helloscope.parsers.decrypt import (
+    AES_GCM,
+    CHACHA20_POLY1305,
+    TLS13_SUITES,
+    DecryptError,
+    hkdf_expand_label,
+    make_aead,
+)
 from helloscope.parsers.errors import ParseError
 
 QUIC_V1: Final = 0x00000001

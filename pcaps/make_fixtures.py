@@ -434,10 +434,9 @@ def record(sc: Scenario, work: Path) -> tuple[Path, Path, list[str]]:
 def scapy_client(spec: dict[str, Any]) -> None:
     """Child process: scapy's TLS 1.3 client with extra ClientHello extensions (flags, padding)."""
     sys.path.insert(0, str(REPO))
+    from helloscope.parsers.flags import encode_tls_flags
     from scapy.layers.tls.extensions import TLS_Ext_Padding, TLS_Ext_Unknown
     from scapy.layers.tls.handshake import TLS13ClientHello
-
-    from helloscope.parsers.flags import encode_tls_flags
 
     class ExtraExtensionsClient(closing_scapy_client()):  # type: ignore[misc]
         """Appends ``extra_extensions`` to the TLS 1.3 ClientHello the automaton builds."""

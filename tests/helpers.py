@@ -71,8 +71,8 @@ def analyze(*captures: Path, **limits: object) -> list[dict]:
     """Events helloscope reports for some capture files, run in-process through the real pipeline."""
     from helloscope.sniffer.capture.files import open_capture
     from helloscope.sniffer.report.events import Observer
-    from helloscope.sniffer.transport.lifecycle import Limits
     from helloscope.sniffer.run.pipeline import analyze_files
+    from helloscope.sniffer.transport.lifecycle import Limits
 
     events, _ = analyze_files([open_capture(str(path)) for path in captures], Observer("test"), Limits(**limits))
     return events

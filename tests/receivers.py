@@ -29,8 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from helloscope.sniffer.report.events import text_of
+
 from tests.helpers import PCAPS, REPO
 
 RESET = "reset"  # a fault: close the connection with a RST, without reading or answering the request

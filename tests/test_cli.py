@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from helloscope.sniffer.run.cli import cli
+
 from tests.helpers import PCAPS, REPO, field
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"

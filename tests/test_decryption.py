@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.pipeline import analyze_files
+
 from tests.helpers import PCAPS, tshark_fields
 
 KEYED_FIXTURES = sorted(path for path in PCAPS.glob("tls13-*.expected.json") if Path(str(path)).exists())

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.dtls import iter_records
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.decode import decode

@@ -54,6 +54,7 @@ def test_dtls_capture_reports_what_tshark_sees(capture: Path) -> None:
 
 def test_retransmitted_and_fragmented_flights_give_the_clean_report() -> None:
     """A lost-and-retransmitted flight, or a certificate cut into fragments, changes nothing a SOC reads."""
+
     def verdict(name: str) -> tuple:
         (event,) = analyze(DTLS / f"{name}.pcap")
         helloscope = event["helloscope"]

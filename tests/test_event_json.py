@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helloscope.sniffer.report.events import to_json_line
+
 from tests.helpers import PCAPS, analyze
 
 FIXTURES = sorted(PCAPS.rglob("*.pcap"))

@@ -15,20 +15,20 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.fingerprints import ja4_variants
 from helloscope.parsers.hello import ClientHello
 from helloscope.parsers.keylog import KeyLog
 from helloscope.parsers.registry import ALPN, SERVER_NAME, is_grease
-from helloscope.sniffer.capture.files import PCAP, CaptureError, open_capture
 from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.files import PCAP, CaptureError, open_capture
 from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.run.pipeline import analyze_files
+from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.transport.tcp import SYN
-from helloscope.sniffer.run.pipeline import analyze_files
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.stats import RunStats
+
 from tests.helpers import PCAPS, analyze
 
 FIXTURES = sorted(PCAPS.glob("*.pcap"))

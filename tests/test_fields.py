@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from helloscope.sniffer.run.cli import cli
+
 from tests.helpers import PCAPS, analyze
 
 CAPTURE = PCAPS / "tls12-required-presented.pcap"
@@ -56,6 +56,7 @@ def test_unusable_field_lists_are_usage_errors(args: tuple[str, ...], message: s
 def test_known_fields_are_the_schemas_paths() -> None:
     """--fields knows a path exactly when schema/ describes it; after a schema change this names the command."""
     from helloscope.sniffer.report.fields import KNOWN_FIELDS, schema_paths
+
     from tests.helpers import REPO
 
     described: set[str] = set()

@@ -12,9 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.fingerprints import ja4, ja4_o, ja4_r, ja4_ro
 from helloscope.parsers.hello import ClientHello
+
 from tests.helpers import CORPUS, analyze
 
 JA4_CORPUS = CORPUS / "ja4"
@@ -70,10 +70,10 @@ def test_the_golden_covers_hello_retry_and_many_streams() -> None:
 def chrome_hello() -> ClientHello:
     """A Chrome ClientHello from the corpus (tls-alpn-h2: GREASE ciphers and extensions, h2 ALPN)."""
     from helloscope.sniffer.capture.files import open_capture
-    from helloscope.sniffer.transport.lifecycle import Limits
-    from helloscope.sniffer.transport.tables import ConnectionTables
     from helloscope.sniffer.run.pipeline import feed_capture
     from helloscope.sniffer.stats import RunStats
+    from helloscope.sniffer.transport.lifecycle import Limits
+    from helloscope.sniffer.transport.tables import ConnectionTables
 
     capture = JA4_CORPUS / "pcap" / "tls-alpn-h2.pcap"
     if not capture.exists():

@@ -54,7 +54,7 @@ def test_the_unsegmented_hello_is_an_sslv2_hello():
 
 @pytest.mark.parametrize(
     "first",
-[1, 2, 3, 4, 5, 6],
+    [1, 2, 3, 4, 5, 6],
 )
 def test_an_sslv2_hello_cut_after_its_first_bytes_is_still_recognised(tmp_path, first):
     original = _hello(need_corpus(SSLV2))

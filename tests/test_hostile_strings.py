@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-
 from helloscope.sniffer.run.cli import cli
+
 from tests.helpers import PCAPS, field
 
 CAPTURE = PCAPS / "hostile" / "hostile-strings.pcap"

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.fingerprints import ja3, ja4
 from helloscope.parsers.hello import parse_client_hello
+
 from tests.helpers import analyze
 
 STEP_TIMEOUT = 20.0

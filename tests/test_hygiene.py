@@ -6,14 +6,14 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
-
 from helloscope.parsers.certs import X509Summary
 from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.transport.lifecycle import Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.handshake.hygiene import FINDING_CODES, certificate_findings, public_ca_names
 from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
+
 from tests.helpers import PCAPS, analyze
 
 NO_CAS: frozenset[str] = frozenset()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import dpkt
-
-from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.transport.lifecycle import Limits
 from helloscope.sniffer.run.parallel import analyze_parallel
 from helloscope.sniffer.run.pipeline import analyze_files
+from helloscope.sniffer.transport.lifecycle import Limits
+
 from tests.helpers import PCAPS
 
 

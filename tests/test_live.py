@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.files import open_capture
+
 from tests.helpers import PCAPS, REPO, assert_schema_valid
 from tests.netns import SERVER_ADDRESS, Link, namespaces_unavailable, veth_link
 from tests.receivers import RESET, RSYSLOGD, BulkReceiver, running_rsyslog, serving, wait_until

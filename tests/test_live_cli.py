@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from helloscope.sniffer.capture.decode import decode
+
 from tests.helpers import PCAPS, REPO
 
 CLI = [sys.executable, "-m", "helloscope.sniffer"]

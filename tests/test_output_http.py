@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
+
 from tests.helpers import REPO
 from tests.receivers import (
     LOOPBACK_CA,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
+
 from tests.helpers import PCAPS
 from tests.receivers import (
     RSYSLOGD,

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
+from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.parallel import Worker, WorkerError, analyze_parallel, flow_owner, run_workers, worker_count
 from helloscope.sniffer.run.pipeline import analyze_files
+
 from tests.helpers import PCAPS, REPO
 
 FIXTURES = sorted(PCAPS.glob("*.pcap")) + sorted(PCAPS.glob("hostile/*.pcap"))

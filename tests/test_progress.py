@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.parallel import analyze_parallel
 from helloscope.sniffer.run.pipeline import analyze_files
 from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, total_size, wanted, with_progress
+from rich.console import Console
+
 from tests.helpers import PCAPS
 
 CAPTURE = PCAPS / "large-clienthello.pcap"

@@ -11,11 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.pipeline import analyze_files
+
 from tests.helpers import CORPUS, analyze, tshark_fields
 
 PCAP = CORPUS / "nDPI" / "tests" / "cfgs" / "default" / "pcap"

@@ -8,17 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.run.pipeline import analyze_files
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.quic import QuicTable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.capture.decode import Segment, decode
-from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.run.pipeline import analyze_files
-from helloscope.sniffer.transport.quic import QuicTable
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS, tshark_fields
 
 NAMES = [

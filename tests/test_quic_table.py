@@ -1,4 +1,4 @@
-"""helloscope.sniffer.transport.quic: connections keyed by connection IDs, Retry, reordered CRYPTO data, CONNECTION_CLOSE.
+"""transport.quic: connections keyed by connection IDs, Retry, reordered CRYPTO data, CONNECTION_CLOSE.
 
 The RFC 9001 Appendix A packets are the real traffic here; the scenarios that need other connection IDs
 (Retry, a split ClientHello, a close) re-protect the RFC's own frames with a small test-only helper.
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from helloscope.parsers.quic import CLIENT_IN, QUIC_V1, QUIC_V2, SERVER_IN, initial_keys
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.quic import QuicTable
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.quic import QuicTable
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.parsers import quic_vectors as rfc
 
 CLIENT = (bytes([192, 0, 2, 1]), 50000)
@@ -82,7 +82,10 @@ def test_rfc_client_and_server_initials_make_one_report() -> None:
     assert len(reports) == 1
     report = reports[0]
     assert report.end_reason == "handshake_settled"
-    assert report.endpoints.transport == "udp" and (report.endpoints.server_port, report.endpoints.client_port) == (8443, 50000)
+    assert report.endpoints.transport == "udp" and (report.endpoints.server_port, report.endpoints.client_port) == (
+        8443,
+        50000,
+    )
     assert report.client_hello is not None and report.client_hello.server_name == b"example.com"
     assert report.handshake.server_hello is not None and report.handshake.version == 0x0304
     assert report.conclusion.outcome == "unknown" and report.conclusion.flag_outcome == "unknown"

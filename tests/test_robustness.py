@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helloscope.sniffer.capture.decode import Segment, decode
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.capture.decode import Segment, decode
-from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.transport.lifecycle import Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.stats import RunStats
 from tests.helpers import PCAPS
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.pipeline import analyze_files
+
 from tests.helpers import CORPUS, PCAPS, REPO, analyze, assert_schema_valid, schema_validator
 
 FIXTURES = sorted(PCAPS.rglob("*.pcap"))  # TLS, QUIC, DTLS and the hostile-strings capture

@@ -66,8 +66,8 @@ def test_preamble_bound_drops_non_tls_flows(corpus: Path):
     # connection (as on a reused 4-tuple), so the STARTTLS handshakes are reported, without a preamble.
     from helloscope.sniffer.capture.files import open_capture
     from helloscope.sniffer.report.events import Observer
-    from helloscope.sniffer.transport.lifecycle import Limits
     from helloscope.sniffer.run.pipeline import analyze_files
+    from helloscope.sniffer.transport.lifecycle import Limits
 
     capture = corpus / "nDPI/tests/cfgs/default/pcap/smtp-starttls.pcap"
     events, stats = analyze_files([open_capture(str(capture))], Observer("t"), Limits(max_preamble_bytes=16))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from helloscope.sniffer.run.cli import cli
 from helloscope.sniffer.report.summary import Summary
+from helloscope.sniffer.run.cli import cli
+
 from tests.helpers import PCAPS, analyze
 
 FIXTURES = sorted(PCAPS.glob("*.pcap"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Iterable, Iterator
 
-from helloscope.sniffer.capture.rings import _BpfInsn, _load_libpcap, compile_program
+from helloscope.sniffer.capture.rings import BpfInsn, compile_program, load_libpcap
 
 Frame = tuple[float, int, bytes]
 # Any caplen a file holds passes; the expression alone decides.
@@ -17,14 +17,14 @@ def frame_filter(expression: str) -> Callable[[int, bytes], bool]:
 
     Raises LiveCaptureError (one line) for an expression libpcap refuses for a link type.
     """
-    lib = _load_libpcap()
-    programs: dict[int, ctypes.Array[_BpfInsn]] = {}
+    lib = load_libpcap()
+    programs: dict[int, ctypes.Array[BpfInsn]] = {}
 
     def matches(linktype: int, frame: bytes) -> bool:
         program = programs.get(linktype)
         if program is None:
             code = compile_program(expression, linktype, _SNAPLEN)
-            program = programs[linktype] = (_BpfInsn * (len(code) // ctypes.sizeof(_BpfInsn))).from_buffer_copy(code)
+            program = programs[linktype] = (BpfInsn * (len(code) // ctypes.sizeof(BpfInsn))).from_buffer_copy(code)
         return bool(lib.bpf_filter(program, frame, len(frame), len(frame)))
 
     return matches

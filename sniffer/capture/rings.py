@@ -139,15 +139,17 @@ class KernelStats:
     dropped: int
 
 
-Packet = tuple[float, int, bytes]  # (timestamp, linktype, frame), as helloscope.sniffer.capture.files.CaptureReader yields
+Packet = tuple[
+    float, int, bytes
+]  # (timestamp, linktype, frame), as helloscope.sniffer.capture.files.CaptureReader yields
 
 
-class _BpfInsn(ctypes.Structure):
+class BpfInsn(ctypes.Structure):
     _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
 
 
 class _BpfProgram(ctypes.Structure):
-    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(_BpfInsn))]
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(BpfInsn))]
 
 
 class _SockFprog(ctypes.Structure):
@@ -158,7 +160,7 @@ _PCAP_NETMASK_UNKNOWN: Final = 0xFFFFFFFF
 _libpcap: ctypes.CDLL | None = None
 
 
-def _load_libpcap() -> ctypes.CDLL:
+def load_libpcap() -> ctypes.CDLL:
     global _libpcap
     if _libpcap is None:
         name = ctypes.util.find_library("pcap")
@@ -176,7 +178,7 @@ def _load_libpcap() -> ctypes.CDLL:
         lib.pcap_freecode.argtypes = [ctypes.POINTER(_BpfProgram)]
         lib.pcap_close.argtypes = [ctypes.c_void_p]
         lib.bpf_filter.restype = ctypes.c_uint
-        lib.bpf_filter.argtypes = [ctypes.POINTER(_BpfInsn), ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint]
+        lib.bpf_filter.argtypes = [ctypes.POINTER(BpfInsn), ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint]
         _libpcap = lib
     return _libpcap
 
@@ -193,7 +195,7 @@ def compile_filter(expression: str | None, linktype: int, snaplen: int) -> bytes
 
 def compile_program(expression: str, linktype: int, snaplen: int) -> bytes:
     """libpcap's program for frames as a capture file holds them (``bpf_insn`` array); LiveCaptureError if bad."""
-    lib = _load_libpcap()
+    lib = load_libpcap()
     # Capture files name link types (LINKTYPE_*), libpcap takes DLT_* values: they differ for few.
     handle = lib.pcap_open_dead(_DLT.get(linktype, linktype), snaplen)
     if not handle:
@@ -204,7 +206,7 @@ def compile_program(expression: str, linktype: int, snaplen: int) -> bytes:
             message = (lib.pcap_geterr(handle) or b"").decode(errors="replace")
             raise LiveCaptureError(f"bad filter expression {expression!r}: {message}")
         try:
-            instructions = ctypes.string_at(program.bf_insns, program.bf_len * ctypes.sizeof(_BpfInsn))
+            instructions = ctypes.string_at(program.bf_insns, program.bf_len * ctypes.sizeof(BpfInsn))
         finally:
             lib.pcap_freecode(ctypes.byref(program))
     finally:
@@ -236,7 +238,7 @@ def _for_cooked_socket(instructions: bytes, expression: str) -> bytes:
 
 def _attach_filter(sock: socket.socket, instructions: bytes) -> None:
     buffer = ctypes.create_string_buffer(instructions, len(instructions))
-    fprog = _SockFprog(len(instructions) // ctypes.sizeof(_BpfInsn), ctypes.addressof(buffer))
+    fprog = _SockFprog(len(instructions) // ctypes.sizeof(BpfInsn), ctypes.addressof(buffer))
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, bytes(fprog))
 
 

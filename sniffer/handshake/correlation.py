@@ -77,7 +77,14 @@ def conclude(handshake: Handshake, decryption: Decryption, server_closed: bool =
     flag_outcome, flag_evidence = flag_outcome_of(handshake, request)
     anomalies = tuple(note for note in dict.fromkeys(notes) if note not in handshake.anomalies)
     return Conclusion(
-        request, certificate, alerts, established, outcome, outcome_evidence, flag_outcome, flag_evidence,
+        request,
+        certificate,
+        alerts,
+        established,
+        outcome,
+        outcome_evidence,
+        flag_outcome,
+        flag_evidence,
         anomalies=anomalies,
     )
 

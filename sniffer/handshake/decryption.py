@@ -17,6 +17,7 @@ from typing import Final
 from helloscope.parsers.alerts import parse_alerts
 from helloscope.parsers.decrypt import DecryptError, Tls12RecordDecryptor, Tls13RecordDecryptor
 from helloscope.parsers.errors import ParseError
+from helloscope.parsers.hello import parse_client_hello, parse_server_hello
 from helloscope.parsers.keylog import (
     CLIENT_EARLY_TRAFFIC_SECRET,
     CLIENT_HANDSHAKE_TRAFFIC_SECRET,
@@ -26,21 +27,20 @@ from helloscope.parsers.keylog import (
     SERVER_TRAFFIC_SECRET_0,
     KeyLog,
 )
-from helloscope.parsers.hello import parse_client_hello, parse_server_hello
 from helloscope.parsers.records import HandshakeReader
 from helloscope.parsers.registry import (
-    TLS13,
     ALERT,
     CERTIFICATE_REQUEST,
+    CERTIFICATE_VERIFY,
     CHANGE_CIPHER_SPEC,
     CLIENT_HELLO,
-    CERTIFICATE_VERIFY,
     ENCRYPTED_EXTENSIONS,
     FINISHED,
     HANDSHAKE,
     HANDSHAKE_TYPE_NAMES,
     NEW_SESSION_TICKET,
     SERVER_HELLO,
+    TLS13,
 )
 from helloscope.parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
 from helloscope.sniffer.report.model import AlertFinding, DecryptionSummary
@@ -177,7 +177,9 @@ class _Reading:
                 self.messages.append(DecryptedMessage(sender, message.msg_type, message.body, phase, record.timestamp))
         elif content_type == ALERT:
             for alert in parse_alerts(plaintext):
-                self.alerts.append(AlertFinding(sender, alert.level, alert.description, Evidence.DECRYPTED, record.timestamp))
+                self.alerts.append(
+                    AlertFinding(sender, alert.level, alert.description, Evidence.DECRYPTED, record.timestamp)
+                )
         elif phase == Phase.APPLICATION:
             self.application.append((sender, record.timestamp))
 
@@ -383,6 +385,8 @@ def _tls12_candidates(session: Session, keys: KeyLog, sender: Sender) -> list[tu
 
 def _status(reading: _Reading, failures: list[str]) -> Decryption:
     if reading.opened == 0:
-        return reading.result(DecryptionStatus.DECRYPT_FAILED, failures[0] if failures else "no secret for the negotiated keys")
+        return reading.result(
+            DecryptionStatus.DECRYPT_FAILED, failures[0] if failures else "no secret for the negotiated keys"
+        )
     # Records opened before a failure stand; a late failure (a KeyUpdate, a renegotiation) is noted.
     return reading.result(DecryptionStatus.DECRYPTED, failures[0] if failures else None)

@@ -24,7 +24,6 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
-
 from helloscope.parsers.certs import X509Summary
 
 EKU_MISSING_CLIENT_AUTH: Final = "eku_missing_client_auth"

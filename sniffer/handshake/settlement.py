@@ -77,7 +77,9 @@ def server_went_on(decryption: Decryption, after: float) -> bool:
     """With keys: the server sent data, a post-handshake message or a graceful alert after ``after``."""
     return (
         any(sender == Sender.SERVER and timestamp >= after for sender, timestamp in decryption.application_records)
-        or any(message.sender == Sender.SERVER and message.phase == Phase.APPLICATION for message in decryption.messages)
+        or any(
+            message.sender == Sender.SERVER and message.phase == Phase.APPLICATION for message in decryption.messages
+        )
         or any(alert.sender == Sender.SERVER and alert.timestamp >= after for alert in decryption.alerts)
     )
 
@@ -107,7 +109,11 @@ def quic_verdict_seen(
 
 
 def quic_settled(
-    closed: bool, progress: TlsProgress, server_hello_seen: bool, client_left_initial: bool, opened: int | None,
+    closed: bool,
+    progress: TlsProgress,
+    server_hello_seen: bool,
+    client_left_initial: bool,
+    opened: int | None,
     verdict: bool,
 ) -> bool:
     """A QUIC connection's report is final.

@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Final
 
 from helloscope.parsers.alerts import parse_alerts
-from helloscope.parsers.certs import CertificateMessage, CertificateRequest, parse_certificate, parse_certificate_request
+from helloscope.parsers.certs import (
+    CertificateMessage,
+    CertificateRequest,
+    parse_certificate,
+    parse_certificate_request,
+)
 from helloscope.parsers.dtls import HelloVerifyRequest, parse_hello_verify_request
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello

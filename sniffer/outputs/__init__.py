@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from helloscope.sniffer.report.events import to_json_line
 from helloscope.sniffer.outputs.delivery import COUNTERS, BatchLimits, QueuedDestination, Transport, warn
 from helloscope.sniffer.outputs.http import HttpTransport, bulk_outcome, bulk_record, hec_record, whole_batch_outcome
 from helloscope.sniffer.outputs.spool import Spool, SpoolBusyError
 from helloscope.sniffer.outputs.syslog import SyslogTransport, syslog_message
+from helloscope.sniffer.report.events import to_json_line
 
 __all__ = ["DeliveryOptions", "OutputError", "Outputs", "open_outputs"]
 

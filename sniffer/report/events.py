@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-
 from helloscope.parsers.certs import X509Summary, name_to_text
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import ClientHello, ServerHello

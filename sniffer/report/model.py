@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import socket
+from dataclasses import dataclass
 
 from helloscope.parsers.certs import CertificateMessage, CertificateRequest, X509Summary
 from helloscope.parsers.fingerprints import Ja4
@@ -22,6 +21,7 @@ from helloscope.sniffer.vocabulary import (
     Sender,
     Transport,
 )
+
 
 @dataclass(frozen=True, slots=True)
 class CertificateRequestFinding:

@@ -39,7 +39,6 @@ def safe_text(value: object, limit: int = MAX_CELL) -> Text:
     return Text(shown)
 
 
-
 class Grid:
     """Rows under headers: a table where it fits the console, else one block per row.
 

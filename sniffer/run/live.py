@@ -29,16 +29,16 @@ from types import FrameType
 from typing import Any, Final, Protocol
 
 from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.report.events import ECS_VERSION, Observer, build_event, iso_time
-from helloscope.sniffer.transport.lifecycle import Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
-from helloscope.sniffer.run.keylog_follow import KeyLogFollower
 from helloscope.sniffer.capture.rings import KernelStats
+from helloscope.sniffer.report.events import ECS_VERSION, Observer, build_event, iso_time
+from helloscope.sniffer.report.model import ConnectionReport
+from helloscope.sniffer.run.keylog_follow import KeyLogFollower
 from helloscope.sniffer.run.parallel import Job, Worker, run_workers
 from helloscope.sniffer.run.pcapwriter import HandshakePcap
 from helloscope.sniffer.run.pipeline import Frame, feed_frames
-from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 
 POLL_SECONDS: Final = 0.25  # longest wait for frames: bounds how late a signal or an idle sweep is seen
 EXPIRE_SECONDS: Final = 1.0  # idle sweeps on a quiet link

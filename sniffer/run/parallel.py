@@ -97,7 +97,7 @@ class Worker:
         self._stop_pending = False
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Send one event (a :func:`helloscope.sniffer.report.events.build_event` dict) to the parent (see ``batch``)."""
+        """Send one event (a ``build_event`` dict) to the parent (see ``batch``)."""
         self._events.append(event)
         if len(self._events) >= self._batch:
             self.flush()

@@ -219,9 +219,7 @@ class DtlsTable(ConnectionTable[_Association]):
             unified_records=association.unified_records,
             malformed_datagrams=association.malformed,
         )
-        notes = tuple(
-            f"{sender}_dtls_handshake_budget_exceeded" for sender, item in stats.items() if item.overflows
-        )
+        notes = tuple(f"{sender}_dtls_handshake_budget_exceeded" for sender, item in stats.items() if item.overflows)
         client, server = association.client, association.server
         end = TransportEnd(
             endpoints=Endpoints(client[0], client[1], server[0], server[1], Transport.UDP),

@@ -38,7 +38,6 @@ from helloscope.parsers.keylog import (
     SERVER_TRAFFIC_SECRET_0,
     KeyLog,
 )
-from helloscope.parsers.quic import HANDSHAKE_DONE as HANDSHAKE_DONE_FRAME
 from helloscope.parsers.quic import (
     ACK,
     ACK_ECN,
@@ -63,6 +62,7 @@ from helloscope.parsers.quic import (
     short_header,
     unprotect,
 )
+from helloscope.parsers.quic import HANDSHAKE_DONE as HANDSHAKE_DONE_FRAME
 from helloscope.parsers.records import HandshakeReader
 from helloscope.parsers.registry import ALERT_FATAL, FINISHED
 from helloscope.sniffer.capture.decode import Segment

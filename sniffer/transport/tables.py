@@ -11,8 +11,8 @@ from helloscope.parsers.keylog import KeyLog
 from helloscope.parsers.registry import IP_PROTOCOL_TCP, IP_PROTOCOL_UDP
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Emit, Limits, Sweeper
 from helloscope.sniffer.transport.dtls import DtlsTable
+from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Emit, Limits, Sweeper
 from helloscope.sniffer.transport.quic import QuicTable
 from helloscope.sniffer.transport.tcp import TcpTable
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.records import HandshakeMessage, HandshakeReader, Record, RecordReader
 from helloscope.parsers.registry import ALERT, CHANGE_CIPHER_SPEC, HANDSHAKE
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-
 from helloscope.parsers.community_id import community_id
 
 TCP, UDP, SCTP, RSVP = 6, 17, 132, 46

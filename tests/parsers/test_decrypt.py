@@ -22,9 +22,6 @@ from typing import IO
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypothesis import given
-from hypothesis import strategies as st
-
 from helloscope.parsers.decrypt import (
     TLS12_AEAD_SUITES,
     TLS13_SUITES,
@@ -46,6 +43,9 @@ from helloscope.parsers.keylog import (
     KeyLog,
     parse_keylog_text,
 )
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.helpers import tshark_fields
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
 from helloscope.parsers.alerts import parse_alerts
 from helloscope.parsers.decrypt import (
     DTLS13_LABEL_PREFIX,

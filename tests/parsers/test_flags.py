@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from helloscope.parsers.flags import (
     EMPTY,
     LENGTH_MISMATCH,
@@ -14,6 +11,8 @@ from helloscope.parsers.flags import (
     decode_tls_flags,
     encode_tls_flags,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_protocol_examples():

@@ -19,7 +19,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from helloscope.parsers.certs import summarize_x509
 
 NOT_BEFORE = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)

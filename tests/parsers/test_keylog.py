@@ -6,9 +6,6 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from helloscope.parsers.keylog import (
     CLIENT_HANDSHAKE_TRAFFIC_SECRET,
     CLIENT_RANDOM,
@@ -18,6 +15,8 @@ from helloscope.parsers.keylog import (
     KeyLogProblem,
     parse_keylog_text,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 RANDOM_A = bytes(range(32))
 RANDOM_B = bytes(range(100, 132))

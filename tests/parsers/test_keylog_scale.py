@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 import tracemalloc
 
+from helloscope.parsers.keylog import CLIENT_RANDOM, KEYLOG_LABELS, KeyLog, parse_keylog_text
 from hypothesis import given
 from hypothesis import strategies as st
-
-from helloscope.parsers.keylog import CLIENT_RANDOM, KEYLOG_LABELS, KeyLog, parse_keylog_text
 
 TLS13 = (
     "CLIENT_HANDSHAKE_TRAFFIC_SECRET",

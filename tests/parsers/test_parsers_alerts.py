@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.alerts import Alert, parse_alerts
 from helloscope.parsers.errors import ParseError
+
 from tests.helpers import tshark_fields
 from tests.parsers.corpus_streams import plaintext_records, tcp_streams
 

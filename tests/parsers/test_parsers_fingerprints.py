@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello, parse_sslv2_client_hello
+
 from tests.helpers import tshark_fields
 from tests.parsers import rfc8448
 from tests.parsers.corpus_streams import plaintext_handshake, tcp_streams

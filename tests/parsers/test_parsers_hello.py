@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.fingerprints import ja3, ja3_string
 from helloscope.parsers.flags import TlsFlags
@@ -22,6 +21,7 @@ from helloscope.parsers.hello import (
     parse_server_hello,
     parse_sslv2_client_hello,
 )
+
 from tests.helpers import PCAPS, tshark_fields
 from tests.parsers import rfc8448
 from tests.parsers.corpus_streams import frame_payload, plaintext_handshake, tcp_streams

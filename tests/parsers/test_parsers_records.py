@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.records import HandshakeMessage, HandshakeReader, Record, RecordReader
+
 from tests.parsers import rfc8448
 from tests.parsers.corpus_streams import plaintext_handshake, tcp_streams, tls_start
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helloscope.parsers import registry
 from helloscope.parsers.registry import (
     ALERT_NAMES,

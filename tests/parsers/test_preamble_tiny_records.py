@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello
 from helloscope.parsers.preamble import (
     SIGNATURE_SPAN,
@@ -19,6 +18,7 @@ from helloscope.parsers.preamble import (
     sslv2_client_hello_undecided,
 )
 from helloscope.parsers.records import HandshakeReader, RecordReader
+
 from tests.parsers.corpus_streams import plaintext_handshake, plaintext_records, tcp_streams
 
 PCAPS = Path(__file__).resolve().parents[2] / "pcaps"

@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from helloscope.parsers.decrypt import DecryptError
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello
@@ -38,6 +35,9 @@ from helloscope.parsers.quic import (
     unprotect,
 )
 from helloscope.parsers.records import HandshakeReader
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.parsers import quic_vectors as rfc
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
-from hypothesis import given
-from hypothesis import strategies as st
-
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.flags import encode_tls_flags
 from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
+from hypothesis import given
+from hypothesis import strategies as st
+
 from tests.parsers.test_decrypt import RFC8448_ENCRYPTED_EXTENSIONS
 
 

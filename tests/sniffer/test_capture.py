@@ -19,11 +19,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helloscope.sniffer.capture import files as capture
+from helloscope.sniffer.capture.files import CaptureError, CaptureReader, Truncation, open_capture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helloscope.sniffer.capture import files as capture
-from helloscope.sniffer.capture.files import CaptureError, CaptureReader, Truncation, open_capture
 from tests.helpers import REPO, tshark_fields
 
 PCAP = "FlowTest/pcap/tls12.pcap"  # Ethernet, microseconds, 26 packets

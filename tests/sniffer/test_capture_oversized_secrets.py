@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helloscope.sniffer.capture.files import open_capture
+
 from tests.helpers import PCAPS, analyze
 
 FIXTURE = PCAPS / "tls12-noauth.pcap"

@@ -1,4 +1,4 @@
-"""helloscope.sniffer.capture.decode against tshark on real captures of every supported link type, and on rewritten copies.
+"""capture.decode against tshark on real captures of every supported link type, and on rewritten copies.
 
 Where the corpus has no example (DLT_RAW 12/14, LINKTYPE_IPV6, LOOP, 802.1ad, IPv6 routing/fragment/AH
 headers, IPv4 options on TCP, fragments), real frames are rewritten into that form; tshark checks the
@@ -16,11 +16,11 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
+from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, Segment, decode
+from helloscope.sniffer.capture.files import open_capture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, Segment, decode
 from tests.helpers import CORPUS, need_corpus, tshark_fields
 
 NDPI = "nDPI/tests/cfgs/default/pcap/"

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, decode
 from helloscope.sniffer.capture.files import open_capture
+
 from tests.helpers import PCAPS, REPO
 
 FIXTURE = PCAPS / "tls13-ccm-untrusted.pcap"

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helloscope.sniffer.handshake import inference
 from helloscope.sniffer.handshake.inference import CALIBRATION, HIGH, MEDIUM, Sizes, infer, max_confidence, patterns
 from helloscope.sniffer.report.model import RecordTrace
 from helloscope.sniffer.vocabulary import Sender
+
 from tests.helpers import analyze
 
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER

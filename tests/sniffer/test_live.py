@@ -13,20 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.capture.decode import decode
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.rings import KernelStats
 from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.transport.lifecycle import Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
+from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.run.keylog_follow import KeyLogFollower
 from helloscope.sniffer.run.live import Sensor, SensorSettings, Signals, run_sensor, stats_event
-from helloscope.sniffer.capture.rings import KernelStats
 from helloscope.sniffer.run.pcapwriter import HandshakeBounds, HandshakePcap
 from helloscope.sniffer.run.pipeline import Frame, analyze_files, feed_frames
-from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
+
 from tests.helpers import PCAPS
 
 OBSERVER = Observer("test-sensor")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture, LiveCaptureError, compile_filter
+
 from tests.helpers import REPO
 from tests.netns import SERVER_ADDRESS, Host, Link, netns_link  # noqa: F401
 

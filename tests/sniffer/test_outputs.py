@@ -1,4 +1,4 @@
-"""helloscope.sniffer.outputs without a network: spec parsing, files and logrotate, the spool's order, torn records, limits."""
+"""outputs without a network: spec parsing, files and logrotate, the spool's order, torn records, limits."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from helloscope.sniffer.outputs import ACCEPTED_FORMS, DeliveryOptions, OutputError, open_outputs
 from helloscope.sniffer.outputs.delivery import BatchLimits, QueuedDestination, Sent
 from helloscope.sniffer.outputs.spool import Spool
+
 from tests.receivers import BulkReceiver, free_port, sample_events, serving, wait_until
 
 QUICK = DeliveryOptions(batch_events=10, batch_seconds=0.02, retry_max_seconds=0.1)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+from helloscope.sniffer.transport.reassembly import HELD_SEGMENT_OVERHEAD, StreamReassembler
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from helloscope.sniffer.transport.reassembly import HELD_SEGMENT_OVERHEAD, StreamReassembler
 
 ISN = 0xFFFF_FF00  # close to the wrap, so sequence arithmetic modulo 2**32 is exercised
 
