@@ -84,6 +84,18 @@ SUPPORTED_LINKTYPES: Final = frozenset(
 )
 _RAW_IP = frozenset({LINKTYPE_RAW, LINKTYPE_RAW_DLT12, LINKTYPE_RAW_DLT14})
 
+
+def undecodable_note(name: str, frames: int, linktypes: list[int]) -> str:
+    """A warning for a capture none of whose frames decoded: the link type says why, or that it is not it."""
+    described = ", ".join(
+        f"{linktype} ({'supported' if linktype in SUPPORTED_LINKTYPES else 'not supported'})" for linktype in linktypes
+    )
+    return (
+        f"{name}: none of its {frames} frames could be decoded to IPv4/IPv6 TCP or UDP "
+        f"(link type {described or 'unknown'}; supported: {', '.join(map(str, sorted(SUPPORTED_LINKTYPES)))})"
+    )
+
+
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_IPV6 = 0x86DD
 _IP_VERSIONS = {4: _ETHERTYPE_IPV4, 6: _ETHERTYPE_IPV6}

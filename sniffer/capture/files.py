@@ -114,6 +114,7 @@ class CaptureReader:
         self._base = 0  # file offset of _buf[0]
         self._read_error: str | None = None
         self.format = PCAP
+        self.linktypes: list[int] = []  # the link types the file declares (pcapng: one per interface)
         self._split_pcap = split_pcap if accelerated else None
         self._split_pcapng = split_pcapng if accelerated else None
         try:
@@ -139,6 +140,7 @@ class CaptureReader:
             if not self._fill(_PCAP_FILE_HEADER):
                 raise CaptureError(f"{self.name}: pcap file header cut short")
             snaplen, linktype = struct.unpack_from(endian + "II", self._buf, 16)
+            self.linktypes.append(linktype)
             self._pos = _PCAP_FILE_HEADER
             return self._pcap(endian, units, linktype, min(max(snaplen, _MIN_CAPLEN_LIMIT), _MAX_RECORD))
         if magic == _SHB_MAGIC:
@@ -380,6 +382,7 @@ class CaptureReader:
                     self._damaged(pos, f"pcapng interface block length {blen} too small")
                     return
                 interfaces.append(_parse_idb(buf, pos, blen, endian))
+                self.linktypes.append(interfaces[-1].linktype)
             elif btype == _DSB and blen >= 20:
                 stype, slen = struct.unpack_from(endian + "II", buf, pos + 8)
                 if stype == TLS_KEY_LOG and slen <= blen - 20:

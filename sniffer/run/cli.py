@@ -27,6 +27,7 @@ import click
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer import __version__
 from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
+from helloscope.sniffer.capture.decode import undecodable_note
 from helloscope.sniffer.capture.files import (
     PCAP,
     CaptureError,
@@ -502,9 +503,13 @@ def _analyze_here(
                     frames = with_progress(reader, bar)
                     if matches is not None:
                         frames = filtered(frames, matches)
+                    packets, undecoded = stats.packets, stats.undecoded_frames
                     truncation = feed_capture(reader, table, stats, keys, frames)
                     if truncation is not None:
                         _warn(damage_note(reader, truncation))
+                    read = stats.packets - packets
+                    if read and stats.undecoded_frames - undecoded == read:
+                        _warn(undecodable_note(path, read, reader.linktypes))
     except _Stopped as stop:
         return stats, stop.signal
     finally:
