@@ -8,8 +8,9 @@ by the same rules:
 - a fatal alert, or both directions unreadable, ends the story for every version;
 - TLS 1.3 without keys is followed for ``MAX_TRACED_RECORDS`` records (the sizes inference needs);
 - TLS <= 1.2 is followed past both Finished until the server answers (data or an alert; after a
-  renegotiation, which may request a certificate, its end or an alert), within ``MAX_TRACED_RECORDS``
-  records: the record headers show that much without keys. DTLS settles at both Finished. When a logged
+  renegotiation, which may request a certificate, its end or an alert), or the client has sent a
+  request's worth of records to a silent server, within ``MAX_TRACED_RECORDS`` records: the record
+  headers show that much without keys. DTLS settles at both Finished. When a logged
   key can read what follows, the connection is then followed for ``MAX_PROTECTED_BYTES``;
 - with keys, TLS 1.3 (QUIC) settles once the client has finished and the server has answered it.
 """
@@ -49,21 +50,33 @@ class TlsProgress(Protocol):
     @property
     def follow_after_handshake(self) -> bool: ...
 
+    @property
+    def renegotiation_window_over(self) -> bool: ...
+
     dtls: bool
     server_answered: bool
 
 
 def tls_settled(progress: TlsProgress) -> bool:
     """Nothing later on this TLS connection can change its report."""
+    if progress.tls13:  # checked first: most records are TLS 1.3's, asked about at every one
+        return (
+            progress.traced_records >= MAX_TRACED_RECORDS
+            or progress.fatal_alert_seen
+            or progress.both_directions_broken
+        )
     if progress.fatal_alert_seen or progress.both_directions_broken:
         return True
-    if progress.tls13:
-        return progress.traced_records >= MAX_TRACED_RECORDS
     if progress.follow_after_handshake:
         return progress.protected_bytes >= MAX_PROTECTED_BYTES
     if not progress.established:
         return False
-    return progress.dtls or progress.server_answered or progress.traced_records >= MAX_TRACED_RECORDS
+    return (
+        progress.dtls
+        or progress.server_answered
+        or progress.renegotiation_window_over
+        or progress.traced_records >= MAX_TRACED_RECORDS
+    )
 
 
 def keys_can_follow(progress: TlsProgress, client_random: bytes | None, keys: KeyLog | None) -> bool:

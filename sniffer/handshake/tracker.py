@@ -45,6 +45,8 @@ from helloscope.sniffer.vocabulary import Evidence, Sender
 
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 EARLY_DATA: Final = 42
+# Client application records after the handshake past which a silent server is not waited for any more.
+CLIENT_RECORDS_BEFORE_RENEGOTIATION: Final = 4
 NAMED_CURVE: Final = 3
 
 
@@ -77,6 +79,7 @@ class ConnectionTracker:
         "records",
         "renegotiation",
         "server_answered",
+        "_client_records_after",
         "server_flight_done",
         "_server_hello",
         "tls13",
@@ -117,6 +120,8 @@ class ConnectionTracker:
         self._renegotiation_ccs = {CLIENT: False, SERVER: False}  # a ChangeCipherSpec since it began
         # The server's answer past the handshake: data or an alert, or the end of a renegotiation.
         self.server_answered = False
+        # Client application records since both Finished, while the server said nothing (an upload).
+        self._client_records_after = 0
         # Records that came after the report was settled, in the segment that settled it: replayed when
         # a key makes the connection worth following, dropped otherwise (where a segment ends must not
         # change what is reported).
@@ -163,7 +168,8 @@ class ConnectionTracker:
 
     @property
     def both_directions_broken(self) -> bool:
-        return all(self._broken.values())
+        broken = self._broken
+        return broken[CLIENT] and broken[SERVER]
 
     @property
     def traced_records(self) -> int:
@@ -295,6 +301,17 @@ class ConnectionTracker:
                 self._renegotiation_ccs[sender] = True
         elif sender == SERVER and (content_type == ALERT or not self.renegotiation):
             self.server_answered = True
+        elif sender == CLIENT and not self.renegotiation:
+            self._client_records_after += 1
+
+    @property
+    def renegotiation_window_over(self) -> bool:
+        """The client has sent a request's worth of records with no renegotiation in sight.
+
+        A server that wants a certificate for a request asks once it has read the request (IIS does,
+        after the headers): past the client's first records of an upload the server would have asked.
+        """
+        return self._client_records_after >= CLIENT_RECORDS_BEFORE_RENEGOTIATION
 
     def _early_data(self, sender: Sender) -> bool:
         """Application data sent with the ClientHello (0-RTT) when the hello offered early_data."""

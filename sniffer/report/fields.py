@@ -40,27 +40,29 @@ _WRITTEN = """
     helloscope.client_hello.supported_versions helloscope.decryption helloscope.decryption.certificate_verify
     helloscope.decryption.client_finished helloscope.decryption.new_session_tickets
     helloscope.decryption.post_handshake_certificate_request helloscope.decryption.reason
-    helloscope.decryption.records helloscope.decryption.server_finished helloscope.decryption.status
-    helloscope.decryption.ticket_flags helloscope.end_reason helloscope.flag_outcome
-    helloscope.flag_outcome_evidence helloscope.hello_retry_request helloscope.outcome helloscope.outcome_basis
-    helloscope.outcome_confidence helloscope.outcome_evidence helloscope.preamble helloscope.preamble.client_bytes
-    helloscope.preamble.protocol helloscope.preamble.server_bytes helloscope.quic
-    helloscope.quic.client_initial_packets helloscope.quic.connection_close
-    helloscope.quic.connection_close.application helloscope.quic.connection_close.error_code
-    helloscope.quic.connection_close.frame_type helloscope.quic.connection_close.packet_type
-    helloscope.quic.connection_close.reason helloscope.quic.connection_close.sender
-    helloscope.quic.crypto_duplicates helloscope.quic.handshake_packets helloscope.quic.original_dcid
-    helloscope.quic.retry helloscope.quic.server_initial_packets helloscope.quic.transport_parameters
-    helloscope.quic.undecryptable_initial_packets helloscope.quic.version helloscope.quic.version_name
-    helloscope.request_mtls helloscope.second_client_hello helloscope.second_client_hello.alpn
-    helloscope.second_client_hello.cipher_suites helloscope.second_client_hello.compression_methods
-    helloscope.second_client_hello.ec_point_formats helloscope.second_client_hello.ech
-    helloscope.second_client_hello.ech.aead_id helloscope.second_client_hello.ech.config_id
-    helloscope.second_client_hello.ech.kdf_id helloscope.second_client_hello.ech.payload_length
-    helloscope.second_client_hello.ech.type helloscope.second_client_hello.extension_names
-    helloscope.second_client_hello.extensions helloscope.second_client_hello.grease
-    helloscope.second_client_hello.ja3_full helloscope.second_client_hello.ja4 helloscope.second_client_hello.ja4_o
-    helloscope.second_client_hello.ja4_r helloscope.second_client_hello.ja4_ro
+    helloscope.decryption.records helloscope.decryption.server_finished helloscope.decryption.source
+    helloscope.decryption.status helloscope.decryption.ticket_flags helloscope.dtls helloscope.dtls.client_datagrams
+    helloscope.dtls.conflicting_fragments helloscope.dtls.hello_verify_request helloscope.dtls.malformed_datagrams
+    helloscope.dtls.retransmitted_fragments helloscope.dtls.server_datagrams helloscope.dtls.unified_records
+    helloscope.end_reason helloscope.flag_outcome helloscope.flag_outcome_evidence helloscope.hello_retry_request
+    helloscope.outcome helloscope.outcome_basis helloscope.outcome_confidence helloscope.outcome_evidence
+    helloscope.preamble helloscope.preamble.client_bytes helloscope.preamble.protocol
+    helloscope.preamble.server_bytes helloscope.quic helloscope.quic.client_initial_packets
+    helloscope.quic.connection_close helloscope.quic.connection_close.application
+    helloscope.quic.connection_close.error_code helloscope.quic.connection_close.frame_type
+    helloscope.quic.connection_close.packet_type helloscope.quic.connection_close.reason
+    helloscope.quic.connection_close.sender helloscope.quic.crypto_duplicates helloscope.quic.handshake_packets
+    helloscope.quic.original_dcid helloscope.quic.retry helloscope.quic.server_initial_packets
+    helloscope.quic.transport_parameters helloscope.quic.undecryptable_initial_packets helloscope.quic.version
+    helloscope.quic.version_name helloscope.renegotiation helloscope.request_mtls helloscope.second_client_hello
+    helloscope.second_client_hello.alpn helloscope.second_client_hello.cipher_suites
+    helloscope.second_client_hello.compression_methods helloscope.second_client_hello.ec_point_formats
+    helloscope.second_client_hello.ech helloscope.second_client_hello.ech.aead_id
+    helloscope.second_client_hello.ech.config_id helloscope.second_client_hello.ech.kdf_id
+    helloscope.second_client_hello.ech.payload_length helloscope.second_client_hello.ech.type
+    helloscope.second_client_hello.extension_names helloscope.second_client_hello.extensions
+    helloscope.second_client_hello.grease helloscope.second_client_hello.ja3_full helloscope.second_client_hello.ja4
+    helloscope.second_client_hello.ja4_o helloscope.second_client_hello.ja4_r helloscope.second_client_hello.ja4_ro
     helloscope.second_client_hello.key_share_groups helloscope.second_client_hello.legacy_version
     helloscope.second_client_hello.max_version helloscope.second_client_hello.padding_length
     helloscope.second_client_hello.post_handshake_auth helloscope.second_client_hello.pre_shared_key
