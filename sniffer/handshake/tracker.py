@@ -80,6 +80,7 @@ class ConnectionTracker:
         "renegotiation",
         "server_answered",
         "_client_records_after",
+        "_settled",
         "server_flight_done",
         "_server_hello",
         "tls13",
@@ -122,6 +123,8 @@ class ConnectionTracker:
         self.server_answered = False
         # Client application records since both Finished, while the server said nothing (an upload).
         self._client_records_after = 0
+        # tls_settled(self) as of the last input: asked at every record and packet, computed once per input.
+        self._settled = False
         # Records that came after the report was settled, in the segment that settled it: replayed when
         # a key makes the connection worth following, dropped otherwise (where a segment ends must not
         # change what is reported).
@@ -186,6 +189,7 @@ class ConnectionTracker:
     @follow_after_handshake.setter
     def follow_after_handshake(self, follow: bool) -> None:
         self._follow_after_handshake = follow
+        self._settled = tls_settled(self)
         held, self._held = self._held, []
         if follow:
             for sender, record, timestamp in held:
@@ -193,8 +197,12 @@ class ConnectionTracker:
 
     @property
     def settled(self) -> bool:
-        """Nothing later on this connection can change its report (the rules: handshake.settlement)."""
-        return tls_settled(self)
+        """Nothing later on this connection can change its report (the rules: handshake.settlement).
+
+        Kept up to date by every input method rather than worked out at each question: the flow table
+        asks it for every packet and this tracker for every record.
+        """
+        return self._settled
 
     def handshake(self, anomalies: tuple[str, ...] | None = None) -> Handshake:
         """The frozen observations; ``anomalies`` replaces the tracker's own when the transport added some."""
@@ -233,30 +241,38 @@ class ConnectionTracker:
     def alert(self, finding: AlertFinding) -> None:
         """An alert the transport read outside the record layer (a QUIC CONNECTION_CLOSE's crypto error)."""
         self.alerts.append(finding)
+        self._settled = tls_settled(self)
 
     def stream_broken(self, sender: Sender, reason: str) -> None:
         """The byte stream of one direction can no longer be framed as TLS records."""
         if not self._broken[sender]:
             self._broken[sender] = True
             self.note(f"{sender}_{reason}")
+            self._settled = tls_settled(self)
 
     def handshake_data(self, sender: Sender, data: bytes) -> None:
         """Handshake bytes that arrive without a record layer (QUIC CRYPTO frames), in stream order."""
         if not self._broken[sender]:
             self._handshake_fragment(sender, data)
+            self._settled = tls_settled(self)
 
     def handshake_message(self, sender: Sender, msg_type: int, body: bytes) -> None:
         """A whole handshake message that a transport rebuilt itself (DTLS fragments), in message order."""
         if not self._broken[sender]:
             self._message(sender, msg_type, body)
+            self._settled = tls_settled(self)
 
     def record(self, sender: Sender, record: Record, timestamp: float) -> None:
         if self._broken[sender]:
             return
-        if self.settled and not self._follow_after_handshake:
+        if self._settled and not self._follow_after_handshake:
             if self.keep_protected and len(self._held) < MAX_TRACED_RECORDS:
                 self._held.append((sender, record, timestamp))
             return
+        self._record(sender, record, timestamp)
+        self._settled = tls_settled(self)
+
+    def _record(self, sender: Sender, record: Record, timestamp: float) -> None:
         content_type = record.content_type
         if self._server_hello is not None and len(self.records) < MAX_TRACED_RECORDS:
             self.records.append(RecordTrace(sender, content_type, len(record.payload), timestamp))

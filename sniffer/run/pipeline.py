@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
 from helloscope.parsers.keylog import SOURCE_PCAPNG, KeyLog
+from helloscope.parsers.registry import IP_PROTOCOL_TCP, IP_PROTOCOL_UDP
 from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import Segment, decode
 from helloscope.sniffer.capture.files import CaptureReader, Truncation
@@ -57,11 +58,12 @@ def feed_frames(
     Blocks it meets); new ones join ``keys`` before the next frame. ``tap`` sees every decoded frame
     before the table does, so a report caused by that frame can already include it.
     """
-    feed = table.segment
+    # What table.segment does, unrolled: this loop runs for every packet.
+    tcp_segment, udp_datagram, tick = table.tcp_segment, table.udp_datagram, table.tick
     # the C core's decode when it is built: it answers NOT_MINE for the shapes only decode() knows
     decode_fast, not_mine = fast.decode, fast.NOT_MINE
     absorbed = 0
-    undecoded = count = size = 0
+    undecoded = tcp = udp = count = size = 0
     timestamp = None
     try:
         for timestamp, linktype, frame in frames:
@@ -77,12 +79,21 @@ def feed_frames(
                 continue
             if tap is not None:
                 tap(timestamp, linktype, frame, segment)
-            feed(timestamp, segment)
+            proto = segment[0]
+            if proto == IP_PROTOCOL_TCP:
+                tcp += 1
+                tcp_segment(timestamp, segment)
+            elif proto == IP_PROTOCOL_UDP:
+                udp += 1
+                udp_datagram(timestamp, segment)
+            tick(timestamp)
     finally:
         # Also when a stop (KeyboardInterrupt) ends the loop early: what was fed is counted.
         stats.packets += count
         stats.bytes += size
         stats.undecoded_frames += undecoded
+        stats.tcp_segments += tcp
+        stats.udp_datagrams += udp
     return timestamp
 
 

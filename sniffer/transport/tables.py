@@ -31,22 +31,31 @@ class ConnectionTables:
         self.dtls = DtlsTable(emit, stats, limits, keys, ports)
         self._stats = stats
         self._sweeper = Sweeper((self.tcp, self.quic, self.dtls), limits)  # type: ignore[arg-type]
+        # Bound once: these run for every packet (the pipeline's loop calls them directly).
+        self.tcp_segment = self.tcp.packet
+        self.tick = self._sweeper.tick
+        self._quic_datagram = self.quic.datagram
+        self._dtls_datagram = self.dtls.datagram
 
     def __len__(self) -> int:
         return len(self.tcp) + len(self.quic) + len(self.dtls)
 
     def segment(self, timestamp: float, segment: Segment) -> None:
         """One decoded TCP segment or UDP datagram."""
-        if segment.proto == IP_PROTOCOL_TCP:
+        proto = segment[0]
+        if proto == IP_PROTOCOL_TCP:
             self._stats.tcp_segments += 1
-            self.tcp.packet(timestamp, segment)
-        elif segment.proto == IP_PROTOCOL_UDP:
+            self.tcp_segment(timestamp, segment)
+        elif proto == IP_PROTOCOL_UDP:
             self._stats.udp_datagrams += 1
-            # QUIC first: its short headers may clear the fixed bit (RFC 9287), so only the QUIC table
-            # knows its own datagrams; what it does not claim may be DTLS (RFC 7983's first-byte ranges).
-            if not self.quic.datagram(timestamp, segment):
-                self.dtls.datagram(timestamp, segment)
-        self._sweeper.tick(timestamp)
+            self.udp_datagram(timestamp, segment)
+        self.tick(timestamp)
+
+    def udp_datagram(self, timestamp: float, segment: Segment) -> None:
+        # QUIC first: its short headers may clear the fixed bit (RFC 9287), so only the QUIC table knows
+        # its own datagrams; what it does not claim may be DTLS (RFC 7983's first-byte ranges).
+        if not self._quic_datagram(timestamp, segment):
+            self._dtls_datagram(timestamp, segment)
 
     def expire(self, now: float) -> None:
         """Report and drop connections silent for longer than the idle timeout at ``now``.
