@@ -47,11 +47,17 @@ from helloscope.sniffer.handshake.settlement import MAX_PROTECTED_BYTES, keys_ca
 from helloscope.sniffer.handshake.tracker import ConnectionTracker
 from helloscope.sniffer.report.model import ConnectionReport, DtlsSummary, Endpoints
 from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Connection, ConnectionTable, Emit, Limits
+from helloscope.sniffer.transport.lifecycle import (
+    DEFAULT_LIMITS,
+    Connection,
+    ConnectionTable,
+    Emit,
+    Endpoint,
+    Limits,
+    Path,
+    PathIndex,
+)
 from helloscope.sniffer.vocabulary import EndReason, Sender, Transport
-
-Endpoint = tuple[bytes, int]
-Path = tuple[bytes, int, bytes, int]  # src, sport, dst, dport
 
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 # Byte 13 of a datagram that opens an association: the msg_type of its first handshake fragment.
@@ -112,7 +118,7 @@ class DtlsTable(ConnectionTable[_Association]):
         super().__init__(emit, stats, limits)
         self._keys = keys
         self._ports = ports
-        self._paths: dict[Path, _Association] = {}
+        self._paths: PathIndex[_Association] = PathIndex()
 
     def datagram(self, timestamp: float, segment: Segment) -> bool:
         """Follow one datagram if it belongs to a DTLS association or opens one; False if it is not DTLS."""
@@ -169,7 +175,7 @@ class DtlsTable(ConnectionTable[_Association]):
         client, server = (path[0], path[1]), (path[2], path[3])
         association = _Association(client, server, timestamp, self._keys_can_open())
         self._admit(association)
-        self._paths[path] = self._paths[(*server, *client)] = association
+        self._paths.add(client, server, association)
         return association
 
     def _record(self, association: _Association, sender: Sender, record: DtlsRecord, timestamp: float) -> None:
@@ -202,10 +208,7 @@ class DtlsTable(ConnectionTable[_Association]):
         association.protected.append(DtlsProtectedRecord(sender, record, timestamp))
 
     def _forget(self, association: _Association) -> None:
-        client, server = association.client, association.server
-        for path in ((*client, *server), (*server, *client)):
-            if self._paths.get(path) is association:
-                del self._paths[path]
+        self._paths.discard(association.client, association.server, association)
 
     def _report(self, association: _Association, reason: EndReason) -> ConnectionReport:
         tracker = association.tracker

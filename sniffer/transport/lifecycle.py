@@ -56,6 +56,35 @@ class Connection:
 
 C = TypeVar("C", bound=Connection)
 Emit = Callable[[ConnectionReport], None]
+Endpoint = tuple[bytes, int]  # packed address, port
+Path = tuple[bytes, int, bytes, int]  # src, sport, dst, dport: one direction between two endpoints
+
+
+class PathIndex(Generic[C]):
+    """Connections by directed 4-tuple, both directions: how a datagram transport finds its connection."""
+
+    __slots__ = ("_paths",)
+
+    def __init__(self) -> None:
+        self._paths: dict[Path, C] = {}
+
+    def get(self, path: Path) -> C | None:
+        return self._paths.get(path)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._paths
+
+    def __bool__(self) -> bool:
+        return bool(self._paths)
+
+    def add(self, client: Endpoint, server: Endpoint, connection: C) -> None:
+        self._paths[(*client, *server)] = self._paths[(*server, *client)] = connection
+
+    def discard(self, client: Endpoint, server: Endpoint, connection: C) -> None:
+        """Forget both directions, unless a newer connection took the path over since."""
+        for path in ((*client, *server), (*server, *client)):
+            if self._paths.get(path) is connection:
+                del self._paths[path]
 
 
 class ConnectionTable(ABC, Generic[C]):

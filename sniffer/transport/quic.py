@@ -72,14 +72,20 @@ from helloscope.sniffer.handshake.settlement import quic_settled, quic_verdict_s
 from helloscope.sniffer.handshake.tracker import ConnectionTracker
 from helloscope.sniffer.report.model import AlertFinding, ConnectionReport, Endpoints, QuicClose, QuicSummary
 from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Connection, ConnectionTable, Emit, Limits
+from helloscope.sniffer.transport.lifecycle import (
+    DEFAULT_LIMITS,
+    Connection,
+    ConnectionTable,
+    Emit,
+    Endpoint,
+    Limits,
+    PathIndex,
+)
 from helloscope.sniffer.vocabulary import DecryptionStatus, EndReason, Evidence, Phase, Sender, Transport
 
 QUIC_TRANSPORT_PARAMETERS: Final = 0x39
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 
-Endpoint = tuple[bytes, int]
-Path = tuple[bytes, int, bytes, int]  # src, sport, dst, dport
 CidKey = tuple[bytes, int, bytes, int, bytes]  # the path and the destination connection id
 
 _SECRETS: Final = {
@@ -350,7 +356,7 @@ class QuicTable(ConnectionTable[_Connection]):
         self._orphans: deque[tuple[float, bytes, Header, Endpoint, Endpoint]] = deque(maxlen=MAX_ORPHANS)
         # The latest connection on each path, both directions: short headers carry a DCID of unknown
         # length, so a 1-RTT packet is matched against that connection's CIDs.
-        self._paths: dict[Path, _Connection] = {}
+        self._paths: PathIndex[_Connection] = PathIndex()
 
     # ----- datagrams -----------------------------------------------------------------------------
 
@@ -456,7 +462,7 @@ class QuicTable(ConnectionTable[_Connection]):
         self._admit(connection)
         self._register(connection, (*client, *server, header.dcid))
         self._register(connection, (*server, *client, header.scid))
-        self._paths[(*client, *server)] = self._paths[(*server, *client)] = connection
+        self._paths.add(client, server, connection)
         self._initial(connection, timestamp, datagram, header, CLIENT)
         self._adopt(connection)
         return connection
@@ -551,10 +557,7 @@ class QuicTable(ConnectionTable[_Connection]):
         for key in connection.cids:
             if self._by_cid.get(key) is connection:
                 del self._by_cid[key]
-        client, server = connection.client, connection.server
-        for path in ((*client, *server), (*server, *client)):
-            if self._paths.get(path) is connection:
-                del self._paths[path]
+        self._paths.discard(connection.client, connection.server, connection)
 
     # ----- reports -------------------------------------------------------------------------------
 
