@@ -26,6 +26,7 @@ class RunStats:
     non_tls_flows: int = 0
     flow_cap_evictions: int = 0
     idle_evictions: int = 0
+    memory_evictions: int = 0  # connections reported early because --max-memory was reached
     stream_byte_cap_hits: int = 0
     out_of_order_segments: int = 0
     retransmitted_segments: int = 0

@@ -99,6 +99,7 @@ class EndReason(StrEnum):
     RESET = "reset"
     IDLE = "idle_timeout"
     EVICTED = "flow_cap"
+    MEMORY = "memory_cap"
     CAPTURE_END = "capture_end"
     PORT_REUSE = "port_reused"
 

@@ -175,6 +175,14 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help="Seconds of capture time after which a silent flow is reported and dropped.",
             ),
+            click.option(
+                "--max-memory",
+                type=ByteSize(1 << 20),
+                default=DEFAULT_LIMITS.max_memory,
+                show_default=True,
+                help="What connections may hold in all, as accounted (buffers and per-flow state); "
+                "beyond it the oldest are reported and dropped.",
+            ),
         )
     ):
         command = option(command)
@@ -273,6 +281,7 @@ def analyze(
     max_stream_bytes: int,
     max_preamble_bytes: int,
     idle_timeout: float,
+    max_memory: int,
     keylogs: tuple[str, ...],
     outputs: tuple[str, ...],
     spool_dir: str | None,
@@ -311,7 +320,7 @@ def analyze(
     summary = Summary()
     table_events: list[dict[str, Any]] = []
     observer = Observer(sensor_name or socket.gethostname())
-    limits = Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout)
+    limits = Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout, max_memory)
     specs = outputs or (("-",) if output_format == "json" else ())
     sinks: list[Outputs] = []  # opened in this process, with workers only once they are forked
 
@@ -644,6 +653,7 @@ def live(
     max_stream_bytes: int,
     max_preamble_bytes: int,
     idle_timeout: float,
+    max_memory: int,
     keylogs: tuple[str, ...],
     outputs: tuple[str, ...],
     spool_dir: str | None,
@@ -664,7 +674,7 @@ def live(
     _check_outputs(outputs)
     observer = Observer(sensor_name or socket.gethostname())
     settings = SensorSettings(
-        Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout),
+        Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout, max_memory),
         observer,
         frozenset(ports),
         tuple(keylogs),

@@ -33,6 +33,9 @@ class Limits:
     max_out_of_order_bytes: int = 64 * 1024
     max_preamble_bytes: int = 16 * 1024
     idle_timeout: float = 300.0
+    # What connections may hold in all, as accounted (buffers and per-connection state, not the
+    # interpreter's own overhead): past it the oldest connections are reported and dropped.
+    max_memory: int = 1 << 30
     # False selects the reference path: every protected record is kept even when no key can ever open
     # it. Reports are identical either way (tests/test_fast_path.py holds them to that).
     fast_path: bool = True
@@ -44,7 +47,7 @@ DEFAULT_LIMITS: Final = Limits()
 class Connection:
     """What the lifecycle needs of any transport's connection."""
 
-    __slots__ = ("done", "last_seen", "reported", "start", "tracked")
+    __slots__ = ("cost", "done", "last_seen", "reported", "start", "tracked")
 
     def __init__(self, timestamp: float) -> None:
         self.start = timestamp
@@ -52,6 +55,7 @@ class Connection:
         self.done = False  # settled or never TLS: later packets only keep it alive until it ends
         self.reported = False
         self.tracked = False  # in the table: admitted and not finished
+        self.cost = 0  # bytes it is accounted at (see ConnectionTable.charge)
 
 
 C = TypeVar("C", bound=Connection)
@@ -90,9 +94,10 @@ class PathIndex(Generic[C]):
 class ConnectionTable(ABC, Generic[C]):
     """Connections of one transport, in creation order, under one cap and one idle timeout.
 
-    ``idle_evictions`` and ``flow_cap_evictions`` count the connections whose following the timeout or
-    the cap cut short, that is those not reported yet: a settled connection that is dropped later loses
-    nothing, and counting it would make the figures depend on how files are shared among workers.
+    ``idle_evictions``, ``flow_cap_evictions`` and ``memory_evictions`` count the connections whose
+    following the timeout, the flow cap or the memory bound cut short, that is those not reported yet:
+    a settled connection that is dropped later loses nothing, and counting it would make the figures
+    depend on how files are shared among workers.
     """
 
     def __init__(self, emit: Emit, stats: RunStats, limits: Limits) -> None:
@@ -102,6 +107,7 @@ class ConnectionTable(ABC, Generic[C]):
         self._idle = limits.idle_timeout  # read on every packet
         self._order: deque[C] = deque()  # creation order, for cap eviction and idle sweeps
         self._finished_in_order = 0  # finished connections still in _order, dropped by _compact_order
+        self._memory = 0  # what the tracked connections are accounted at, in all
 
     # ----- what a transport provides -------------------------------------------------------------
 
@@ -118,18 +124,44 @@ class ConnectionTable(ABC, Generic[C]):
     def __len__(self) -> int:
         return len(self._order) - self._finished_in_order
 
+    @property
+    def memory(self) -> int:
+        """Bytes the tracked connections are accounted at."""
+        return self._memory
+
     def _admit(self, connection: C) -> None:
         """Track a new connection, evicting the oldest ones while the table is at its cap."""
         while len(self) >= self._limits.max_flows and self._order:
-            oldest = self._order.popleft()
-            if oldest.tracked:
-                self._stats.flow_cap_evictions += not oldest.reported
-                self._end(oldest, EndReason.EVICTED)
-            else:
-                self._finished_in_order -= 1
+            if self._evict_oldest(EndReason.EVICTED):
+                self._stats.flow_cap_evictions += 1
         connection.tracked = True
         self._order.append(connection)
         self._stats.flows_tracked += 1
+
+    def charge(self, connection: C, cost: int) -> None:
+        """Account ``connection`` at ``cost`` bytes from now on (its buffers changed)."""
+        self._memory += cost - connection.cost
+        connection.cost = cost
+
+    def shed_memory(self) -> None:
+        """Over the memory bound: report and drop the oldest connections until under it.
+
+        A transport calls this before it looks up the connection of a packet, so the connection it is
+        about to work on is never dropped under its feet.
+        """
+        while self._memory > self._limits.max_memory and self._order:
+            if self._evict_oldest(EndReason.MEMORY):
+                self._stats.memory_evictions += 1
+
+    def _evict_oldest(self, reason: EndReason) -> bool:
+        """End the oldest connection in the queue; True if that cut its following short (not yet reported)."""
+        oldest = self._order.popleft()
+        if not oldest.tracked:
+            self._finished_in_order -= 1
+            return False
+        cut_short = not oldest.reported
+        self._end(oldest, reason)
+        return cut_short
 
     def ended_on_arrival(self, connection: C, timestamp: float) -> bool:
         """A packet for ``connection`` at ``timestamp``: True when the connection had gone idle (it is
@@ -161,6 +193,8 @@ class ConnectionTable(ABC, Generic[C]):
         if not connection.reported:
             self.settle(connection, reason)
         connection.tracked = False
+        self._memory -= connection.cost
+        connection.cost = 0
         self._forget(connection)
 
     def _compact_order(self) -> None:

@@ -68,6 +68,11 @@ SYN: Final = 0x02
 RST: Final = 0x04
 ACK: Final = 0x10
 
+# What a flow costs beyond its buffers, measured with tracemalloc (bench/resource_bounds.py --only
+# flow-memory and --only half-open): a flow that has only seen SYNs, and one with its stream state and
+# a parsed ClientHello.
+HALF_OPEN_COST: Final = 310
+FLOW_COST: Final = 5_500
 # Longest signature the TLS-start scan looks for (a hello header spread over six 1-byte records):
 # re-scan this much of the old buffer on new data.
 _SIGNATURE_OVERLAP: Final = SIGNATURE_SPAN
@@ -170,12 +175,15 @@ class TcpTable(ConnectionTable[_Flow]):
         self._keys = keys
         self._ports = ports
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+        self._max_memory = limits.max_memory
 
     # ----- packets -------------------------------------------------------------------------------
 
     def packet(self, timestamp: float, segment: Segment) -> None:
         # One unpack instead of an attribute look-up per field: this runs for every TCP segment.
         _, src, dst, sport, dport, seq, ack, flags, payload, snapped, frame, transport = segment
+        if self._memory > self._max_memory:
+            self.shed_memory()
         key = (src, sport, dst, dport)
         flow = self._flows.get(key)
         if flow is not None and self.ended_on_arrival(flow, timestamp):
@@ -270,6 +278,8 @@ class TcpTable(ConnectionTable[_Flow]):
             and (flow.done or sides[0].fin is not None or sides[1].fin is not None)
         ):
             self._fins_due(flow)
+        if payload and flow.tracked:
+            self.charge(flow, _cost(flow))
 
     def _data(
         self,
@@ -395,6 +405,7 @@ class TcpTable(ConnectionTable[_Flow]):
     def _open(self, key: tuple[bytes, int, bytes, int], timestamp: float) -> _Flow:
         flow = _Flow(key, timestamp)
         self._admit(flow)
+        self.charge(flow, HALF_OPEN_COST)
         self._flows[flow.keys[0]] = flow
         self._flows[flow.keys[1]] = flow
         return flow
@@ -642,6 +653,18 @@ def _starts_anew(flow: _Flow, key: tuple[bytes, int, bytes, int], seq: int, flag
         except ParseError:
             return False
     return True
+
+
+def _cost(flow: _Flow) -> int:
+    """What a flow with stream state is accounted at: its fixed part and what its buffers hold now."""
+    cost = FLOW_COST
+    if flow.sides is not None:
+        for direction in flow.sides:
+            records = direction.records
+            cost += direction.stream.memory + len(direction.pending) + (records.buffered if records else 0)
+    if flow.tracker is not None:
+        cost += flow.tracker.protected_bytes
+    return cost
 
 
 def _preamble(client: bytes, server: bytes) -> Preamble | None:
