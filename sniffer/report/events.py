@@ -9,7 +9,7 @@ happens at display time in :mod:`helloscope.sniffer.report.render`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +31,10 @@ from helloscope.sniffer.report.model import (
     AlertFinding,
     ClientCertificateFinding,
     ConnectionReport,
+    DtlsSummary,
     HelloFingerprints,
     ServerFingerprints,
+    TcpSummary,
 )
 from helloscope.sniffer.vocabulary import Outcome
 
@@ -348,21 +350,12 @@ def _decryption(report: ConnectionReport) -> dict[str, Any]:
 
 
 def _tcp(report: ConnectionReport) -> dict[str, Any] | None:
-    tcp = report.tcp
-    if tcp is None:
-        return None
-    return {
-        "client_bytes": tcp.client_bytes,
-        "server_bytes": tcp.server_bytes,
-        "out_of_order": tcp.out_of_order,
-        "retransmitted": tcp.retransmitted,
-        "overlap_conflicts": tcp.overlap_conflicts,
-        "gaps": tcp.gaps,
-        "byte_cap_reached": tcp.byte_cap_reached,
-        "client_fin": tcp.client_fin,
-        "server_fin": tcp.server_fin,
-        "reset_by": tcp.reset_by,
-    }
+    return None if report.tcp is None else _fields_of(report.tcp)
+
+
+def _fields_of(summary: TcpSummary | DtlsSummary) -> dict[str, Any]:
+    """A summary whose field names are its event keys, in field order."""
+    return {field.name: getattr(summary, field.name) for field in fields(summary)}
 
 
 def _quic(report: ConnectionReport) -> dict[str, Any] | None:
@@ -401,15 +394,4 @@ def _quic(report: ConnectionReport) -> dict[str, Any] | None:
 
 
 def _dtls(report: ConnectionReport) -> dict[str, Any] | None:
-    dtls = report.dtls
-    if dtls is None:
-        return None
-    return {
-        "client_datagrams": dtls.client_datagrams,
-        "server_datagrams": dtls.server_datagrams,
-        "hello_verify_request": dtls.hello_verify_request,
-        "retransmitted_fragments": dtls.retransmitted_fragments,
-        "conflicting_fragments": dtls.conflicting_fragments,
-        "unified_records": dtls.unified_records,
-        "malformed_datagrams": dtls.malformed_datagrams,
-    }
+    return None if report.dtls is None else _fields_of(report.dtls)
