@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -76,6 +77,38 @@ def analyze(*captures: Path, **limits: object) -> list[dict]:
 
     events, _ = analyze_files([open_capture(str(path)) for path in captures], Observer("test"), Limits(**limits))
     return events
+
+
+def segments_of(capture: Path) -> list[tuple[float, Any]]:
+    """The decoded TCP segments and UDP datagrams of a capture, with their timestamps."""
+    from helloscope.sniffer.capture.decode import decode
+    from helloscope.sniffer.capture.files import open_capture
+
+    with open_capture(str(capture)) as reader:
+        decoded = [(timestamp, decode(linktype, frame)) for timestamp, linktype, frame in reader]
+    return [(timestamp, segment) for timestamp, segment in decoded if segment is not None]
+
+
+class TableRun:
+    """Connection tables fed segment by segment, with their stats and the events the CLI would write."""
+
+    def __init__(self, **limits: Any) -> None:
+        from helloscope.sniffer.report.events import Observer, build_event
+        from helloscope.sniffer.stats import RunStats
+        from helloscope.sniffer.transport.lifecycle import Limits
+        from helloscope.sniffer.transport.tables import ConnectionTables
+
+        self.stats = RunStats()
+        self.events: list[dict[str, Any]] = []
+        observer = Observer("test")
+        self.table = ConnectionTables(
+            lambda report: self.events.append(build_event(report, observer)), self.stats, Limits(**limits)
+        )
+
+    def feed(self, packets: list[tuple[float, Any]]) -> TableRun:
+        for timestamp, segment in packets:
+            self.table.segment(timestamp, segment)
+        return self
 
 
 def field(event: dict, dotted: str) -> object:

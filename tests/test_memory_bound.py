@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from helloscope.sniffer.transport.tcp import FLOW_COST
 
-from tests.test_robustness import HELLO_INDEX, PACKETS, Run, _flow
+from tests.helpers import TableRun
+from tests.test_robustness import HELLO_INDEX, PACKETS, _flow
 
 HELLO_FLOWS = 200
 
 
-def _hello_flood(run: Run) -> list[int]:
+def _hello_flood(run: TableRun) -> list[int]:
     """Feed the flood; the table's accounted memory after each packet."""
     memory = []
     for port in range(HELLO_FLOWS):
@@ -25,7 +26,7 @@ def _hello_flood(run: Run) -> list[int]:
 
 def test_the_bound_reports_and_drops_the_oldest_flows_and_holds():
     bound = 60 * FLOW_COST
-    run = Run(max_memory=bound)
+    run = TableRun(max_memory=bound)
     memory = _hello_flood(run)
     # Shedding happens before the next packet is looked at: at most one flow's growth above the bound.
     assert max(memory) <= bound + FLOW_COST + len(PACKETS[HELLO_INDEX][1].payload) * 2
@@ -39,7 +40,7 @@ def test_the_bound_reports_and_drops_the_oldest_flows_and_holds():
 
 
 def test_the_default_bound_leaves_such_a_flood_alone_and_accounts_every_flow():
-    run = Run()
+    run = TableRun()
     memory = _hello_flood(run)
     assert run.stats.memory_evictions == 0
     assert memory[-1] >= HELLO_FLOWS * FLOW_COST  # every flow is accounted, at least at its fixed cost

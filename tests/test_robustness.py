@@ -10,51 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helloscope.sniffer.capture.decode import Segment, decode
-from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.transport.lifecycle import Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
+from helloscope.sniffer.capture.decode import Segment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import PCAPS
+from tests.helpers import PCAPS, TableRun, segments_of
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"
 SYN, ACK = 0x02, 0x10
 SEQ_MOD = 1 << 32
 
 
-def _packets() -> list[tuple[float, Segment]]:
-    with open_capture(str(FIXTURE)) as reader:
-        packets = [(timestamp, decode(linktype, frame)) for timestamp, linktype, frame in reader]
-    return [(timestamp, segment) for timestamp, segment in packets if segment is not None]
-
-
-PACKETS = _packets()
+PACKETS = segments_of(FIXTURE)
 CLIENT_PORT = PACKETS[0][1].sport  # the first packet is the client's SYN
 HELLO_INDEX = next(i for i, (_, s) in enumerate(PACKETS) if s.sport == CLIENT_PORT and s.payload)
 HELLO = PACKETS[HELLO_INDEX][1]
 # The server's closing alert settles the connection: it is reported then, and later packets are ignored.
 LAST_DATA_INDEX = max(i for i, (_, s) in enumerate(PACKETS) if s.payload)
-
-
-class Run:
-    """A ConnectionTables with its stats, collecting events as the CLI would write them."""
-
-    def __init__(self, **limits: Any) -> None:
-        self.stats = RunStats()
-        self.events: list[dict[str, Any]] = []
-        self.table = ConnectionTables(self._emit, self.stats, Limits(**limits))
-
-    def _emit(self, report: ConnectionReport) -> None:
-        self.events.append(build_event(report, Observer("test")))
-
-    def feed(self, packets: list[tuple[float, Segment]]) -> None:
-        for timestamp, segment in packets:
-            self.table.segment(timestamp, segment)
 
 
 def _shift_client_seq(packets: list[tuple[float, Segment]], shift: int) -> list[tuple[float, Segment]]:
@@ -69,8 +41,8 @@ def _shift_client_seq(packets: list[tuple[float, Segment]], shift: int) -> list[
     return out
 
 
-def _report(packets: list[tuple[float, Segment]], **limits: Any) -> Run:
-    run = Run(**limits)
+def _report(packets: list[tuple[float, Segment]], **limits: Any) -> TableRun:
+    run = TableRun(**limits)
     run.feed(packets)
     run.table.flush()
     return run
@@ -125,7 +97,7 @@ def _flow(port: int, packets: list[tuple[float, Segment]]) -> list[tuple[float, 
 @pytest.mark.parametrize("flows", [2_000, 20_000])
 def test_syn_flood_is_evicted_at_the_cap_and_counted(flows: int):
     cap = 64
-    run = Run(max_flows=cap)
+    run = TableRun(max_flows=cap)
     syn = PACKETS[:1]
     largest = 0
     for port in range(flows):
@@ -144,7 +116,7 @@ def test_unanswered_client_hello_flood_reports_every_hello_and_stays_at_the_cap(
     cap, flows = 16, 600
     # SYN, ACK and the ClientHello of the fixture, never answered by any server.
     unanswered = [(t, s) for t, s in PACKETS[: HELLO_INDEX + 1] if s.sport == CLIENT_PORT]
-    run = Run(max_flows=cap)
+    run = TableRun(max_flows=cap)
     for port in range(flows):
         run.feed(_flow(port, unanswered))
         assert len(run.table) <= cap
@@ -160,7 +132,7 @@ def test_unanswered_client_hello_flood_reports_every_hello_and_stays_at_the_cap(
 
 def test_out_of_order_data_behind_a_hole_stays_within_its_budget():
     budget = 4096
-    run = Run(max_out_of_order_bytes=budget, max_stream_bytes=1 << 30)
+    run = TableRun(max_out_of_order_bytes=budget, max_stream_bytes=1 << 30)
     handshake = PACKETS[: HELLO_INDEX + 1]
     run.feed(handshake)
     # 1 MB of the capture's own bytes (the server flight, over and over) sent after a 1-byte hole.

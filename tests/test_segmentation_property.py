@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.capture.decode import Segment, decode
-from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.report.events import Observer, build_event
 from helloscope.sniffer.report.model import ConnectionReport
 from helloscope.sniffer.stats import RunStats
@@ -32,7 +31,7 @@ from helloscope.sniffer.transport.tables import ConnectionTables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import PCAPS
+from tests.helpers import PCAPS, segments_of
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 TCP = 6
@@ -42,15 +41,13 @@ Packets = list[tuple[float, Segment]]
 
 
 def _load(capture: Path) -> tuple[Packets, KeyLog | None]:
-    with open_capture(str(capture)) as reader:
-        decoded = [(timestamp, decode(linktype, frame)) for timestamp, linktype, frame in reader]
     keylog = capture.with_suffix(".keylog")
     keys = None
     if keylog.exists():
         keys = KeyLog()
         keys.feed(keylog.read_text())
         keys.finish()
-    return [(timestamp, segment) for timestamp, segment in decoded if segment is not None], keys
+    return segments_of(capture), keys
 
 
 FIXTURES = {

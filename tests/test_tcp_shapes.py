@@ -20,14 +20,9 @@ from typing import Any
 import pytest
 from helloscope.sniffer.capture.decode import Segment, decode
 from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.transport.lifecycle import Limits
-from helloscope.sniffer.transport.tables import ConnectionTables
 from helloscope.sniffer.transport.tcp import RST_WINDOW
 
-from tests.helpers import PCAPS, REPO
+from tests.helpers import PCAPS, REPO, TableRun, segments_of
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 SEQ_MOD = 1 << 32
@@ -35,28 +30,11 @@ Packets = list[tuple[float, Segment]]
 
 
 def packets_of(name: str) -> Packets:
-    with open_capture(str(PCAPS / name)) as reader:
-        decoded = [(timestamp, decode(linktype, frame)) for timestamp, linktype, frame in reader]
-    return [(timestamp, segment) for timestamp, segment in decoded if segment is not None]
+    return segments_of(PCAPS / name)
 
 
-class Run:
-    def __init__(self, **limits: Any) -> None:
-        self.stats = RunStats()
-        self.events: list[dict[str, Any]] = []
-        self.table = ConnectionTables(self._emit, self.stats, Limits(**limits))
-
-    def _emit(self, report: ConnectionReport) -> None:
-        self.events.append(build_event(report, Observer("test")))
-
-    def feed(self, packets: Packets) -> Run:
-        for timestamp, segment in packets:
-            self.table.segment(timestamp, segment)
-        return self
-
-
-def report(packets: Packets, **limits: Any) -> Run:
-    run = Run(**limits).feed(packets)
+def report(packets: Packets, **limits: Any) -> TableRun:
+    run = TableRun(**limits).feed(packets)
     run.table.flush()
     return run
 
@@ -106,7 +84,7 @@ def test_fin_that_overtook_data_counts_only_once_its_bytes_are_in() -> None:
 
 def test_fin_whose_bytes_never_come_waits_no_longer_than_the_idle_timeout() -> None:
     fin_first = numbered(REQUIRED_MISSING, 1, 2, 3, 4, 5, 6, 7, 8, 10)  # the alert is lost for good
-    run = Run(idle_timeout=30).feed(fin_first)
+    run = TableRun(idle_timeout=30).feed(fin_first)
     assert len(run.table) == 1 and run.events == []  # waiting for the alert
     late = fin_first[-1][0] + 31
     run.table.segment(late, REQUIRED_MISSING[10][1]._replace(ack=REQUIRED_MISSING[7][1].ack))
@@ -391,7 +369,7 @@ def test_out_of_order_and_gaps_are_counted_on_flows_that_are_not_tls() -> None:
     ]
     data[3], data[4] = data[4], data[3]  # reordered
     del data[10]  # lost
-    run = Run(max_out_of_order_bytes=2000)
+    run = TableRun(max_out_of_order_bytes=2000)
     run.feed([(1.0, syn), *((1.0 + i / 100, s) for i, s in enumerate(data))])
     run.table.flush()
     assert run.events == [] and run.stats.non_tls_flows == 1
