@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from helloscope.parsers.errors import ParseError
+
+# cryptography is imported by the functions that use it, when a key is first used: a run without keys
+# and without QUIC never loads it (startup time, issue 13).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
 
 RECORD_HEADER_LENGTH: Final = 5
 # HKDF-Expand-Label's label prefix: "tls13 " for TLS 1.3 and QUIC, "dtls13" for DTLS 1.3 (RFC 9147 §5.9).
@@ -37,10 +37,7 @@ AES_GCM: Final = "AES-GCM"
 AES_CCM: Final = "AES-CCM"
 CHACHA20_POLY1305: Final = "ChaCha20-Poly1305"
 
-_HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-}
+_HASHES: Final = ("sha256", "sha384")  # cryptography's hashes.SHA256 and hashes.SHA384
 _NONCE_LENGTH: Final = 12  # every AEAD used by TLS here takes a 96-bit nonce
 _TLS12_TAG_LENGTH: Final = 16  # no truncated-tag suite is supported for TLS 1.2
 
@@ -124,10 +121,13 @@ TLS_RANDOM_LENGTH: Final = 32
 
 
 def _hash(hash_name: str) -> hashes.HashAlgorithm:
-    try:
-        return _HASHES[hash_name]()
-    except KeyError:
-        raise ValueError(f"unsupported hash {hash_name!r}; expected one of {sorted(_HASHES)}") from None
+    from cryptography.hazmat.primitives import hashes
+
+    if hash_name == "sha256":
+        return hashes.SHA256()
+    if hash_name == "sha384":
+        return hashes.SHA384()
+    raise ValueError(f"unsupported hash {hash_name!r}; expected one of {sorted(_HASHES)}")
 
 
 def hkdf_expand_label(
@@ -148,6 +148,8 @@ def hkdf_expand_label(
     if not 0 < length <= min(0xFFFF, 255 * algorithm.digest_size):
         raise ValueError(f"HKDF-Expand-Label cannot produce {length} bytes with {hash_name}")
     info = length.to_bytes(2, "big") + bytes([len(full_label)]) + full_label + bytes([len(context)]) + context
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
     return HKDFExpand(algorithm, length, info).derive(secret)
 
 
@@ -203,6 +205,8 @@ class Aead(Protocol):
 
 
 def make_aead(kind: str, key: bytes, tag_length: int) -> Aead:
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
+
     if kind == AES_GCM:
         return AESGCM(key)
     if kind == AES_CCM:
@@ -247,6 +251,8 @@ class _Direction:
         """AEAD-open; ``advance`` moves the implicit counter (TLS), not done for explicit (DTLS) numbers."""
         if len(data) < self._tag_length:
             raise DecryptError(f"protected fragment of {len(data)} bytes is shorter than the AEAD tag", 0)
+        from cryptography.exceptions import InvalidTag
+
         try:
             plaintext = self._aead.decrypt(nonce, data, aad)
         except InvalidTag:
@@ -310,6 +316,8 @@ def dtls13_sequence_mask(aead: str, sn_key: bytes, sample: bytes) -> bytes:
     keystream with the sample's first 4 bytes as (little-endian) block counter and the rest as nonce."""
     if len(sample) != DTLS13_MASK_SAMPLE_LENGTH:
         raise ParseError(f"record number mask needs a {DTLS13_MASK_SAMPLE_LENGTH}-byte sample, got {len(sample)}", 0)
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     if aead == CHACHA20_POLY1305:
         cipher = Cipher(algorithms.ChaCha20(sn_key, bytes(sample)), None)
         return cipher.encryptor().update(bytes(DTLS13_MASK_SAMPLE_LENGTH))

@@ -29,10 +29,7 @@ from helloscope.parsers.decrypt import (
     make_aead,
 )
 from helloscope.parsers.errors import ParseError
-
-QUIC_V1: Final = 0x00000001
-QUIC_V2: Final = 0x6B3343CF
-VERSION_NAMES: Final = {QUIC_V1: "v1", QUIC_V2: "v2"}
+from helloscope.parsers.registry import QUIC_V1, QUIC_V2
 
 # Packet types, named the same for both versions; the wire bits differ (RFC 9369 §3.2).
 INITIAL: Final = "initial"

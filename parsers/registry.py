@@ -13,6 +13,11 @@ from typing import Final
 TLS12: Final = 0x0303
 TLS13: Final = 0x0304
 
+# QUIC versions (RFC 9000 15, RFC 9369 3.1), and the names events give them.
+QUIC_V1: Final = 0x00000001
+QUIC_V2: Final = 0x6B3343CF
+QUIC_VERSION_NAMES: Final = {QUIC_V1: "v1", QUIC_V2: "v2"}
+
 # IP protocol numbers (IANA Assigned Internet Protocol Numbers): network.transport, the Community ID.
 IP_PROTOCOL_TCP: Final = 6
 IP_PROTOCOL_UDP: Final = 17

@@ -21,7 +21,6 @@ as libpcap does, but already in the kernel by a check in front of the filter.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import math
@@ -163,6 +162,8 @@ _libpcap: ctypes.CDLL | None = None
 def load_libpcap() -> ctypes.CDLL:
     global _libpcap
     if _libpcap is None:
+        import ctypes.util  # costly to import (subprocess, shutil): only once a filter needs libpcap
+
         name = ctypes.util.find_library("pcap")
         if name is None:
             raise LiveCaptureError("a --bpf filter needs libpcap (Debian: apt-get install libpcap0.8)")

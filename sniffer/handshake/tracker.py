@@ -6,6 +6,7 @@ conclusions from its frozen snapshot (:meth:`ConnectionTracker.handshake`) and n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from helloscope.parsers.alerts import parse_alerts
@@ -271,6 +272,29 @@ class ConnectionTracker:
             return
         self._record(sender, record, timestamp)
         self._settled = tls_settled(self)
+
+    def record_all(self, sender: Sender, records: Iterable[Record], timestamp: float) -> None:
+        """The records one delivery completed, in order: :meth:`record` for each.
+
+        Keyless TLS 1.3 past the ServerHello is most records of a capture, and there an application_data
+        record only lengthens the trace (nothing to keep or parse; only the trace's length can settle
+        the connection, every other settle reason needs another kind of input): done here inline.
+        """
+        traces = self.records
+        for record in records:
+            if (
+                record.content_type == APPLICATION_DATA
+                and self.tls13
+                and not self.keep_protected
+                and not self._settled
+                and not self.handshake_over
+                and not self._broken[sender]
+            ):
+                self.protected_seen = True
+                traces.append(RecordTrace(sender, APPLICATION_DATA, len(record.payload), timestamp))
+                self._settled = len(traces) >= MAX_TRACED_RECORDS
+            else:
+                self.record(sender, record, timestamp)
 
     def _record(self, sender: Sender, record: Record, timestamp: float) -> None:
         content_type = record.content_type

@@ -12,20 +12,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from helloscope.sniffer.outputs.delivery import COUNTERS, BatchLimits, QueuedDestination, Transport, warn
-from helloscope.sniffer.outputs.http import HttpTransport, bulk_outcome, bulk_record, hec_record, whole_batch_outcome
-from helloscope.sniffer.outputs.spool import Spool, SpoolBusyError
-from helloscope.sniffer.outputs.syslog import SyslogTransport, syslog_message
 from helloscope.sniffer.report.events import to_json_line
+
+if TYPE_CHECKING:
+    import ssl
+
+    from helloscope.sniffer.outputs.spool import Spool
 
 __all__ = ["DeliveryOptions", "OutputError", "Outputs", "open_outputs"]
 
@@ -204,6 +205,16 @@ def _parse_stream(spec: str) -> _StreamOutput:
 
 
 def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
+    # The network transports (ssl, http.client) are imported here: a run writing files does not pay for them.
+    from helloscope.sniffer.outputs.http import (
+        HttpTransport,
+        bulk_outcome,
+        bulk_record,
+        hec_record,
+        whole_batch_outcome,
+    )
+    from helloscope.sniffer.outputs.syslog import SyslogTransport, syslog_message
+
     try:
         url = urlsplit(spec)
         port = url.port
@@ -254,6 +265,8 @@ def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
 
 def _tls_context(name: str, query: Mapping[str, str]) -> ssl.SSLContext:
     """Verify the server against ``ca`` (default: the system store); ``cert`` and ``key`` for client auth."""
+    import ssl
+
     try:
         context = ssl.create_default_context(cafile=query.get("ca") or None)
         if query.get("cert"):
@@ -269,6 +282,8 @@ def _tls_context(name: str, query: Mapping[str, str]) -> ssl.SSLContext:
 def _open_spool(name: str, options: DeliveryOptions) -> Spool | None:
     if options.spool_dir is None:
         return None
+    from helloscope.sniffer.outputs.spool import Spool, SpoolBusyError
+
     directory = Path(options.spool_dir) / hashlib.sha256(name.encode()).hexdigest()[:16]
     try:
         return Spool(directory, options.spool_limit)

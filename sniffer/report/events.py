@@ -17,12 +17,12 @@ import orjson
 from helloscope.parsers.certs import X509Summary, name_to_text
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import ClientHello, ServerHello
-from helloscope.parsers.quic import VERSION_NAMES as QUIC_VERSION_NAMES
 from helloscope.parsers.registry import (
     ALERT_LEVEL_NAMES,
     CIPHER_SUITE_NAMES,
     EXTENSION_NAMES,
     GROUP_NAMES,
+    QUIC_VERSION_NAMES,
     is_grease,
     version_text,
 )

@@ -15,7 +15,15 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from helloscope.sniffer.report.summary import FLAG_ANSWERS, Aggregate, Summary, address, lookup, ranked_items
+from helloscope.sniffer.report.summary import (
+    FLAG_ANSWERS,
+    TOP_GROUPS,
+    Aggregate,
+    Summary,
+    address,
+    lookup,
+    ranked_items,
+)
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console, JustifyMethod
@@ -184,7 +192,6 @@ def _with_evidence(value: object, evidence: str) -> str:
     return f"{shown} ({evidence})" if evidence not in ("plaintext", "unknown") else str(shown)
 
 
-TOP_GROUPS = 10
 _COUNTS = ("connections", "flag", *FLAG_ANSWERS)
 
 # Counters only a live capture can move: a file analysis would show them as noise zeros.

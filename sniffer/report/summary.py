@@ -17,6 +17,7 @@ from typing import IO, Any, Final
 STATS_DATASET: Final = "helloscope.stats"
 TLS_DATASET: Final = "helloscope.tls"
 FLAG_ANSWERS: Final = ("honored", "ignored", "unsolicited", "unknown")
+TOP_GROUPS: Final = 10  # groups a person is shown per table unless they ask for more
 # A longer line is not an event (a capture file given by mistake has no newline for megabytes).
 MAX_LINE: Final = 16 << 20
 _ABSENT: Final = object()

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import IO, Any, BinaryIO, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeAlias
 from urllib.parse import urlsplit
 
 import click
@@ -37,28 +37,30 @@ from helloscope.sniffer.capture.files import (
     open_capture,
     open_error,
 )
-from helloscope.sniffer.capture.filter import filtered, frame_filter
-from helloscope.sniffer.capture.rings import (
-    DEFAULT_BUFFER_MB,
-    DEFAULT_SNAPLEN,
-    CaptureOptions,
-    LiveCapture,
-    LiveCaptureError,
-    drop_privileges,
-)
+from helloscope.sniffer.capture.rings import DEFAULT_BUFFER_MB, DEFAULT_SNAPLEN, LiveCaptureError
 from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
 from helloscope.sniffer.report.events import Observer, build_event
 from helloscope.sniffer.report.fields import KNOWN_FIELDS, is_known
-from helloscope.sniffer.report.render import TOP_GROUPS, connection_line, connections_table, print_summary
-from helloscope.sniffer.report.summary import STATS_DATASET, StoredEventError, Summary, lookup, read_events
-from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor, run_sensor_workers
-from helloscope.sniffer.run.parallel import WorkerError, analyze_parallel, damage_note, worker_count
-from helloscope.sniffer.run.pipeline import feed_capture
+from helloscope.sniffer.report.summary import (
+    STATS_DATASET,
+    TOP_GROUPS,
+    StoredEventError,
+    Summary,
+    lookup,
+    read_events,
+)
+from helloscope.sniffer.run.pipeline import damage_note, feed_capture
 from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, with_progress
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
-from rich.console import Console
+
+# What only some runs use (the live sensor, workers, BPF, rich) is imported where it is used: `analyze`
+# starts in a fraction of the time (issue 13), which cron jobs and `find -exec` loops pay per file.
+if TYPE_CHECKING:
+    from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture
+    from helloscope.sniffer.run.live import SensorSettings, Signals
+    from rich.console import Console
 
 EXIT_STRICT = 1
 EXIT_FAILED = 1
@@ -314,9 +316,12 @@ def analyze(
         _load_keylog(keys, path)
     if formats == {PCAP} and "-" not in captures:
         keys.seal()  # classic pcap has no Decryption Secrets Blocks: no key can arrive during the run
-    workers, note = worker_count(captures, workers)
-    if note is not None:
-        _warn(note)
+    if workers > 1:
+        from helloscope.sniffer.run.parallel import worker_count
+
+        workers, note = worker_count(captures, workers)
+        if note is not None:
+            _warn(note)
     summary = Summary()
     table_events: list[dict[str, Any]] = []
     observer = Observer(sensor_name or socket.gethostname())
@@ -360,12 +365,15 @@ def analyze(
     lost = _events_lost(sinks)
     counters = stats.as_dict() | {"events_lost": lost}
 
-    if output_format == "table":
-        stdout_console = _console(sys.stdout)
-        connections_table(table_events).print(stdout_console)
-        print_summary(stdout_console, summary, counters)
-    elif not quiet:
-        print_summary(_console(sys.stderr), summary, counters)
+    if output_format == "table" or not quiet:
+        from helloscope.sniffer.report.render import connections_table, print_summary
+
+        if output_format == "table":
+            stdout_console = _console(sys.stdout)
+            connections_table(table_events).print(stdout_console)
+            print_summary(stdout_console, summary, counters)
+        else:
+            print_summary(_console(sys.stderr), summary, counters)
     if stopped_by is not None:
         sys.exit(128 + stopped_by)
     if lost:
@@ -392,6 +400,8 @@ class _Sink(Outputs):
     def write(self, event: Event) -> None:
         # the live run's closing counters are its last stats line on stderr already
         if self._console is not None and lookup(event, "event.dataset") != STATS_DATASET:
+            from helloscope.sniffer.report.render import connection_line
+
             self._console.print(connection_line(event, self._arrow), soft_wrap=True)
             self._lines += 1
         if self._inner is not None:
@@ -455,6 +465,8 @@ def _expand_captures(captures: tuple[str, ...]) -> tuple[str, ...]:
 def _bpf_filter(expression: str | None) -> Callable[[int, bytes], bool] | None:
     if expression is None:
         return None
+    from helloscope.sniffer.capture.filter import frame_filter
+
     try:
         matches = frame_filter(expression)
         matches(1, b"")  # compiled for Ethernet now, so a bad expression stops the run before any event
@@ -511,6 +523,8 @@ def _analyze_here(
                 with _open(path) as reader:
                     frames = with_progress(reader, bar)
                     if matches is not None:
+                        from helloscope.sniffer.capture.filter import filtered
+
                         frames = filtered(frames, matches)
                     packets, undecoded = stats.packets, stats.undecoded_frames
                     truncation = feed_capture(reader, table, stats, keys, frames)
@@ -539,6 +553,8 @@ def _analyze_in_workers(
     bpf: str | None,
 ) -> tuple[RunStats, int | None]:
     """``workers`` processes (helloscope.sniffer.run.parallel); the outputs open once they are forked (threads)."""
+    from helloscope.sniffer.run.parallel import WorkerError, analyze_parallel
+
     try:
         outcome = analyze_parallel(
             captures,
@@ -667,6 +683,10 @@ def live(
     reported, a final stats event is written and the outputs are closed. SIGHUP reopens output files
     and the --write-pcap file. Counters go to stderr every --stats-interval seconds and at exit.
     """
+    from helloscope.sniffer.capture.rings import CaptureOptions
+    from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor_workers
+    from helloscope.sniffer.run.parallel import WorkerError
+
     _route_warnings(False)
     if output_format is None:
         output_format = "line" if not outputs and fields is None and sys.stdout.isatty() else "json"
@@ -740,6 +760,8 @@ def _run_in_process(
     signals: Signals,
     stats_interval: float,
 ) -> int:
+    from helloscope.sniffer.run.live import run_sensor
+
     try:
         return run_sensor(source, settings, sink, select, signals, stats_interval, _log)
     except (OSError, LiveCaptureError) as error:  # an unwritable --write-pcap file; a capture that broke
@@ -749,6 +771,8 @@ def _run_in_process(
 
 
 def _capture(options: CaptureOptions) -> LiveCapture:
+    from helloscope.sniffer.capture.rings import LiveCapture
+
     try:
         return LiveCapture(options)
     except LiveCaptureError as error:
@@ -756,6 +780,8 @@ def _capture(options: CaptureOptions) -> LiveCapture:
 
 
 def _drop_privileges(user: str) -> None:
+    from helloscope.sniffer.capture.rings import drop_privileges
+
     try:
         drop_privileges(user)
     except LiveCaptureError as error:
@@ -812,6 +838,8 @@ def summary(paths: tuple[str, ...], as_json: bool, top: int | None) -> None:
     if as_json:
         click.echo(json.dumps(totals.as_dict(top), ensure_ascii=False, indent=2))
     else:
+        from helloscope.sniffer.report.render import print_summary
+
         print_summary(_console(sys.stdout), totals, dict(totals.stats), top or TOP_GROUPS)
 
 
@@ -897,6 +925,8 @@ def _console(stream: IO[str]) -> Console:
     """A console as wide as the terminal; piped, COLUMNS, else the terminal the user reads (``| less``),
     else PIPED_WIDTH: rich would assume 80 columns, narrow for a file, and what does not fit is drawn as
     blocks anyway."""
+    from rich.console import Console
+
     if stream.isatty() or "COLUMNS" in os.environ:
         return Console(file=stream)
     width = PIPED_WIDTH

@@ -53,11 +53,11 @@ from typing import Any, Final, cast
 
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer.capture.decode import decode
-from helloscope.sniffer.capture.files import CaptureReader, Truncation, open_capture
+from helloscope.sniffer.capture.files import CaptureReader, open_capture
 from helloscope.sniffer.capture.filter import frame_filter
 from helloscope.sniffer.report.events import Observer, build_event
 from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.run.pipeline import absorb_secrets, feed_frames
+from helloscope.sniffer.run.pipeline import absorb_secrets, damage_note, feed_frames
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
@@ -416,14 +416,6 @@ def _stream(path: str) -> bool:
         return not stat.S_ISREG(os.stat(path).st_mode)
     except OSError:  # opening it will say what is wrong
         return False
-
-
-def damage_note(reader: CaptureReader, truncation: Truncation) -> str:
-    """The warning for a capture that stopped being readable part way."""
-    return (
-        f"{reader.name}: capture damaged at byte offset {truncation.offset} ({truncation.reason}); "
-        f"the {reader.packets} packets before it were analysed"
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,14 @@ def feed_frames(
     return timestamp
 
 
+def damage_note(reader: CaptureReader, truncation: Truncation) -> str:
+    """The warning for a capture that stopped being readable part way."""
+    return (
+        f"{reader.name}: capture damaged at byte offset {truncation.offset} ({truncation.reason}); "
+        f"the {reader.packets} packets before it were analysed"
+    )
+
+
 def absorb_secrets(secrets: Sequence[bytes], absorbed: int, keys: KeyLog, stats: RunStats | None) -> int:
     """Feed the key log blocks after the first ``absorbed`` to ``keys``; return how many are absorbed now.
 

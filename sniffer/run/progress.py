@@ -25,12 +25,13 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import IO, Final, Self
+from typing import IO, TYPE_CHECKING, Final, Self
 
 from helloscope.sniffer.capture.compression import PEEK, compression
 from helloscope.sniffer.capture.files import CaptureReader
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _REDRAW: Final = 0.1  # seconds between two redraws
 _SETTLE: Final = 0.5  # seconds before rates and time left are shown
@@ -62,6 +63,9 @@ class ProgressBar:
     """A rich progress bar on ``console``; ``total`` bytes, or None for a bar without an end."""
 
     def __init__(self, total: int | None, console: Console) -> None:
+        # rich is imported when a bar is drawn: a quiet or piped run does not pay for it at startup
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
         self.bytes = 0
         self.packets = 0
         self.reports = 0
@@ -134,6 +138,8 @@ def progress_bar(paths: Sequence[str], *, quiet: bool, console: Console | None =
     if console is None:
         if not wanted(sys.stderr, quiet):
             return NoProgress()
+        from rich.console import Console
+
         console = Console(file=sys.stderr)
     elif quiet or not console.is_terminal:
         return NoProgress()

@@ -236,10 +236,14 @@ class Sweeper:
 
     __slots__ = ("_every", "_next", "_tables")
 
-    def __init__(self, tables: tuple[ConnectionTable[Connection], ...], limits: Limits) -> None:
+    def __init__(self, tables: list[ConnectionTable[Connection]], limits: Limits) -> None:
         self._tables = tables
         self._every = max(1.0, limits.idle_timeout / 10)
         self._next = 0.0
+
+    def join(self, table: ConnectionTable[Connection]) -> None:
+        """A table made after the others (the first UDP datagram): swept from the next tick on."""
+        self._tables.append(table)
 
     def tick(self, timestamp: float) -> None:
         if timestamp >= self._next:

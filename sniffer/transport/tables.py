@@ -7,14 +7,18 @@ when the capture's time passes, whichever transport's packet moved it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from helloscope.parsers.keylog import KeyLog
 from helloscope.parsers.registry import IP_PROTOCOL_TCP, IP_PROTOCOL_UDP
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.stats import RunStats
-from helloscope.sniffer.transport.dtls import DtlsTable
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Emit, Limits, Sweeper
-from helloscope.sniffer.transport.quic import QuicTable
 from helloscope.sniffer.transport.tcp import TcpTable
+
+if TYPE_CHECKING:
+    from helloscope.sniffer.transport.dtls import DtlsTable
+    from helloscope.sniffer.transport.quic import QuicTable
 
 
 class ConnectionTables:
@@ -27,18 +31,21 @@ class ConnectionTables:
         keys: KeyLog | None = None,
     ) -> None:
         self.tcp = TcpTable(emit, stats, limits, ports, keys)
-        self.quic = QuicTable(emit, stats, limits, keys, ports)
-        self.dtls = DtlsTable(emit, stats, limits, keys, ports)
+        self._emit = emit
         self._stats = stats
-        self._sweeper = Sweeper((self.tcp, self.quic, self.dtls), limits)  # type: ignore[arg-type]
+        self._limits = limits
+        self._ports = ports
+        self._keys = keys
+        # The QUIC and DTLS tables (and their parsers and ciphers) are made with the first UDP datagram:
+        # a TCP-only capture, the common case, does not import them (startup time, issue 13).
+        self._udp: tuple[QuicTable, DtlsTable] | None = None
+        self._sweeper = Sweeper([self.tcp], limits)  # type: ignore[list-item]
         # Bound once: these run for every packet (the pipeline's loop calls them directly).
         self.tcp_segment = self.tcp.packet
         self.tick = self._sweeper.tick
-        self._quic_datagram = self.quic.datagram
-        self._dtls_datagram = self.dtls.datagram
 
     def __len__(self) -> int:
-        return len(self.tcp) + len(self.quic) + len(self.dtls)
+        return len(self.tcp) + sum(len(table) for table in self._udp or ())
 
     def segment(self, timestamp: float, segment: Segment) -> None:
         """One decoded TCP segment or UDP datagram."""
@@ -54,8 +61,20 @@ class ConnectionTables:
     def udp_datagram(self, timestamp: float, segment: Segment) -> None:
         # QUIC first: its short headers may clear the fixed bit (RFC 9287), so only the QUIC table knows
         # its own datagrams; what it does not claim may be DTLS (RFC 7983's first-byte ranges).
-        if not self._quic_datagram(timestamp, segment):
-            self._dtls_datagram(timestamp, segment)
+        quic, dtls = self._udp or self._open_udp()
+        if not quic.datagram(timestamp, segment):
+            dtls.datagram(timestamp, segment)
+
+    def _open_udp(self) -> tuple[QuicTable, DtlsTable]:
+        from helloscope.sniffer.transport.dtls import DtlsTable
+        from helloscope.sniffer.transport.quic import QuicTable
+
+        quic = QuicTable(self._emit, self._stats, self._limits, self._keys, self._ports)
+        dtls = DtlsTable(self._emit, self._stats, self._limits, self._keys, self._ports)
+        self._udp = quic, dtls
+        self._sweeper.join(quic)  # type: ignore[arg-type]
+        self._sweeper.join(dtls)  # type: ignore[arg-type]
+        return self._udp
 
     def expire(self, now: float) -> None:
         """Report and drop connections silent for longer than the idle timeout at ``now``.
@@ -68,5 +87,5 @@ class ConnectionTables:
     def flush(self) -> None:
         """End of input: report every connection still open."""
         self.tcp.flush()
-        self.quic.flush()
-        self.dtls.flush()
+        for table in self._udp or ():
+            table.flush()

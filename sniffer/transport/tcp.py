@@ -451,8 +451,7 @@ class TcpTable(ConnectionTable[_Flow]):
             tracker.stream_broken(role, f"record_layer: {error.what}")
             direction.stop()
             return
-        for record in records:
-            tracker.record(role, record, timestamp)
+        tracker.record_all(role, records, timestamp)
         if reader.error is not None:
             # Records before the break were delivered above; the break itself ends this direction.
             tracker.stream_broken(role, f"record_layer: {reader.error.what}")
