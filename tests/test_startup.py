@@ -1,0 +1,79 @@
+"""Issue 13 item 3: ``analyze`` imports only what the run uses; the rest waits until a run needs it.
+
+Start-up time itself is the benchmark's to measure (bench/); what is checked here is the design that
+keeps it low: which modules a run has loaded when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+# Loaded by none of the runs below unless they need them.
+LIVE_AND_WORKERS = (
+    "helloscope.sniffer.run.live",
+    "helloscope.sniffer.run.parallel",
+    "helloscope.sniffer.capture.filter",
+)
+NETWORK_OUTPUTS = ("helloscope.sniffer.outputs.http", "helloscope.sniffer.outputs.syslog", "ssl")
+TERMINAL = ("rich",)
+UDP = ("helloscope.sniffer.transport.quic", "helloscope.sniffer.transport.dtls", "helloscope.parsers.quic")
+CIPHERS = ("cryptography.hazmat.primitives.ciphers",)
+
+# Runs the CLI in-process, then prints the modules it loaded (SystemExit is how click ends a command).
+_PROBE = """
+import json, sys
+from helloscope.sniffer.run.cli import cli
+try:
+    cli.main(sys.argv[1:], prog_name="helloscope")
+except SystemExit as stop:
+    assert not stop.code, stop.code
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _loaded(*arguments: str) -> set[str]:
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE, *arguments], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return set(json.loads(run.stderr.strip().splitlines()[-1]))
+
+
+def _absent(loaded: set[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in loaded]
+
+
+def test_keyless_tcp_analysis_to_a_file_loads_no_sensor_network_terminal_udp_or_cipher_code(tmp_path) -> None:
+    loaded = _loaded("analyze", "-q", "-o", str(tmp_path / "events.jsonl"), "pcaps/tls13-flag62-required-missing.pcap")
+    assert "helloscope.sniffer.transport.tcp" in loaded  # the probe sees what the run used
+    assert _absent(loaded, LIVE_AND_WORKERS + NETWORK_OUTPUTS + TERMINAL + UDP + CIPHERS) == []
+    assert (tmp_path / "events.jsonl").read_text().count("\n") == 1
+
+
+def test_what_a_run_uses_is_loaded_when_it_is_used(tmp_path) -> None:
+    """The same probe on runs that need the deferred parts: they are there (the lazy imports work)."""
+    quic = _loaded("analyze", "-q", "-o", str(tmp_path / "q.jsonl"), "pcaps/quic-split-hello.pcap")
+    assert set(UDP + CIPHERS) <= quic
+    summary = _loaded("analyze", "-o", str(tmp_path / "s.jsonl"), "pcaps/tls13-flag62-required-missing.pcap")
+    assert "rich" in summary  # the summary on stderr is drawn by rich
+    keyed = _loaded(
+        "analyze",
+        "-q",
+        "-o",
+        str(tmp_path / "k.jsonl"),
+        "--keylog",
+        "pcaps/tls13-flag62-required-missing.keylog",
+        "pcaps/tls13-flag62-required-missing.pcap",
+    )
+    assert "cryptography.hazmat.primitives.ciphers" in keyed
+
+
+@pytest.mark.parametrize("command", ["live", "summary"])
+def test_help_loads_no_sensor_network_udp_or_cipher_code(command: str) -> None:
+    assert _absent(_loaded(command, "--help"), LIVE_AND_WORKERS + NETWORK_OUTPUTS + UDP + CIPHERS) == []
