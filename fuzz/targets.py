@@ -51,6 +51,11 @@ from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_ses
 from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader
+from helloscope.sniffer.report.events import Observer, build_event, to_json_line
+from helloscope.sniffer.run.pipeline import feed_frames
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 
 Target = Callable[[bytes], None]
 
@@ -236,7 +241,8 @@ def _capture(data: bytes, accelerated: bool) -> Any:
 
 
 def core_capture(data: bytes) -> None:
-    """A capture file: C frame splitting and decode give exactly the Python reader's frames and segments."""
+    """A capture file: C frame splitting and decode give exactly the Python reader's frames and segments,
+    and the flow tables give the same events and statistics with the C skimmer as without."""
     reference = _capture(data, accelerated=False)
     if _capture(data, accelerated=True) != reference:
         raise AssertionError("C frame splitting differs from CaptureReader")
@@ -246,6 +252,23 @@ def core_capture(data: bytes) -> None:
         segment = fast.decode(linktype, frame)
         if segment is not fast.NOT_MINE and segment != decode(linktype, frame):
             raise AssertionError(f"C decode differs from decode.py on link type {linktype}: {frame.hex()}")
+    frames = [(float.fromhex(ts), linktype, frame) for ts, linktype, frame, *_ in reference[0]]
+    for limits in (Limits(), Limits(idle_timeout=0.001, max_flows=4)):
+        if _flow_tables(frames, limits, skim=True) != _flow_tables(frames, limits, skim=False):
+            raise AssertionError("the C flow skimmer changed the flow table's events or statistics")
+
+
+def _flow_tables(frames: list[tuple[float, int, bytes]], limits: Limits, skim: bool) -> Any:
+    """Events and statistics of the frames through the flow tables, with the C skimmer or without it."""
+    events: list[str] = []
+    stats = RunStats()
+    observer = Observer("fuzz")
+    tables = ConnectionTables(lambda report: events.append(to_json_line(build_event(report, observer))), stats, limits)
+    if not skim:
+        tables.skim = None
+    feed_frames(frames, tables, stats)
+    tables.flush()
+    return events, stats.as_dict()
 
 
 def _framed(reader: Any, piece: bytes) -> Any:

@@ -5,6 +5,8 @@
   and read through a stream that trickles a few bytes at a time; so do cut and corrupted captures.
 - Decode: every frame the C decoder claims gives the very Segment decode.py gives.
 - The whole pipeline: byte-identical events and identical statistics with and without HELLOSCOPE_PURE.
+- The flow skimmer: the same events and statistics with it and without it, also under limits where it
+  must leave packets to the flow table (idle flows, a table over its memory bound, a small flow cap).
 - RecordReader: the C reader against parsers.records on real streams in random pieces and on garbage.
 - An AddressSanitizer/UBSan build of the extension, fed every fixture and many damaged inputs.
 
@@ -33,6 +35,11 @@ from helloscope.parsers.records import RecordReader as PureRecordReader
 from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader, open_capture
+from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.run.pipeline import feed_capture
+from helloscope.sniffer.stats import RunStats
+from helloscope.sniffer.transport.lifecycle import Limits
+from helloscope.sniffer.transport.tables import ConnectionTables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -387,6 +394,67 @@ def test_pipeline_events_identical_with_and_without_core_on_corpus(corpus: Path)
     assert _assert_pipeline_identical(sorted(corpus.rglob("*.pcap*"))) > 250
 
 
+# ----- the flow skimmer -------------------------------------------------------------------------
+
+# Limits under which the skimmer must decline what it usually takes: done flows idle past the timeout
+# between two packets, a table always over its memory bound, a flow cap that evicts reported flows.
+_SKIM_LIMITS = {
+    "default": Limits(),
+    "idle": Limits(idle_timeout=0.0005),
+    "memory": Limits(max_memory=1),
+    "cap": Limits(max_flows=2),
+}
+
+
+def _skimmed_run(capture: Path, limits: Limits, skim: bool) -> tuple[str, dict[str, int], int]:
+    """Events, statistics, and how many packets the skimmer took whole (0 when it is off)."""
+    stats = RunStats()
+    events: list[dict[str, Any]] = []
+    observer = Observer("test")
+    tables = ConnectionTables(lambda report: events.append(build_event(report, observer)), stats, limits)
+    taken = 0
+    if skim:
+        assert tables.skim is not None
+        inner = tables.skim
+
+        def counting(linktype: int, frame: bytes, timestamp: float) -> Any:
+            nonlocal taken
+            answer = inner(linktype, frame, timestamp)
+            taken += answer is fast.SKIMMED
+            return answer
+
+        tables.skim = counting
+    else:
+        tables.skim = None
+    with open_capture(str(capture)) as reader:
+        feed_capture(reader, tables, stats, None)
+    tables.flush()
+    return json.dumps(events, sort_keys=True), stats.as_dict(), taken
+
+
+@pytest.mark.parametrize("limits", _SKIM_LIMITS, ids=str)
+def test_skimmer_gives_the_flow_tables_events_and_statistics(limits: str) -> None:
+    """Every fixture with the skimmer and without it (each packet through TcpTable.packet): the same."""
+    taken = 0
+    for capture in ALL_FIXTURES:
+        with_skim = _skimmed_run(capture, _SKIM_LIMITS[limits], skim=True)
+        without = _skimmed_run(capture, _SKIM_LIMITS[limits], skim=False)
+        assert with_skim[:2] == without[:2], capture.name
+        taken += with_skim[2]
+    if limits == "default":
+        assert taken >= 10  # packets after the fixtures' reports (ACKs, data) were taken whole
+    elif limits == "memory":
+        assert taken == 0  # a table over its bound sheds connections first: every packet went to Python
+
+
+def test_skimmer_refuses_a_flow_type_without_the_lifecycle_slots() -> None:
+    class NoSlots:
+        done = False
+
+    with pytest.raises(TypeError, match="slot"):
+        fast.core.FlowSkimmer({}, object(), NoSlots, 1.0)
+
+
 # ----- TLS record framing -----------------------------------------------------------------------
 
 
@@ -581,6 +649,15 @@ def exercise() -> None:
                 reader.feed(piece)
             except ParseError:
                 break
+    for capture in ALL_FIXTURES:
+        for limits in _SKIM_LIMITS.values():
+            _skimmed_run(capture, limits, skim=True)
+    skim = ConnectionTables(lambda report: None, RunStats()).skim
+    assert skim is not None
+    for _ in range(2000):
+        garbage = rng.randbytes(rng.randrange(120))
+        for linktype in (0, 1, 12, 101, 108, 113, 228, 229, 276):
+            skim(linktype, garbage, rng.random())
     for stream in streams:
         reader = CoreRecordReader()
         for at in range(0, len(stream), 3):

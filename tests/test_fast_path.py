@@ -3,7 +3,8 @@
 - The flow table's fast path (``Limits.fast_path``, the default) drops encrypted records that no key can
   open once the key log is sealed, and allocates a flow's reassemblers and tracker only with its first
   payload. Every fixture in pcaps/ (with and without its key log) and every capture of the corpus must
-  give the same events as the reference path (``fast_path=False``, key log left open).
+  give the same events as the reference path (``fast_path=False``, key log left open). With the C core,
+  the fast path also lets the flow skimmer take the packets of reported TCP connections whole.
 - The event builder computes the four JA4 forms in one pass (``ja4_variants``); it is held to a plain
   per-form reference, the computation as it was before that shortcut, on every fixture hello.
 """

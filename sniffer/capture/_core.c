@@ -20,6 +20,7 @@ static PyTypeObject *Segment;   /* helloscope.sniffer.capture.decode.Segment */
 static PyTypeObject *Record;    /* helloscope.parsers.records.Record */
 static PyObject *ParseError;    /* helloscope.parsers.errors.ParseError */
 static PyObject *NotMine;       /* the "ask decode.py" answer of decode() */
+static PyObject *Skimmed;       /* FlowSkimmer.decode's "taken whole" answer */
 static Py_ssize_t record_offset[4];  /* slot offsets of Record's content_type, version, payload, offset */
 static Py_ssize_t max_ciphertext;    /* records.MAX_CIPHERTEXT, RecordReader's default limit */
 
@@ -309,8 +310,13 @@ fail:
 /* decode.py's _network at depth 0, for untunnelled, unfragmented IPv4 and extension-free IPv6 carrying
    TCP or UDP. Only a frame too short or inconsistent for that shape is answered None here; any other
    EtherType or protocol goes back to decode.py, so what it learns later (PPPoE, say) needs no C change. */
+typedef struct FlowSkimmerObject FlowSkimmerObject;
+static int skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, const unsigned char *src, const unsigned char *dst,
+                    Py_ssize_t addr_len, uint32_t sport, uint32_t dport, uint32_t flags, PyObject *frame,
+                    Py_ssize_t start, Py_ssize_t end);
+
 static PyObject *
-network(PyObject *frame, uint32_t ethertype, Py_ssize_t off)
+network(PyObject *frame, uint32_t ethertype, Py_ssize_t off, FlowSkimmerObject *skim, PyObject *timestamp)
 {
     const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
     const Py_ssize_t n = PyBytes_GET_SIZE(frame);
@@ -390,6 +396,14 @@ network(PyObject *frame, uint32_t ethertype, Py_ssize_t off)
         Py_ssize_t start = transport + header_length;
         if (header_length < 20 || start > end)
             return NONE();
+        if (skim != NULL) {
+            int skimmed = skim_tcp(skim, timestamp, src, dst, addr_len, be16(tcp), be16(tcp + 2), tcp[13], frame,
+                                   start, end);
+            if (skimmed < 0)
+                return NULL;
+            if (skimmed)
+                return Py_NewRef(Skimmed);
+        }
         return new_segment(6, src, dst, addr_len, be16(tcp), be16(tcp + 2), be32(tcp + 4), be32(tcp + 8), tcp[13],
                            frame, transport, start, end);
     }
@@ -420,37 +434,33 @@ PyDoc_STRVAR(decode_doc,
 "IPv4 or extension-free IPv6 TCP/UDP; NOT_MINE for every other shape (other EtherTypes such as PPPoE,\n"
 "PPP, fragments, tunnels, IPv6 extension headers, frames that are not bytes): decode.py decides those.");
 
+/* decode() for one frame; with a skimmer, the packets it takes whole are answered SKIMMED. */
 static PyObject *
-decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+decode_frame(PyObject *linktype_obj, PyObject *frame, FlowSkimmerObject *skim, PyObject *timestamp)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "decode() takes exactly 2 arguments (linktype, frame)");
-        return NULL;
-    }
-    PyObject *frame = args[1];
-    if (!PyLong_CheckExact(args[0]) || !PyBytes_CheckExact(frame))
+    if (!PyLong_CheckExact(linktype_obj) || !PyBytes_CheckExact(frame))
         return NOT_MINE();
     int overflow;
-    long linktype = PyLong_AsLongAndOverflow(args[0], &overflow);
+    long linktype = PyLong_AsLongAndOverflow(linktype_obj, &overflow);
     if (overflow)
         return NOT_MINE();
     const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
     const Py_ssize_t n = PyBytes_GET_SIZE(frame);
     switch (linktype) {
     case 1: /* Ethernet */
-        return n < 14 ? NONE() : network(frame, be16(f + 12), 14);
+        return n < 14 ? NONE() : network(frame, be16(f + 12), 14, skim, timestamp);
     case 113: /* Linux cooked */
-        return n < 16 ? NONE() : network(frame, be16(f + 14), 16);
+        return n < 16 ? NONE() : network(frame, be16(f + 14), 16, skim, timestamp);
     case 276: /* Linux cooked v2 */
-        return n < 2 ? NONE() : network(frame, be16(f), 20);
+        return n < 2 ? NONE() : network(frame, be16(f), 20, skim, timestamp);
     case 101: case 12: case 14: /* raw IP: the version nibble says which */
         if (n < 1)
             return NONE();
-        return network(frame, f[0] >> 4 == 4 ? 0x0800 : f[0] >> 4 == 6 ? 0x86DD : 0, 0);
+        return network(frame, f[0] >> 4 == 4 ? 0x0800 : f[0] >> 4 == 6 ? 0x86DD : 0, 0, skim, timestamp);
     case 228:
-        return network(frame, 0x0800, 0);
+        return network(frame, 0x0800, 0, skim, timestamp);
     case 229:
-        return network(frame, 0x86DD, 0);
+        return network(frame, 0x86DD, 0, skim, timestamp);
     case 0: case 108: { /* BSD / OpenBSD loopback: a 4-byte address family */
         if (n < 4 || f[1] || f[2])
             return NONE();
@@ -462,15 +472,218 @@ decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         else
             return NONE();
         if (family == 2)
-            return network(frame, 0x0800, 4);
+            return network(frame, 0x0800, 4, skim, timestamp);
         if (family == 24 || family == 28 || family == 30)
-            return network(frame, 0x86DD, 4);
+            return network(frame, 0x86DD, 4, skim, timestamp);
         return NONE();
     }
     default: /* PPP, and link types decode.py may add */
         return NOT_MINE();
     }
 }
+
+static PyObject *
+decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "decode() takes exactly 2 arguments (linktype, frame)");
+        return NULL;
+    }
+    return decode_frame(args[0], args[1], NULL, NULL);
+}
+
+/* ----- skimming reported TCP connections ----------------------------------------------------------
+ *
+ * Most packets of a long capture belong to TCP connections already reported (settled): for each, the
+ * flow table only looks the flow up, finds it alive and moves its last-seen time (transport/tcp.py,
+ * TcpTable.packet). The skimmer does exactly that here, without building the segment, for the packets
+ * where nothing else can happen: no SYN, FIN or RST, no payload that may start a new TLS connection
+ * (a handshake record), the flow not idle past the timeout, and the table within its memory bound (it
+ * sheds connections before the look-up otherwise). Anything else gets the segment, and the Python
+ * table decides as it always did.
+ */
+
+struct FlowSkimmerObject {
+    PyObject_HEAD
+    PyObject *flows;      /* the table's dict: (src, sport, dst, dport) -> flow */
+    PyObject *table;      /* the TcpTable: its _memory and _max_memory */
+    PyTypeObject *flow_type;
+    Py_ssize_t done_offset, last_seen_offset;  /* slots of lifecycle.Connection */
+    double idle;
+};
+
+static PyObject *memory_name, *max_memory_name;
+
+#define SLOT(object, offset) (*(PyObject **)((char *)(object) + (offset)))
+
+/* (src, sport, dst, dport) as TcpTable keys its flows */
+static PyObject *
+flow_key(const unsigned char *src, const unsigned char *dst, Py_ssize_t addr_len, uint32_t sport, uint32_t dport)
+{
+    PyObject *items[4] = {
+        PyBytes_FromStringAndSize((const char *)src, addr_len),
+        PyLong_FromUnsignedLong(sport),
+        PyBytes_FromStringAndSize((const char *)dst, addr_len),
+        PyLong_FromUnsignedLong(dport),
+    };
+    PyObject *key = NULL;
+    if (items[0] && items[1] && items[2] && items[3])
+        key = PyTuple_New(4);
+    if (key == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (int i = 0; i < 4; i++)
+        PyTuple_SET_ITEM(key, i, items[i]);
+    return key;
+}
+
+static int
+skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, const unsigned char *src, const unsigned char *dst,
+         Py_ssize_t addr_len, uint32_t sport, uint32_t dport, uint32_t flags, PyObject *frame, Py_ssize_t start,
+         Py_ssize_t end)
+{
+    const Py_ssize_t size = PyBytes_GET_SIZE(frame);
+    if (flags & 0x07) /* FIN, SYN, RST */
+        return 0;
+    if (start < size && end > start && (unsigned char)PyBytes_AS_STRING(frame)[start] == 0x16)
+        return 0; /* a handshake record: maybe a new ClientHello on the same ports */
+    if (!PyFloat_CheckExact(timestamp))
+        return 0;
+    PyObject *key = flow_key(src, dst, addr_len, sport, dport);
+    if (key == NULL)
+        return -1;
+    PyObject *flow = PyDict_GetItemWithError(skim->flows, key); /* borrowed */
+    Py_DECREF(key);
+    if (flow == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyObject_TypeCheck(flow, skim->flow_type) || SLOT(flow, skim->done_offset) != Py_True)
+        return 0;
+    PyObject *last_seen = SLOT(flow, skim->last_seen_offset);
+    if (last_seen == NULL || !PyFloat_CheckExact(last_seen) ||
+        PyFloat_AS_DOUBLE(timestamp) - PyFloat_AS_DOUBLE(last_seen) > skim->idle)
+        return 0;
+    PyObject *memory = PyObject_GetAttr(skim->table, memory_name);
+    if (memory == NULL)
+        return -1;
+    PyObject *max_memory = PyObject_GetAttr(skim->table, max_memory_name);
+    if (max_memory == NULL) {
+        Py_DECREF(memory);
+        return -1;
+    }
+    int over = PyObject_RichCompareBool(memory, max_memory, Py_GT);
+    Py_DECREF(memory);
+    Py_DECREF(max_memory);
+    if (over != 0)
+        return over < 0 ? -1 : 0;
+    SLOT(flow, skim->last_seen_offset) = Py_NewRef(timestamp);
+    Py_DECREF(last_seen);
+    return 1;
+}
+
+/* The offset of a slot (a T_OBJECT_EX member) of type, or -1 with TypeError set. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL)
+        return -1;
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX)
+        offset = ((PyMemberDescrObject *)descr)->d_member->offset;
+    else
+        PyErr_Format(PyExc_TypeError, "FlowSkimmer: %s.%s is not a slot", type->tp_name, name);
+    Py_DECREF(descr);
+    return offset;
+}
+
+static int
+skimmer_init(FlowSkimmerObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"flows", "table", "flow_type", "idle", NULL};
+    PyObject *flows, *table, *flow_type;
+    double idle;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!d", keywords, &PyDict_Type, &flows, &table, &PyType_Type,
+                                     &flow_type, &idle))
+        return -1;
+    Py_ssize_t done = slot_offset((PyTypeObject *)flow_type, "done");
+    if (done < 0)
+        return -1;
+    Py_ssize_t last_seen = slot_offset((PyTypeObject *)flow_type, "last_seen");
+    if (last_seen < 0)
+        return -1;
+    Py_XSETREF(self->flows, Py_NewRef(flows));
+    Py_XSETREF(self->table, Py_NewRef(table));
+    Py_XSETREF(self->flow_type, (PyTypeObject *)Py_NewRef(flow_type));
+    self->done_offset = done;
+    self->last_seen_offset = last_seen;
+    self->idle = idle;
+    return 0;
+}
+
+static int
+skimmer_traverse(FlowSkimmerObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->flows);
+    Py_VISIT(self->table);
+    Py_VISIT(self->flow_type);
+    return 0;
+}
+
+static int
+skimmer_clear(FlowSkimmerObject *self)
+{
+    Py_CLEAR(self->flows);
+    Py_CLEAR(self->table);
+    Py_CLEAR(self->flow_type);
+    return 0;
+}
+
+static void
+skimmer_dealloc(FlowSkimmerObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    skimmer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+skimmer_decode(FlowSkimmerObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decode() takes exactly 3 arguments (linktype, frame, timestamp)");
+        return NULL;
+    }
+    if (self->flows == NULL) {
+        PyErr_SetString(PyExc_ValueError, "FlowSkimmer was not initialised");
+        return NULL;
+    }
+    return decode_frame(args[0], args[1], self, args[2]);
+}
+
+static PyMethodDef skimmer_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))skimmer_decode, METH_FASTCALL,
+     "decode(linktype, frame, timestamp) -> SKIMMED | Segment | None | NOT_MINE\n\n"
+     "core.decode's answer, or SKIMMED for a packet of a reported TCP connection that only keeps it alive\n"
+     "(its last-seen time moved to timestamp, as TcpTable.packet would)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FlowSkimmerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "helloscope.sniffer.capture._core.FlowSkimmer",
+    .tp_doc = PyDoc_STR("FlowSkimmer(flows, table, flow_type, idle): the flow look-up of packets of reported TCP "
+                        "connections, in C."),
+    .tp_basicsize = sizeof(FlowSkimmerObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)skimmer_init,
+    .tp_traverse = (traverseproc)skimmer_traverse,
+    .tp_clear = (inquiry)skimmer_clear,
+    .tp_dealloc = (destructor)skimmer_dealloc,
+    .tp_methods = skimmer_methods,
+};
 
 /* ----- TLS record framing ---------------------------------------------------------------------- */
 
@@ -865,13 +1078,20 @@ PyInit__core(void)
     }
     if (NotMine == NULL && (NotMine = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
         return NULL;
-    if (PyType_Ready(&RecordReaderType) < 0)
+    if (Skimmed == NULL && (Skimmed = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type)) == NULL)
+        return NULL;
+    if (memory_name == NULL && (memory_name = PyUnicode_InternFromString("_memory")) == NULL)
+        return NULL;
+    if (max_memory_name == NULL && (max_memory_name = PyUnicode_InternFromString("_max_memory")) == NULL)
+        return NULL;
+    if (PyType_Ready(&RecordReaderType) < 0 || PyType_Ready(&FlowSkimmerType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&core_module);
     if (module == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(module, "NOT_MINE", NotMine) < 0 ||
-        PyModule_AddObjectRef(module, "RecordReader", (PyObject *)&RecordReaderType) < 0) {
+    if (PyModule_AddObjectRef(module, "NOT_MINE", NotMine) < 0 || PyModule_AddObjectRef(module, "SKIMMED", Skimmed) < 0 ||
+        PyModule_AddObjectRef(module, "RecordReader", (PyObject *)&RecordReaderType) < 0 ||
+        PyModule_AddObjectRef(module, "FlowSkimmer", (PyObject *)&FlowSkimmerType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -60,8 +60,11 @@ def feed_frames(
     """
     # What table.segment does, unrolled: this loop runs for every packet.
     tcp_segment, udp_datagram, tick = table.tcp_segment, table.udp_datagram, table.tick
-    # the C core's decode when it is built: it answers NOT_MINE for the shapes only decode() knows
+    # the C core's decode when it is built: it answers NOT_MINE for the shapes only decode() knows; its
+    # skimmer also takes whole the packets that only keep a reported TCP connection alive (SKIMMED),
+    # unless a tap must see every segment
     decode_fast, not_mine = fast.decode, fast.NOT_MINE
+    skim, skimmed = (table.skim if tap is None else None), fast.SKIMMED
     absorbed = 0
     undecoded = tcp = udp = count = size = 0
     timestamp = None
@@ -71,7 +74,14 @@ def feed_frames(
                 absorbed = absorb_secrets(secrets, absorbed, keys, stats)
             count += 1
             size += len(frame)
-            segment = decode_fast(linktype, frame)
+            if skim is not None:
+                segment = skim(linktype, frame, timestamp)
+                if segment is skimmed:
+                    tcp += 1
+                    tick(timestamp)
+                    continue
+            else:
+                segment = decode_fast(linktype, frame)
             if segment is not_mine:
                 segment = decode(linktype, frame)
             if segment is None:

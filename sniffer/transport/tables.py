@@ -43,6 +43,7 @@ class ConnectionTables:
         # Bound once: these run for every packet (the pipeline's loop calls them directly).
         self.tcp_segment = self.tcp.packet
         self.tick = self._sweeper.tick
+        self.skim = self.tcp.skim
 
     def __len__(self) -> int:
         return len(self.tcp) + sum(len(table) for table in self._udp or ())

@@ -37,7 +37,8 @@ TCP shapes a passive observer must read as the endpoints do:
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello, parse_sslv2_client_hello
@@ -176,6 +177,11 @@ class TcpTable(ConnectionTable[_Flow]):
         self._ports = ports
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
         self._max_memory = limits.max_memory
+        # With the C core, the packets of reported flows that only keep them alive never reach packet():
+        # the skimmer does what packet() would (look-up, last-seen time) and the pipeline calls it first.
+        self.skim: Callable[[int, bytes, float], Any] | None = None
+        if fast.FlowSkimmer is not None and limits.fast_path:
+            self.skim = fast.FlowSkimmer(self._flows, self, _Flow, float(limits.idle_timeout)).decode
 
     # ----- packets -------------------------------------------------------------------------------
 
