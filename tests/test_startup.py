@@ -22,7 +22,12 @@ LIVE_AND_WORKERS = (
 )
 NETWORK_OUTPUTS = ("helloscope.sniffer.outputs.http", "helloscope.sniffer.outputs.syslog", "ssl")
 TERMINAL = ("rich",)
-UDP = ("helloscope.sniffer.transport.quic", "helloscope.sniffer.transport.dtls", "helloscope.parsers.quic")
+UDP = (
+    "helloscope.sniffer.transport.quic",
+    "helloscope.sniffer.transport.dtls",
+    "helloscope.parsers.quic",
+    "helloscope.parsers.dtls",
+)
 CIPHERS = ("cryptography.hazmat.primitives.ciphers",)
 
 # Runs the CLI in-process, then prints the modules it loaded (SystemExit is how click ends a command).

@@ -7,7 +7,7 @@ conclusions from its frozen snapshot (:meth:`ConnectionTracker.handshake`) and n
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from helloscope.parsers.alerts import parse_alerts
 from helloscope.parsers.certs import (
@@ -16,7 +16,6 @@ from helloscope.parsers.certs import (
     parse_certificate,
     parse_certificate_request,
 )
-from helloscope.parsers.dtls import HelloVerifyRequest, parse_hello_verify_request
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import ClientHello, ServerHello, parse_client_hello, parse_server_hello
 from helloscope.parsers.records import HandshakeReader, Record
@@ -43,6 +42,9 @@ from helloscope.sniffer.handshake.decryption import ProtectedRecord, Session
 from helloscope.sniffer.handshake.settlement import MAX_PROTECTED_BYTES, MAX_TRACED_RECORDS, tls_settled
 from helloscope.sniffer.report.model import AlertFinding, Handshake, RecordTrace
 from helloscope.sniffer.vocabulary import Evidence, Sender
+
+if TYPE_CHECKING:  # the DTLS parsers load with the first DTLS association (startup time, issue 13)
+    from helloscope.parsers.dtls import HelloVerifyRequest
 
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 EARLY_DATA: Final = 42
@@ -445,6 +447,8 @@ class ConnectionTracker:
             else:
                 self.server_hello = hello
         elif msg_type == HELLO_VERIFY_REQUEST and self.dtls:
+            from helloscope.parsers.dtls import parse_hello_verify_request
+
             self.hello_verify_request = parse_hello_verify_request(body)
         elif msg_type == CERTIFICATE_REQUEST:
             version = tls_equivalent(self.version) if self.version else TLS12
