@@ -2,7 +2,8 @@
 
     python -m fuzz.run TARGET [SECONDS] [libFuzzer flags...]
 
-Coverage comes from instrumenting the ``parsers`` package. The seed directory is
+Coverage comes from instrumenting ``helloscope.parsers`` and ``helloscope.sniffer`` (the pipeline the
+core_capture target runs). The seed directory is
 fuzz/seeds-out/TARGET (made by ``python -m fuzz.seeds`` when missing); new coverage-increasing inputs
 go to fuzz/seeds-out/TARGET too (or $FUZZ_SEEDS/TARGET), and a crashing input to fuzz/findings/TARGET-crash-<hash>. Any
 exception other than ParseError is a finding: libFuzzer stops and exits non-zero. At the end it
@@ -20,7 +21,7 @@ import atheris
 ROOT = Path(__file__).resolve().parent.parent
 FINDINGS = ROOT / "fuzz" / "findings"
 
-with atheris.instrument_imports(include=["parsers"]):
+with atheris.instrument_imports(include=["helloscope.parsers", "helloscope.sniffer"]):
     from fuzz.targets import TARGETS, check
 
 
