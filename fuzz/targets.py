@@ -52,6 +52,7 @@ from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line
+from helloscope.sniffer.run.parallel import owner_of
 from helloscope.sniffer.run.pipeline import feed_frames
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import Limits
@@ -250,8 +251,20 @@ def core_capture(data: bytes) -> None:
         return
     for _, linktype, frame, *_ in reference[0]:
         segment = fast.decode(linktype, frame)
-        if segment is not fast.NOT_MINE and segment != decode(linktype, frame):
+        reference_segment = decode(linktype, frame)
+        if segment is not fast.NOT_MINE and segment != reference_segment:
             raise AssertionError(f"C decode differs from decode.py on link type {linktype}: {frame.hex()}")
+        owner = fast.NOT_MINE if fast.flow_owner is None else fast.flow_owner(linktype, frame, 3)
+        if owner is not fast.NOT_MINE and owner != (
+            0
+            if reference_segment is None
+            else owner_of(
+                int.from_bytes(reference_segment.src, "big") ^ int.from_bytes(reference_segment.dst, "big"),
+                reference_segment.sport ^ reference_segment.dport,
+                3,
+            )
+        ):
+            raise AssertionError(f"C flow_owner differs from run.parallel's hash: {frame.hex()}")
     frames = [(float.fromhex(ts), linktype, frame) for ts, linktype, frame, *_ in reference[0]]
     for limits in (Limits(), Limits(idle_timeout=0.001, max_flows=4)):
         if _flow_tables(frames, limits, skim=True) != _flow_tables(frames, limits, skim=False):

@@ -36,6 +36,7 @@ from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader, open_capture
 from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.run.parallel import owner_of
 from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import Limits
@@ -394,6 +395,42 @@ def test_pipeline_events_identical_with_and_without_core_on_corpus(corpus: Path)
     assert _assert_pipeline_identical(sorted(corpus.rglob("*.pcap*"))) > 250
 
 
+# ----- which worker owns a frame ----------------------------------------------------------------
+
+
+def _python_owner(linktype: int, frame: bytes, workers: int) -> int:
+    """run.parallel's flow hash computed from decode.py's segment, as it is without the C core."""
+    segment = decode(linktype, frame)
+    if segment is None:
+        return 0
+    addresses = int.from_bytes(segment.src, "big") ^ int.from_bytes(segment.dst, "big")
+    return owner_of(addresses, segment.sport ^ segment.dport, workers)
+
+
+def test_flow_owner_is_the_python_hash_on_every_fixture_frame_and_garbage() -> None:
+    rng = random.Random(7)
+    compared = 0
+    for capture in ALL_FIXTURES:
+        try:
+            reader = open_capture(str(capture))
+        except CaptureError:
+            continue
+        for _, linktype, frame in reader:
+            for workers in (1, 2, 3, 7, 64, 1 << 40):
+                owner = fast.core.flow_owner(linktype, frame, workers)
+                if owner is not NOT_MINE:
+                    assert owner == _python_owner(linktype, frame, workers), capture.name
+                    compared += 1
+    assert compared > 5_000
+    for _ in range(3000):
+        garbage = rng.randbytes(rng.randrange(100))
+        linktype = rng.choice(sorted(SUPPORTED_LINKTYPES))
+        owner = fast.core.flow_owner(linktype, garbage, 5)
+        assert owner is NOT_MINE or owner == _python_owner(linktype, garbage, 5)
+    with pytest.raises(ZeroDivisionError):
+        fast.core.flow_owner(1, b"", 0)
+
+
 # ----- the flow skimmer -------------------------------------------------------------------------
 
 # Limits under which the skimmer must decline what it usually takes: done flows idle past the timeout
@@ -652,12 +689,17 @@ def exercise() -> None:
     for capture in ALL_FIXTURES:
         for limits in _SKIM_LIMITS.values():
             _skimmed_run(capture, limits, skim=True)
+    for capture in ALL_FIXTURES[:20]:
+        with contextlib.suppress(CaptureError):
+            for _, linktype, frame in open_capture(str(capture)):
+                fast.core.flow_owner(linktype, frame, 3)
     skim = ConnectionTables(lambda report: None, RunStats()).skim
     assert skim is not None
     for _ in range(2000):
         garbage = rng.randbytes(rng.randrange(120))
         for linktype in (0, 1, 12, 101, 108, 113, 228, 229, 276):
             skim(linktype, garbage, rng.random())
+            fast.core.flow_owner(linktype, garbage, 1 + rng.randrange(64))
     for stream in streams:
         reader = CoreRecordReader()
         for at in range(0, len(stream), 3):

@@ -307,19 +307,24 @@ fail:
     return NULL;
 }
 
-/* decode.py's _network at depth 0, for untunnelled, unfragmented IPv4 and extension-free IPv6 carrying
-   TCP or UDP. Only a frame too short or inconsistent for that shape is answered None here; any other
-   EtherType or protocol goes back to decode.py, so what it learns later (PPPoE, say) needs no C change. */
-typedef struct FlowSkimmerObject FlowSkimmerObject;
-static int skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, const unsigned char *src, const unsigned char *dst,
-                    Py_ssize_t addr_len, uint32_t sport, uint32_t dport, uint32_t flags, PyObject *frame,
-                    Py_ssize_t start, Py_ssize_t end);
+/* What the fixed-offset decode finds in a frame, before any Python object is made of it. */
+typedef struct {
+    unsigned proto; /* 6 or 17 */
+    const unsigned char *src, *dst;
+    Py_ssize_t addr_len;
+    uint32_t sport, dport, seq, ack, flags;
+    Py_ssize_t transport, start, end; /* transport header; payload from start to end (unclipped) */
+} Headers;
 
-static PyObject *
-network(PyObject *frame, uint32_t ethertype, Py_ssize_t off, FlowSkimmerObject *skim, PyObject *timestamp)
+enum shape { SHAPE_NONE, SHAPE_NOT_MINE, SHAPE_FOUND };
+
+/* decode.py's _network at depth 0, for untunnelled, unfragmented IPv4 and extension-free IPv6 carrying
+   TCP or UDP. Only a frame too short or inconsistent for that shape is SHAPE_NONE (decode.py answers
+   None); any other EtherType or protocol goes back to decode.py (SHAPE_NOT_MINE), so what it learns later
+   (PPPoE, say) needs no C change. */
+static enum shape
+network(const unsigned char *f, Py_ssize_t n, uint32_t ethertype, Py_ssize_t off, Headers *h)
 {
-    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
-    const Py_ssize_t n = PyBytes_GET_SIZE(frame);
     for (;;) {
         Py_ssize_t shim;
         switch (ethertype) {
@@ -338,93 +343,155 @@ network(PyObject *frame, uint32_t ethertype, Py_ssize_t off, FlowSkimmerObject *
             break;
         off += shim;
         if (off > n) /* the next EtherType would be read past the frame: IndexError */
-            return NONE();
+            return SHAPE_NONE;
         ethertype = be16(f + off - 2);
     }
-    unsigned proto;
-    const unsigned char *src, *dst;
-    Py_ssize_t addr_len, transport, end;
+    Py_ssize_t end;
     if (ethertype == 0x0800) {
         if (off > n || n - off < 20)
-            return NONE();
+            return SHAPE_NONE;
         const unsigned char *ip = f + off;
         unsigned ihl = (ip[0] & 0x0F) * 4u;
         uint32_t total = be16(ip + 2);
         if (ip[0] >> 4 != 4 || ihl < 20)
-            return NONE();
+            return SHAPE_NONE;
         if (be16(ip + 6) & 0x3FFF) /* a fragment */
-            return NOT_MINE();
-        proto = ip[9];
-        src = ip + 12;
-        dst = ip + 16;
-        addr_len = 4;
-        transport = off + ihl;
+            return SHAPE_NOT_MINE;
+        h->proto = ip[9];
+        h->src = ip + 12;
+        h->dst = ip + 16;
+        h->addr_len = 4;
+        h->transport = off + ihl;
         if (total == 0)
             end = n; /* segmentation offload: the length is not filled in */
         else if (total < ihl)
-            return NONE();
+            return SHAPE_NONE;
         else
             end = off + (Py_ssize_t)total;
     }
     else if (ethertype == 0x86DD) {
         if (off > n || n - off < 40)
-            return NONE();
+            return SHAPE_NONE;
         const unsigned char *ip = f + off;
         if (ip[0] >> 4 != 6)
-            return NONE();
+            return SHAPE_NONE;
         uint32_t payload_length = be16(ip + 4);
-        proto = ip[6];
-        src = ip + 8;
-        dst = ip + 24;
-        addr_len = 16;
-        transport = off + 40;
-        end = payload_length ? transport + (Py_ssize_t)payload_length : n;
+        h->proto = ip[6];
+        h->src = ip + 8;
+        h->dst = ip + 24;
+        h->addr_len = 16;
+        h->transport = off + 40;
+        end = payload_length ? h->transport + (Py_ssize_t)payload_length : n;
     }
     else {
-        return NOT_MINE();
+        return SHAPE_NOT_MINE;
     }
     /* extension headers, tunnels, and whatever else decode.py may learn to open */
-    if (proto != 6 && proto != 17)
-        return NOT_MINE();
+    if (h->proto != 6 && h->proto != 17)
+        return SHAPE_NOT_MINE;
 
     /* struct.unpack_from on the frame (not the IP length) decides whether the header is there */
-    if (proto == 6) {
+    const Py_ssize_t transport = h->transport;
+    if (h->proto == 6) {
         if (transport > n || n - transport < 14)
-            return NONE();
+            return SHAPE_NONE;
         const unsigned char *tcp = f + transport;
         Py_ssize_t header_length = (tcp[12] >> 4) * 4;
         Py_ssize_t start = transport + header_length;
         if (header_length < 20 || start > end)
-            return NONE();
-        if (skim != NULL) {
-            int skimmed = skim_tcp(skim, timestamp, src, dst, addr_len, be16(tcp), be16(tcp + 2), tcp[13], frame,
-                                   start, end);
-            if (skimmed < 0)
-                return NULL;
-            if (skimmed)
-                return Py_NewRef(Skimmed);
-        }
-        return new_segment(6, src, dst, addr_len, be16(tcp), be16(tcp + 2), be32(tcp + 4), be32(tcp + 8), tcp[13],
-                           frame, transport, start, end);
+            return SHAPE_NONE;
+        h->sport = be16(tcp);
+        h->dport = be16(tcp + 2);
+        h->seq = be32(tcp + 4);
+        h->ack = be32(tcp + 8);
+        h->flags = tcp[13];
+        h->start = start;
+        h->end = end;
+        return SHAPE_FOUND;
     }
     if (transport > n || n - transport < 6)
-        return NONE();
+        return SHAPE_NONE;
     const unsigned char *udp = f + transport;
     uint32_t sport = be16(udp), dport = be16(udp + 2), udp_length = be16(udp + 4);
     Py_ssize_t start = transport + 8;
     if (udp_length >= 8 && transport + (Py_ssize_t)udp_length < end)
         end = transport + (Py_ssize_t)udp_length;
     if (start > end)
-        return NONE();
+        return SHAPE_NONE;
     switch (sport) {
     case 2152: case 4789: case 6081: case 5247: /* GTP-U, VXLAN, Geneve, CAPWAP: decode.py opens them */
-        return NOT_MINE();
+        return SHAPE_NOT_MINE;
     }
     switch (dport) {
     case 2152: case 4789: case 6081: case 5247:
-        return NOT_MINE();
+        return SHAPE_NOT_MINE;
     }
-    return new_segment(17, src, dst, addr_len, sport, dport, 0, 0, 0, frame, transport, start, end);
+    h->sport = sport;
+    h->dport = dport;
+    h->seq = h->ack = h->flags = 0;
+    h->start = start;
+    h->end = end;
+    return SHAPE_FOUND;
+}
+
+/* The link layer of one frame, then network(): what decode() and its companions share. */
+static enum shape
+decode_frame(PyObject *linktype_obj, PyObject *frame, Headers *h)
+{
+    if (!PyLong_CheckExact(linktype_obj) || !PyBytes_CheckExact(frame))
+        return SHAPE_NOT_MINE;
+    int overflow;
+    long linktype = PyLong_AsLongAndOverflow(linktype_obj, &overflow);
+    if (overflow)
+        return SHAPE_NOT_MINE;
+    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
+    const Py_ssize_t n = PyBytes_GET_SIZE(frame);
+    switch (linktype) {
+    case 1: /* Ethernet */
+        return n < 14 ? SHAPE_NONE : network(f, n, be16(f + 12), 14, h);
+    case 113: /* Linux cooked */
+        return n < 16 ? SHAPE_NONE : network(f, n, be16(f + 14), 16, h);
+    case 276: /* Linux cooked v2 */
+        return n < 2 ? SHAPE_NONE : network(f, n, be16(f), 20, h);
+    case 101: case 12: case 14: /* raw IP: the version nibble says which */
+        if (n < 1)
+            return SHAPE_NONE;
+        return network(f, n, f[0] >> 4 == 4 ? 0x0800 : f[0] >> 4 == 6 ? 0x86DD : 0, 0, h);
+    case 228:
+        return network(f, n, 0x0800, 0, h);
+    case 229:
+        return network(f, n, 0x86DD, 0, h);
+    case 0: case 108: { /* BSD / OpenBSD loopback: a 4-byte address family */
+        if (n < 4 || f[1] || f[2])
+            return SHAPE_NONE;
+        unsigned family;
+        if (linktype == 108 || !f[0])
+            family = f[3];
+        else if (!f[3])
+            family = f[0];
+        else
+            return SHAPE_NONE;
+        if (family == 2)
+            return network(f, n, 0x0800, 4, h);
+        if (family == 24 || family == 28 || family == 30)
+            return network(f, n, 0x86DD, 4, h);
+        return SHAPE_NONE;
+    }
+    default: /* PPP, and link types decode.py may add */
+        return SHAPE_NOT_MINE;
+    }
+}
+
+/* decode()'s answer for what decode_frame found. */
+static PyObject *
+segment_of(enum shape shape, PyObject *frame, const Headers *h)
+{
+    if (shape == SHAPE_NONE)
+        return NONE();
+    if (shape == SHAPE_NOT_MINE)
+        return NOT_MINE();
+    return new_segment(h->proto, h->src, h->dst, h->addr_len, h->sport, h->dport, h->seq, h->ack, h->flags, frame,
+                       h->transport, h->start, h->end);
 }
 
 PyDoc_STRVAR(decode_doc,
@@ -434,54 +501,6 @@ PyDoc_STRVAR(decode_doc,
 "IPv4 or extension-free IPv6 TCP/UDP; NOT_MINE for every other shape (other EtherTypes such as PPPoE,\n"
 "PPP, fragments, tunnels, IPv6 extension headers, frames that are not bytes): decode.py decides those.");
 
-/* decode() for one frame; with a skimmer, the packets it takes whole are answered SKIMMED. */
-static PyObject *
-decode_frame(PyObject *linktype_obj, PyObject *frame, FlowSkimmerObject *skim, PyObject *timestamp)
-{
-    if (!PyLong_CheckExact(linktype_obj) || !PyBytes_CheckExact(frame))
-        return NOT_MINE();
-    int overflow;
-    long linktype = PyLong_AsLongAndOverflow(linktype_obj, &overflow);
-    if (overflow)
-        return NOT_MINE();
-    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
-    const Py_ssize_t n = PyBytes_GET_SIZE(frame);
-    switch (linktype) {
-    case 1: /* Ethernet */
-        return n < 14 ? NONE() : network(frame, be16(f + 12), 14, skim, timestamp);
-    case 113: /* Linux cooked */
-        return n < 16 ? NONE() : network(frame, be16(f + 14), 16, skim, timestamp);
-    case 276: /* Linux cooked v2 */
-        return n < 2 ? NONE() : network(frame, be16(f), 20, skim, timestamp);
-    case 101: case 12: case 14: /* raw IP: the version nibble says which */
-        if (n < 1)
-            return NONE();
-        return network(frame, f[0] >> 4 == 4 ? 0x0800 : f[0] >> 4 == 6 ? 0x86DD : 0, 0, skim, timestamp);
-    case 228:
-        return network(frame, 0x0800, 0, skim, timestamp);
-    case 229:
-        return network(frame, 0x86DD, 0, skim, timestamp);
-    case 0: case 108: { /* BSD / OpenBSD loopback: a 4-byte address family */
-        if (n < 4 || f[1] || f[2])
-            return NONE();
-        unsigned family;
-        if (linktype == 108 || !f[0])
-            family = f[3];
-        else if (!f[3])
-            family = f[0];
-        else
-            return NONE();
-        if (family == 2)
-            return network(frame, 0x0800, 4, skim, timestamp);
-        if (family == 24 || family == 28 || family == 30)
-            return network(frame, 0x86DD, 4, skim, timestamp);
-        return NONE();
-    }
-    default: /* PPP, and link types decode.py may add */
-        return NOT_MINE();
-    }
-}
-
 static PyObject *
 decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -489,7 +508,68 @@ decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "decode() takes exactly 2 arguments (linktype, frame)");
         return NULL;
     }
-    return decode_frame(args[0], args[1], NULL, NULL);
+    Headers h;
+    return segment_of(decode_frame(args[0], args[1], &h), args[1], &h);
+}
+
+/* ----- which worker owns a frame ------------------------------------------------------------------ */
+
+PyDoc_STRVAR(flow_owner_doc,
+"flow_owner(linktype, frame, workers) -> int | NOT_MINE\n\n"
+"run.parallel's flow hash, ((((src ^ dst) << 16 | sport ^ dport) * 0x9E3779B97F4A7C15) >> 40) % workers\n"
+"over the frame's addresses and ports as big integers, for the frames decode() takes; 0 for a frame it\n"
+"answers None; NOT_MINE for the rest.");
+
+static PyObject *
+flow_owner(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "flow_owner() takes exactly 3 arguments (linktype, frame, workers)");
+        return NULL;
+    }
+    unsigned long workers = PyLong_AsUnsignedLong(args[2]);
+    if (workers == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (workers == 0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "flow_owner() with no workers");
+        return NULL;
+    }
+    Headers h;
+    enum shape shape = decode_frame(args[0], args[1], &h);
+    if (shape == SHAPE_NOT_MINE)
+        return NOT_MINE();
+    if (shape == SHAPE_NONE)
+        return PyLong_FromLong(0);
+    /* src ^ dst (4 or 16 bytes, big-endian) shifted left by 16 with the ports below: three 64-bit limbs,
+       least significant first */
+    const unsigned char *a = h.src, *b = h.dst;
+    Py_ssize_t length = h.addr_len;
+    uint32_t ports = h.sport ^ h.dport;
+    uint64_t addresses[2] = {0, 0}; /* low, high */
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_ssize_t bit = 8 * (length - 1 - i);
+        addresses[bit / 64] |= (uint64_t)(a[i] ^ b[i]) << (bit % 64);
+    }
+    uint64_t value[3] = {
+        addresses[0] << 16 | (ports & 0xFFFF),
+        addresses[1] << 16 | addresses[0] >> 48,
+        addresses[1] >> 48,
+    };
+    const uint64_t mix = 0x9E3779B97F4A7C15u;
+    uint64_t product[4];
+    unsigned __int128 carry = 0;
+    for (int i = 0; i < 3; i++) {
+        carry += (unsigned __int128)value[i] * mix;
+        product[i] = (uint64_t)carry;
+        carry >>= 64;
+    }
+    product[3] = (uint64_t)carry;
+    unsigned __int128 remainder = 0;
+    for (int i = 3; i >= 0; i--) { /* (product >> 40) % workers, most significant limb first */
+        uint64_t limb = product[i] >> 40 | (i < 3 ? product[i + 1] << 24 : 0);
+        remainder = ((remainder << 64) | limb) % workers;
+    }
+    return PyLong_FromUnsignedLong((unsigned long)remainder);
 }
 
 /* ----- skimming reported TCP connections ----------------------------------------------------------
@@ -503,14 +583,14 @@ decode(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
  * table decides as it always did.
  */
 
-struct FlowSkimmerObject {
+typedef struct {
     PyObject_HEAD
     PyObject *flows;      /* the table's dict: (src, sport, dst, dport) -> flow */
     PyObject *table;      /* the TcpTable: its _memory and _max_memory */
     PyTypeObject *flow_type;
     Py_ssize_t done_offset, last_seen_offset;  /* slots of lifecycle.Connection */
     double idle;
-};
+} FlowSkimmerObject;
 
 static PyObject *memory_name, *max_memory_name;
 
@@ -539,19 +619,19 @@ flow_key(const unsigned char *src, const unsigned char *dst, Py_ssize_t addr_len
     return key;
 }
 
+/* 1 when the TCP segment h of frame was taken whole (its flow's last-seen time moved), 0 when the flow
+   table must see it, -1 on error. */
 static int
-skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, const unsigned char *src, const unsigned char *dst,
-         Py_ssize_t addr_len, uint32_t sport, uint32_t dport, uint32_t flags, PyObject *frame, Py_ssize_t start,
-         Py_ssize_t end)
+skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, PyObject *frame, const Headers *h)
 {
     const Py_ssize_t size = PyBytes_GET_SIZE(frame);
-    if (flags & 0x07) /* FIN, SYN, RST */
+    if (h->flags & 0x07) /* FIN, SYN, RST */
         return 0;
-    if (start < size && end > start && (unsigned char)PyBytes_AS_STRING(frame)[start] == 0x16)
+    if (h->start < size && h->end > h->start && (unsigned char)PyBytes_AS_STRING(frame)[h->start] == 0x16)
         return 0; /* a handshake record: maybe a new ClientHello on the same ports */
     if (!PyFloat_CheckExact(timestamp))
         return 0;
-    PyObject *key = flow_key(src, dst, addr_len, sport, dport);
+    PyObject *key = flow_key(h->src, h->dst, h->addr_len, h->sport, h->dport);
     if (key == NULL)
         return -1;
     PyObject *flow = PyDict_GetItemWithError(skim->flows, key); /* borrowed */
@@ -659,7 +739,16 @@ skimmer_decode(FlowSkimmerObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "FlowSkimmer was not initialised");
         return NULL;
     }
-    return decode_frame(args[0], args[1], self, args[2]);
+    Headers h;
+    enum shape shape = decode_frame(args[0], args[1], &h);
+    if (shape == SHAPE_FOUND && h.proto == 6) {
+        int skimmed = skim_tcp(self, args[2], args[1], &h);
+        if (skimmed < 0)
+            return NULL;
+        if (skimmed)
+            return Py_NewRef(Skimmed);
+    }
+    return segment_of(shape, args[1], &h);
 }
 
 static PyMethodDef skimmer_methods[] = {
@@ -1043,6 +1132,7 @@ static PyMethodDef core_methods[] = {
     {"split_pcap", split_pcap, METH_VARARGS, split_pcap_doc},
     {"split_pcapng", split_pcapng, METH_VARARGS, split_pcapng_doc},
     {"decode", (PyCFunction)(void (*)(void))decode, METH_FASTCALL, decode_doc},
+    {"flow_owner", (PyCFunction)(void (*)(void))flow_owner, METH_FASTCALL, flow_owner_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,6 +8,7 @@ common shapes back to the Python code, so the pure path stays the reference for 
 - :data:`split_pcap` / :data:`split_pcapng`: batches of frames for :class:`~.files.CaptureReader`, or None.
 - :func:`decode`: a :class:`~.decode.Segment`, None, or :data:`NOT_MINE` (then call ``decode.decode``).
 - :data:`RecordReader`: the record framer the flow table should make per direction.
+- :data:`flow_owner`: run.parallel's flow hash of a frame, or NOT_MINE; None without the C core.
 - :data:`FlowSkimmer`: with the C core, what takes whole the packets of reported TCP connections that only
   keep them alive (``decode(linktype, frame, timestamp)`` answers :data:`SKIMMED` for those); None without.
 """
@@ -45,6 +46,7 @@ split_pcapng: Callable[..., tuple[list[tuple[float, int, bytes]], list[int], int
     None if core is None else core.split_pcapng
 )
 RecordReader: type[PureRecordReader] = PureRecordReader if core is None else core.RecordReader
+flow_owner: Callable[[int, bytes, int], Any] | None = None if core is None else core.flow_owner
 FlowSkimmer: Callable[..., Any] | None = None if core is None else core.FlowSkimmer
 # The pure path's decoders never return this object.
 SKIMMED: object = object() if core is None else core.SKIMMED

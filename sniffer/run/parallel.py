@@ -52,6 +52,7 @@ from types import FrameType
 from typing import Any, Final, cast
 
 from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureReader, open_capture
 from helloscope.sniffer.capture.filter import frame_filter
@@ -562,12 +563,17 @@ def flow_owner(linktype: int, frame: bytes, workers: int) -> int:
     innermost TCP/UDP header that :func:`helloscope.sniffer.capture.decode.decode` finds: the one decoder
     there is, so a worker owns exactly the flows its table will see.
     """
+    if fast.flow_owner is not None:  # every worker hashes every frame: in C when it is built
+        owner = fast.flow_owner(linktype, frame, workers)
+        if owner is not fast.NOT_MINE:
+            return owner  # type: ignore[no-any-return]
     segment = decode(linktype, frame)
     if segment is None:
         return 0
     addresses = int.from_bytes(segment.src, "big") ^ int.from_bytes(segment.dst, "big")
-    return _owner(addresses, segment.sport ^ segment.dport, workers)
+    return owner_of(addresses, segment.sport ^ segment.dport, workers)
 
 
-def _owner(addresses: int, ports: int, workers: int) -> int:
+def owner_of(addresses: int, ports: int, workers: int) -> int:
+    """The flow hash of XORed addresses and XORed ports (capture._core.flow_owner computes the same in C)."""
     return ((((addresses << 16) | ports) * _MIX) >> 40) % workers
