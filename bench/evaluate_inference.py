@@ -247,10 +247,10 @@ def apply_table(rows: list[dict[str, Any]], table: dict[str, dict[str, tuple[Any
             if keys is None:
                 answers[name] = answer
                 continue
-            key = next((key for key in keys if key in table.get(name, {})), None)
-            if key is not None and table[name][key][1] is not None:
-                value, level = table[name][key]
-                answers[name] = {**answer, "value": value, "confidence": level, "key": key}
+            judged = inference.judge(name, keys, table.get(name, {}))
+            if judged is not None:
+                position, value, level = judged
+                answers[name] = {**answer, "value": value, "confidence": str(level), "key": keys[position]}
         out.append({**row, "answers": answers})
     return out
 

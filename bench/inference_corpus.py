@@ -52,7 +52,7 @@ from xml.etree import ElementTree
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "pcaps"))
-from peers import Peer, closing_scapy_client  # noqa: E402  (shared with pcaps/make_fixtures.py)
+from peers import Peer, closing_scapy_client, wait_listening  # noqa: E402  (shared with pcaps/make_fixtures.py)
 
 PKI = REPO / "pcaps" / "pki"
 SNI = "server.helloscope.test"
@@ -603,20 +603,6 @@ def prepare_tools(stacks: set[str], work: Path) -> None:
                 run(["certutil", "-A", "-n", "ca", "-t", "CT,C,C", "-i", str(PKI / "ca.pem"), "-d", f"sql:{path}"])
             TOOLS[db] = str(path)
     TOOLS["node"] = str(peers / "peer.js")
-
-
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    """Wait for a LISTEN socket on ``port`` without connecting to it (a probe would be captured)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            with contextlib.suppress(OSError), open(table) as f:
-                for line in f.readlines()[1:]:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def gnutls_priority(sc: Scenario) -> str:

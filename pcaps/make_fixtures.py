@@ -10,6 +10,7 @@ For every scenario in ``SCENARIOS`` this script
 
 1. starts ``tcpdump -i lo`` on the scenario's own port and waits until it is listening,
 2. starts ``openssl s_server`` (as many connections as the scenario makes, key log next to the capture),
+   or ``gnutls-serv`` (``SSLKEYLOGFILE``) where the scenario is about a GnuTLS server's behaviour,
 3. runs the client once per connection, one after the other (``openssl s_client``, or scapy's TLS 1.3
    client automaton when the ClientHello needs an extension OpenSSL cannot send: tls_flags, padding); in
    a resumption scenario the first s_client saves its session (``-sess_out``) and the second offers it
@@ -27,7 +28,7 @@ Every child process is bounded by a timeout and killed on expiry. Nothing here u
 apart from ``helloscope.parsers.flags.encode_tls_flags``, which builds the flagged test hellos (the bytes on the
 wire are checked against the draft's encoding independently).
 
-Needs: openssl (3.0), tcpdump, tshark (4.0), scapy >= 2.6 (TLS 1.3 client automaton).
+Needs: openssl (3.0), tcpdump, tshark (4.0), scapy >= 2.6 (TLS 1.3 client automaton), gnutls-serv (3.7).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from peers import Peer, closing_scapy_client  # pcaps/peers.py: this script's directory is on sys.path when it runs
+# pcaps/peers.py: this script's directory is on sys.path when it runs.
+from peers import Peer, closing_scapy_client, wait_listening
 
 REPO = Path(__file__).resolve().parent.parent
 PCAPS = REPO / "pcaps"
@@ -90,7 +92,10 @@ class Scenario:
     description: str
     truth: Truth
     server_auth: tuple[str, ...] = ()  # s_server client-authentication options
+    server: str = "openssl"  # "openssl" (s_server) | "gnutls" (gnutls-serv, TLS 1.3, no client authentication)
     client: str = "openssl"  # "openssl" (s_client) | "scapy" (TLSClientAutomaton subclass)
+    # The CA s_client trusts: "untrusted-ca" makes it refuse the server's certificate (-verify_return_error).
+    client_trust: str = "ca"
     client_cert: str | None = None  # None | "client" (trusted CA) | "untrusted-client" (second CA)
     flag_codepoint: int | None = None  # tls_flags extension with flag 80 in the ClientHello
     padding: int = 0  # bytes of padding extension (21) in the ClientHello (scapy client)
@@ -116,6 +121,9 @@ NOT_REQUESTED = Truth(False, "absent", None, "not_requested")
 AUTHENTICATED = Truth(True, "presented", None, "authenticated")
 DECLINED = Truth(True, "empty", None, "declined")
 UNKNOWN_CA = Truth(True, "presented", 48, "rejected")
+# s_client refusing the server's certificate alerts unknown_ca in plaintext (it has not switched its
+# write keys yet); GnuTLS, expecting an encrypted record, answers bad_record_mac under its keys.
+CLIENT_REFUSED_BAD_RECORD_MAC = Truth(False, "absent", 20, "failed")
 
 # One entry per capture; the truth is what the script sets up and then checks on the wire.
 # fmt: off
@@ -207,6 +215,10 @@ SCENARIOS: list[Scenario] = [
              "TLS 1.3, two connections: a full handshake, then a PSK resumption with the session ticket "
              "of the first (ServerHello carries pre_shared_key); no client certificate requested",
              NOT_REQUESTED, resume=True),
+    Scenario("client-abort-gnutls", 47471, "1.3",
+             "TLS 1.3, gnutls-serv; s_client trusts another CA and refuses the server's certificate with "
+             "a plaintext unknown_ca alert; GnuTLS answers bad_record_mac (encrypted) and closes",
+             CLIENT_REFUSED_BAD_RECORD_MAC, server="gnutls", client_trust="untrusted-ca"),
 ]
 # fmt: on
 
@@ -323,6 +335,19 @@ def make_pki() -> None:
 
 
 def server_argv(sc: Scenario, keylog: Path) -> list[str]:
+    if sc.server == "gnutls":
+        if sc.tls != "1.3" or sc.server_auth or sc.resume:
+            raise RuntimeError(f"{sc.name}: gnutls-serv is set up for TLS 1.3 without client authentication")
+        return [
+            *argv("env SSLKEYLOGFILE={keylog} gnutls-serv -p {port}", keylog=keylog, port=sc.port),
+            *argv(
+                "--x509certfile {cert} --x509keyfile {key} --x509cafile {ca} --disable-client-cert"
+                " --priority=NORMAL:-VERS-ALL:+VERS-TLS1.3",
+                cert=PKI / "server.pem",
+                key=PKI / "server.key",
+                ca=PKI / "ca.pem",
+            ),
+        ]
     version = "-tls1_2" if sc.tls == "1.2" else "-tls1_3"
     return [
         *argv(
@@ -364,8 +389,10 @@ def client_argv(sc: Scenario, index: int, session: Path) -> list[str]:
         port=sc.port,
         sni=SNI,
         version=version,
-        ca=PKI / "ca.pem",
+        ca=PKI / f"{sc.client_trust}.pem",
     )
+    if sc.client_trust != "ca":
+        command.append("-verify_return_error")
     if sc.client_cert:
         command += argv(
             "-cert {cert} -key {key}", cert=PKI / f"{sc.client_cert}.pem", key=PKI / f"{sc.client_cert}.key"
@@ -398,9 +425,13 @@ def record(sc: Scenario, work: Path) -> tuple[Path, Path, list[str]]:
     try:
         tcpdump.wait_for("listening on")
         time.sleep(0.3)
-        # s_server reads stdin and quits on EOF: keep a pipe open until it is done.
-        server = Peer(server_argv(sc, keylog), log, "s_server", stdin=subprocess.PIPE)
-        server.wait_for("ACCEPT")  # printed once; s_server keeps listening for -naccept connections
+        if sc.server == "gnutls":
+            server = Peer(server_argv(sc, keylog), log, "gnutls-serv")
+            wait_listening(sc.port)
+        else:
+            # s_server reads stdin and quits on EOF: keep a pipe open until it is done.
+            server = Peer(server_argv(sc, keylog), log, "s_server", stdin=subprocess.PIPE)
+            server.wait_for("ACCEPT")  # printed once; s_server keeps listening for -naccept connections
         for index in range(sc.connections):
             if sc.client == "openssl":
                 client = Peer(client_argv(sc, index, session), log, f"s_client#{index + 1}", stdin=subprocess.PIPE)
@@ -418,8 +449,11 @@ def record(sc: Scenario, work: Path) -> tuple[Path, Path, list[str]]:
             client.wait(PEER_TIMEOUT)
             if index + 1 < sc.connections and sc.resume and not (session.exists() and session.stat().st_size):
                 raise RuntimeError(f"{sc.name}: s_client saved no session to resume")
-        server.wait(5.0)
-        server.close_stdin()
+        if sc.server == "gnutls":
+            time.sleep(0.5)  # gnutls-serv serves forever: its answer and FIN are out, it is stopped below
+        else:
+            server.wait(5.0)
+            server.close_stdin()
     finally:
         for peer in (client, server):
             if peer is not None:
@@ -805,14 +839,15 @@ def check(condition: bool, sc: Scenario, what: str) -> None:
 def expected_document(sc: Scenario, plain: list[dict[str, Any]], keyed: list[dict[str, Any]]) -> dict[str, Any]:
     """Cross-check the capture against the scenario, then build NAME.expected.json."""
     check(len(plain) == len(keyed) == sc.connections, sc, f"{len(plain)} TCP connections, expected {sc.connections}")
-    generator = (
-        "openssl s_server {v} / openssl s_client {v}"
+    server = f"gnutls-serv {gnutls_version()}" if sc.server == "gnutls" else f"openssl s_server {openssl_version()}"
+    client = (
+        f"openssl s_client {openssl_version()}"
         if sc.client == "openssl"
-        else "openssl s_server {v} / scapy {s} TLSClientAutomaton (TLS 1.3)"
+        else f"scapy {scapy_version()} TLSClientAutomaton (TLS 1.3)"
     )
     return {
         "description": sc.description,
-        "generator": generator.format(v=openssl_version(), s=scapy_version()),
+        "generator": f"{server} / {client}",
         "keylog": f"{(sc.rewrite_of or sc.name)}.keylog",
         "server_port": sc.port,
         "connections": [
@@ -877,7 +912,9 @@ def connection_entry(sc: Scenario, index: int, plain: dict[str, Any], keyed: dic
         evidence, cert_state = "plaintext", plain["client_certificate"]
     else:
         verify(not {11, 13, 20} & set(plain["handshake_types_seen"]), "1.3 handshake in plaintext?")
-        cr_seen, evidence, cert_state, outcome = None, "unknown", None, "unknown"
+        cr_seen, evidence, cert_state = None, "unknown", None
+        # A fatal alert sent in plaintext (a client refusing the server before its keys) shows the failure.
+        outcome = "failed" if any(alert["level"] == 2 for alert in plain["alerts"]) else "unknown"
     visible_alerts = [{"sender": a["sender"], "code": a["code"]} for a in plain["alerts"]]
 
     expected = {
@@ -915,6 +952,12 @@ def openssl_version() -> str:
     if "openssl" not in _VERSIONS:
         _VERSIONS["openssl"] = run(["openssl", "version"]).split()[1]
     return _VERSIONS["openssl"]
+
+
+def gnutls_version() -> str:
+    if "gnutls" not in _VERSIONS:
+        _VERSIONS["gnutls"] = run(["gnutls-serv", "--version"]).split()[1]
+    return _VERSIONS["gnutls"]
 
 
 def scapy_version() -> str:
@@ -986,7 +1029,8 @@ def write_readme(results: list[dict[str, Any]]) -> None:
     for r in results:
         sc: Scenario = r["scenario"]
         truth = r["document"]["connections"][0]["truth"]  # every connection of a scenario has the same
-        stack = "OpenSSL s_server / " + ("OpenSSL s_client" if sc.client == "openssl" else "scapy TLS 1.3 client")
+        server = "GnuTLS gnutls-serv" if sc.server == "gnutls" else "OpenSSL s_server"
+        stack = f"{server} / " + ("OpenSSL s_client" if sc.client == "openssl" else "scapy TLS 1.3 client")
         alert = f"{truth['server_alert']}" if truth["server_alert"] is not None else "–"
         flags = "–" if sc.flag_codepoint is None else f"{sc.flag_codepoint} (0x{sc.flag_codepoint:04X}): {{80}}"
         rows.append(
@@ -1010,7 +1054,7 @@ regenerated by one script:
     sudo python3 pcaps/make_fixtures.py NAME ...   # only these (a rewrite needs its source capture)
 
 The script needs root (tcpdump on `lo`), OpenSSL 3.0 (`openssl s_server`/`s_client`), tcpdump,
-tshark 4.0 and scapy >= 2.6. Every run produces new captures (TLS randoms, key shares and session tickets
+tshark 4.0, scapy >= 2.6 and GnuTLS 3.7 (`gnutls-serv`). Every run produces new captures (TLS randoms, key shares and session tickets
 differ); the `.expected.json` files and this README come out the same.
 
 ## Files
@@ -1020,7 +1064,7 @@ For each scenario `NAME`:
 | file | content |
 | --- | --- |
 | `NAME.pcap` | tcpdump capture (Ethernet link type, `tcp port P` on `lo`) of the scenario's connections |
-| `NAME.keylog` | the server's key log (`openssl s_server -keylogfile`, NSS key log format), all connections |
+| `NAME.keylog` | the server's key log (`openssl s_server -keylogfile`, or `SSLKEYLOGFILE` for `gnutls-serv`; NSS key log format), all connections |
 | `NAME.expected.json` | what helloscope must report, one entry in `connections` per TCP connection in capture order: `expected` (without keys, plaintext-visible facts only) and `truth` (what really happened, including the encrypted parts) |
 
 `large-clienthello-split-reordered` has no key log of its own: it is a rewrite of `large-clienthello`
@@ -1036,8 +1080,9 @@ them when they are all present; delete `pki/` to make new ones.
 
 Every connection goes to `127.0.0.1` with SNI `server.helloscope.test`. The server is
 `openssl s_server` ({openssl}), always with `-CAfile pki/ca.pem` (so it also sends the CA in its
-chain); client authentication is `-Verify 1` (required), `-verify 1` (optional) or
-`-Verify 1 -verify_return_error` (required and trusted). The client sends `hi` and closes. In the
+chain), except in `client-abort-gnutls`, where it is `gnutls-serv`; client authentication is
+`-Verify 1` (required), `-verify 1` (optional) or `-Verify 1 -verify_return_error` (required and
+trusted). The client sends `hi` and closes. In the
 resumption captures `s_server -naccept 2` serves two connections one after the other: the first
 `s_client` saves its session with `-sess_out`, the second offers it with `-sess_in`. Every connection of
 a capture has the same CertificateRequest, client Certificate, alert and outcome; the last column gives
@@ -1072,6 +1117,12 @@ Notes:
   pre_shared_key (41) and the ServerHello accepts it with pre_shared_key (41); the decrypted handshake
   has no server Certificate. In both, `expected` has `tls.resumed`: `false` for the first connection,
   `true` for the second.
+- `client-abort-gnutls`: `gnutls-serv --disable-client-cert` (TLS 1.3 only), `s_client -CAfile
+  pki/untrusted-ca.pem -verify_return_error`. The client refuses the server's certificate with a
+  plaintext unknown_ca alert (it has not switched to its handshake keys) and sends its FIN; the server,
+  expecting an encrypted record, sends the two session tickets it had queued, then a fatal
+  bad_record_mac under its application keys, and its FIN. Without keys only the client's alert is
+  readable (`expected`); with the key log the server's alert is too (`truth`).
 - The flagged hellos (`tls13-flag*`) and the large hellos come from scapy {scapy}'s TLS 1.3 client
   automaton (`scapy.layers.tls.automaton_cli.TLSClientAutomaton`, subclassed so its ClientHello carries
   extra extensions). The tls_flags extension_data is `0b 00 00 00 00 00 00 00 00 00 00 01` (flag 80,
@@ -1114,16 +1165,17 @@ def main() -> int:
     if os.geteuid() != 0:
         print("needs root: tcpdump captures on lo", file=sys.stderr)
         return 1
-    for tool in ("openssl", "tcpdump", "tshark"):
-        if shutil.which(tool) is None:
-            print(f"{tool} not found", file=sys.stderr)
-            return 1
     known = {sc.name for sc in SCENARIOS}
     unknown = set(args.names) - known
     if unknown:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 1
     selected = [sc for sc in SCENARIOS if not args.names or sc.name in args.names]
+    gnutls = ("gnutls-serv",) if any(sc.server == "gnutls" for sc in selected) else ()
+    for tool in ("openssl", "tcpdump", "tshark", *gnutls):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found", file=sys.stderr)
+            return 1
     make_pki()
     results = []
     with tempfile.TemporaryDirectory(prefix="helloscope-fixtures-") as tmp:

@@ -113,3 +113,17 @@ def closing_scapy_client() -> type:
                 pass
 
     return ClosingClient
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Wait for a LISTEN socket on ``port`` without connecting to it (a probe would be captured)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as f:
+                for line in f.readlines()[1:]:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")

@@ -58,7 +58,9 @@ def test_decrypted_tls13_reports_equal_the_truth(expectation: Path):
         assert scope["outcome_evidence"] == "decrypted"
 
 
-@pytest.mark.parametrize("name", ["tls13-required-missing", "tls13-untrusted", "tls13-flag62-honored"])
+@pytest.mark.parametrize(
+    "name", ["tls13-required-missing", "tls13-untrusted", "tls13-flag62-honored", "client-abort-gnutls"]
+)
 def test_decrypted_messages_match_tshark_with_the_same_key_log(name: str):
     capture, keylog = PCAPS / f"{name}.pcap", PCAPS / f"{name}.keylog"
     (event,) = analyze_with_keys(capture, keylog)
@@ -196,3 +198,41 @@ def test_decrypted_handshake_details_match_tshark(name: str):
     assert details["new_session_tickets"] == sum(row[0].split(",").count("4") for row in tickets)
     assert details["certificate_verify"] is any(int(row[0]) == client_port for row in verifies)
     assert details["client_finished"] and details["server_finished"]
+
+
+CLIENT_ABORT = "client-abort-gnutls"  # s_client refuses gnutls-serv's certificate: pcaps/README.md
+
+
+def test_after_the_clients_fatal_alert_the_servers_encrypted_answer_is_read_with_keys():
+    capture, keylog = PCAPS / f"{CLIENT_ABORT}.pcap", PCAPS / f"{CLIENT_ABORT}.keylog"
+    (truth,) = (
+        connection["truth"]
+        for connection in json.loads(capture.with_suffix(".expected.json").read_text())["connections"]
+    )
+    (event,) = analyze_with_keys(capture, keylog)
+    scope = event["helloscope"]
+    # The client's plaintext unknown_ca, then the server's bad_record_mac, which comes after tickets the
+    # server had queued: waiting for the server's next record only would have read a ticket.
+    assert [(alert["sender"], alert["code"], alert["evidence"]) for alert in scope["alerts"]] == [
+        ("client", 48, "plaintext"),
+        ("server", truth["server_alert"], "decrypted"),
+    ]
+    assert (scope["outcome"], scope["outcome_evidence"]) == (truth["outcome"], "plaintext")
+    assert scope["certificate_request"] == {"seen": truth["certificate_request"], "evidence": "decrypted"}
+    tickets = tshark_fields(
+        capture, "tls.handshake.type == 4", ["tls.handshake.type"], "-o", f"tls.keylog_file:{keylog}"
+    )
+    assert scope["decryption"]["new_session_tickets"] == sum(row[0].split(",").count("4") for row in tickets) == 2
+    assert scope["end_reason"] == "closed"  # followed until the teardown, not settled at the client's alert
+
+
+def test_without_keys_for_it_the_aborted_connection_settles_at_the_clients_alert():
+    capture = PCAPS / f"{CLIENT_ABORT}.pcap"
+    (plain,) = analyze_with_keys(capture)
+    # A key log that names other connections only: nothing can read the server's answer here either.
+    (unrelated,) = analyze_with_keys(capture, PCAPS / "tls13-untrusted.keylog")
+    assert unrelated == plain
+    scope = plain["helloscope"]
+    assert [(alert["sender"], alert["code"]) for alert in scope["alerts"]] == [("client", 48)]
+    assert scope["outcome"] == "failed" and scope["decryption"]["status"] == "no_keys"
+    assert scope["end_reason"] == "handshake_settled"

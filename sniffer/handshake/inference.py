@@ -25,15 +25,16 @@ Two parts, kept apart so that each can be checked on stacks that did not shape i
   says (padding, a flight recognised only by its length, unknown server padding, an unrequested alert after
   tickets, the flight alone: never ``high``, some never above ``low``; unrecognised flights: no answer). The
   finest key the table holds answers; a key seen mixed gives no answer rather than letting a coarser key
-  guess. The evaluation refits the table without each stack in turn to measure it on stacks it was not
-  fitted on.
+  guess. A padded flight told apart exactly falls back on the unpadded flight's keys (the server's answer
+  means the same), capped as the padded flight is (:func:`judge`). The evaluation refits the table
+  without each stack in turn to measure it on stacks it was not fitted on.
 
 Every answer's ``basis`` starts with ``pattern=...``: the key it was judged by, then the coarser ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -177,6 +178,8 @@ def _scheme_of(lengths: list[int], sizes: Sizes) -> str:
 
 
 _FLIGHT_LENGTH: Final = {"F": 1, "E+F": 1, "E,F": 2, "C,CV,F": 3, "A": 1}
+# Coarse flights recognised exactly under a client's padding (see _coarse).
+_PADDED_FLIGHTS: Final = frozenset({"Fp", "Ep", "Cp"})
 
 
 def _flight_class(flight: list[int], sizes: Sizes) -> tuple[str, str]:
@@ -259,11 +262,21 @@ def patterns(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool,
     # sizes are known the same way), or unknown (?: its Finished shares a record with other messages).
     server_padding = {"x": "x", "?": "?"}.get(server_scheme, "p")
     response = f"s{server_padding}|n{count}|{shape}|c{int(server_closed)}|{timing}"
-    outcome_keys = (
-        f"{coarse}|{resumed_part}|s{server_scheme}|n{count}|{shape}|c{int(server_closed)}|{timing}"
+    answered = (
+        f"|{resumed_part}|s{server_scheme}|n{count}|{shape}|c{int(server_closed)}|{timing}"
         f"|x{int(crossing)}|d{int(client_data)}",
-        f"{coarse}|{resumed_part}|{response}|x{int(crossing)}|d{int(client_data)}",
-        f"{coarse}|{resumed_part}|{response}|x{int(crossing)}",
+        f"|{resumed_part}|{response}|x{int(crossing)}|d{int(client_data)}",
+        f"|{resumed_part}|{response}|x{int(crossing)}",
+    )
+    # A padded flight whose messages were still told apart exactly (Ep, Fp, Cp) is the same flight as an
+    # unpadded one: what the server did next means the same whoever padded the client's records. Its
+    # keys fall back on the unpadded flight's (whose answers judge() caps as the padded flight's own),
+    # so that a stack that pads (JSSE: 16 bytes on every record) is judged by what the server did, not
+    # left unanswered because no other stack pads the same way.
+    unpadded = (coarse[:-1],) if coarse in _PADDED_FLIGHTS else ()
+    outcome_keys = (
+        *(coarse + part for part in answered),
+        *(flight + part for flight in unpadded for part in answered),
         f"{coarse}|{resumed_part}|s{server_padding}",
     )
     basis = (
@@ -457,7 +470,7 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "C|r0|s?|n1|aa|c1|tq|x0|d1": ("rejected", "low"),
         "C|r0|s?|n1|aa|c1|tq|x1": ("authenticated", "medium"),
         "C|r0|s?|n1|aa|c1|tq|x1|d0": ("authenticated", "medium"),
-        "C|r0|s?|n1|aa|c1|tq|x1|d1": ("authenticated", "low"),
+        "C|r0|s?|n1|aa|c1|tq|x1|d1": ("authenticated", "medium"),
         "C|r0|s?|n1|dd|c0|tl|x1": ("authenticated", "low"),
         "C|r0|s?|n1|dd|c0|tl|x1|d1": ("authenticated", "low"),
         "C|r0|s?|n1|dd|c1|tl|x1": ("authenticated", "low"),
@@ -470,6 +483,7 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "C|r0|s?|n2|da|c0|tq|x1": ("authenticated", "low"),
         "C|r0|s?|n2|da|c0|tq|x1|d1": ("authenticated", "low"),
         "C|r0|s?|n2|da|c1|tl|x1": ("authenticated", "medium"),
+        "C|r0|s?|n2|da|c1|tl|x1|d0": ("authenticated", "low"),
         "C|r0|s?|n2|da|c1|tl|x1|d1": ("authenticated", "medium"),
         "C|r0|s?|n2|da|c1|tq|x0": ("authenticated", "low"),
         "C|r0|s?|n2|da|c1|tq|x0|d1": ("authenticated", "low"),
@@ -509,7 +523,7 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "C|r0|sp|n1|aa|c1|tq|x1|d1": ("rejected", "low"),
         "C|r0|sp|n2|da|c0|tl|x1": ("authenticated", "low"),
         "C|r0|sp|n2|da|c0|tl|x1|d1": ("authenticated", "low"),
-        "C|r0|sp|n2|da|c1|tl|x1": ("authenticated", "low"),
+        "C|r0|sp|n2|da|c1|tl|x1": ("authenticated", "medium"),
         "C|r0|sp|n2|da|c1|tl|x1|d0": ("authenticated", "low"),
         "C|r0|sp|n2|da|c1|tl|x1|d1": ("authenticated", "low"),
         "C|r0|sp|n2|da|c1|tq|x1": ("authenticated", "low"),
@@ -545,6 +559,7 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "C|r0|sx|n2|da|c0|tl|x1": ("authenticated", "low"),
         "C|r0|sx|n2|da|c0|tl|x1|d1": ("authenticated", "low"),
         "C|r0|sx|n2|da|c1|tl|x1": ("authenticated", "medium"),
+        "C|r0|sx|n2|da|c1|tl|x1|d0": ("authenticated", "low"),
         "C|r0|sx|n2|da|c1|tl|x1|d1": ("authenticated", "high"),
         "C|r0|sx|n2|da|c1|tq|x1": ("authenticated", "low"),
         "C|r0|sx|n2|da|c1|tq|x1|d0": ("authenticated", "medium"),
@@ -553,11 +568,16 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "C|r0|sx|n2|dd|c0|tq|x0|d0": ("authenticated", "low"),
         "C|r0|sx|n2|dd|c0|tq|x1": ("authenticated", "low"),
         "C|r0|sx|n2|dd|c0|tq|x1|d0": ("authenticated", "low"),
+        "C|r0|sx|n2|dd|c1|tq|x0": ("authenticated", "low"),
+        "C|r0|sx|n2|dd|c1|tq|x0|d0": ("authenticated", "low"),
+        "C|r0|sx|n2|dd|c1|tq|x0|d1": ("authenticated", "low"),
         "C|r0|sx|n3+|da|c0|tl|x1": ("authenticated", "medium"),
         "C|r0|sx|n3+|da|c0|tl|x1|d1": ("authenticated", "high"),
         "C|r0|sx|n3+|da|c0|tq|x1": ("authenticated", "medium"),
+        "C|r0|sx|n3+|da|c0|tq|x1|d0": ("authenticated", "low"),
         "C|r0|sx|n3+|da|c0|tq|x1|d1": ("authenticated", "high"),
         "C|r0|sx|n3+|da|c1|tl|x1": ("authenticated", "high"),
+        "C|r0|sx|n3+|da|c1|tl|x1|d0": ("authenticated", "medium"),
         "C|r0|sx|n3+|da|c1|tl|x1|d1": ("authenticated", "high"),
         "C|r0|sx|n3+|da|c1|tq|x0": ("authenticated", "low"),
         "C|r0|sx|n3+|da|c1|tq|x0|d1": ("authenticated", "low"),
@@ -655,6 +675,10 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "E|r0|sx|n1|aa|c1|tq|x1|d0": ("rejected", "high"),
         "E|r0|sx|n2|da|c1|tl|x1": ("declined", "low"),
         "E|r0|sx|n2|da|c1|tl|x1|d1": ("declined", "medium"),
+        "E|r0|sx|n2|da|c1|tq|x1": ("declined", "low"),
+        "E|r0|sx|n2|da|c1|tq|x1|d1": ("declined", "low"),
+        "E|r0|sx|n2|dd|c1|tq|x0": ("declined", "low"),
+        "E|r0|sx|n2|dd|c1|tq|x0|d1": ("declined", "low"),
         "E|r0|sx|n3+|da|c0|tl|x1": ("declined", "low"),
         "E|r0|sx|n3+|da|c0|tl|x1|d1": ("declined", "medium"),
         "E|r0|sx|n3+|da|c0|tq|x1": ("declined", "low"),
@@ -732,6 +756,7 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "F|r0|sb16|n3+|da|c0|tl|x0|d1": ("failed", "low"),
         "F|r0|sb16|n3+|da|c0|tl|x1|d1": ("not_requested", "low"),
         "F|r0|sb16|n3+|da|c1|tl|x1|d1": ("not_requested", "low"),
+        "F|r0|sb16|n3+|da|c1|tq|x1|d1": ("not_requested", "low"),
         "F|r0|sc16|n1|aa|c0|tl|x1|d1": ("not_requested", "low"),
         "F|r0|sc16|n2|da|c0|tl|x1|d1": ("not_requested", "low"),
         "F|r0|sc16|n2|da|c0|tq|x1|d1": ("not_requested", "low"),
@@ -759,6 +784,8 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "F|r0|sp|n3+|da|c1|tq|x1": ("not_requested", "low"),
         "F|r0|sp|n3+|da|c1|tq|x1|d1": ("not_requested", "low"),
         "F|r0|sx": ("not_requested", "low"),
+        "F|r0|sx|n0|-|c1|t-|x0": ("not_requested", "low"),
+        "F|r0|sx|n0|-|c1|t-|x0|d1": ("not_requested", "low"),
         "F|r0|sx|n1|aa|c0|tl|x0": ("failed", "low"),
         "F|r0|sx|n1|aa|c0|tl|x0|d1": ("failed", "low"),
         "F|r0|sx|n1|aa|c0|tl|x1": ("not_requested", "low"),
@@ -769,8 +796,8 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "F|r0|sx|n1|aa|c1|tl|x0|d1": ("not_requested", "low"),
         "F|r0|sx|n1|aa|c1|tl|x1": ("not_requested", "high"),
         "F|r0|sx|n1|aa|c1|tl|x1|d1": ("not_requested", "high"),
-        "F|r0|sx|n1|aa|c1|tq|x1": ("not_requested", "low"),
-        "F|r0|sx|n1|aa|c1|tq|x1|d1": ("not_requested", "medium"),
+        "F|r0|sx|n1|aa|c1|tq|x1": ("not_requested", "medium"),
+        "F|r0|sx|n1|aa|c1|tq|x1|d1": ("not_requested", "high"),
         "F|r0|sx|n2|da|c0|tl|x1": ("not_requested", "low"),
         "F|r0|sx|n2|da|c0|tl|x1|d1": ("not_requested", "low"),
         "F|r0|sx|n2|da|c1|tl|x0": ("not_requested", "low"),
@@ -779,6 +806,8 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "F|r0|sx|n2|da|c1|tl|x1|d1": ("not_requested", "medium"),
         "F|r0|sx|n2|da|c1|tq|x0": ("not_requested", "low"),
         "F|r0|sx|n2|da|c1|tq|x0|d1": ("not_requested", "low"),
+        "F|r0|sx|n2|da|c1|tq|x1": ("not_requested", "low"),
+        "F|r0|sx|n2|da|c1|tq|x1|d1": ("not_requested", "low"),
         "F|r0|sx|n3+|da|c0|tl|x0": ("failed", "low"),
         "F|r0|sx|n3+|da|c0|tl|x0|d1": ("failed", "low"),
         "F|r0|sx|n3+|da|c0|tl|x1": ("not_requested", "medium"),
@@ -791,7 +820,7 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "F|r0|sx|n3+|da|c1|tl|x1|d1": ("not_requested", "high"),
         "F|r0|sx|n3+|da|c1|tq|x0": ("not_requested", "low"),
         "F|r0|sx|n3+|da|c1|tq|x0|d1": ("not_requested", "low"),
-        "F|r0|sx|n3+|da|c1|tq|x1": ("not_requested", "medium"),
+        "F|r0|sx|n3+|da|c1|tq|x1": ("not_requested", "high"),
         "F|r0|sx|n3+|da|c1|tq|x1|d0": ("not_requested", "low"),
         "F|r0|sx|n3+|da|c1|tq|x1|d1": ("not_requested", "high"),
         "F|r1|s?": ("not_requested", "low"),
@@ -810,39 +839,59 @@ CALIBRATION: Final[dict[str, dict[str, tuple[object, str | None]]]] = {
         "F|r1|sx|n1|aa|c0|tl|x1": ("not_requested", "low"),
         "F|r1|sx|n1|aa|c0|tl|x1|d1": ("not_requested", "low"),
         "F|r1|sx|n1|aa|c1|tl|x1": ("not_requested", "low"),
-        "F|r1|sx|n1|aa|c1|tl|x1|d1": ("not_requested", "low"),
+        "F|r1|sx|n1|aa|c1|tl|x1|d1": ("not_requested", "medium"),
         "F|r1|sx|n2|da|c0|tl|x1": ("not_requested", "low"),
         "F|r1|sx|n2|da|c0|tl|x1|d1": ("not_requested", "low"),
         "F|r1|sx|n2|da|c0|tq|x1": ("not_requested", "low"),
         "F|r1|sx|n2|da|c0|tq|x1|d1": ("not_requested", "low"),
-        "F|r1|sx|n2|da|c1|tl|x1": ("not_requested", "low"),
-        "F|r1|sx|n2|da|c1|tl|x1|d1": ("not_requested", "medium"),
+        "F|r1|sx|n2|da|c1|tl|x1": ("not_requested", "medium"),
+        "F|r1|sx|n2|da|c1|tl|x1|d1": ("not_requested", "high"),
         "F|r1|sx|n2|da|c1|tq|x1": ("not_requested", "low"),
         "F|r1|sx|n2|da|c1|tq|x1|d1": ("not_requested", "low"),
+        "F|r1|sx|n2|dd|c1|tq|x0": ("not_requested", "low"),
+        "F|r1|sx|n2|dd|c1|tq|x0|d1": ("not_requested", "low"),
         "F|r1|sx|n3+|da|c1|tl|x1": ("not_requested", "low"),
         "F|r1|sx|n3+|da|c1|tl|x1|d1": ("not_requested", "low"),
     },
 }
 
 
+def judge(
+    field: str, keys: Sequence[str], table: Mapping[str, tuple[object, str | None]]
+) -> tuple[int, object, Confidence] | None:
+    """(position of the key, value, confidence) the finest key ``table`` holds gives, or None.
+
+    A key seen mixed gives no answer (a coarser key would ignore what made it so). The connection's own
+    finest key caps the answer (:func:`max_confidence`): a padded flight answered from its unpadded
+    keys earns no more than the padded flight may. bench/evaluate_inference.py judges with this too.
+    """
+    cap = max_confidence(field, keys[0]) if keys else None
+    if cap is None:
+        return None
+    for position, key in enumerate(keys):
+        entry = table.get(key)
+        if entry is not None:
+            if entry[1] is None:
+                return None
+            return position, entry[0], weakest(Confidence(entry[1]), cap)
+    return None
+
+
 def _answer(
     field: str, keys: tuple[str, ...], basis: str, placeholder: _Value, typed: Callable[[object], _Value]
 ) -> Guess[_Value] | None:
-    """The table's answer for the finest key it holds (``pattern=`` lists the keys tried, ``~``-separated).
+    """The table's answer (:func:`judge`); ``pattern=`` lists the keys from the one that answered, ``~``-separated.
 
     The table is data written by ``bench/evaluate_inference.py --write-table``; ``typed`` turns its plain
     values into the report's vocabulary (an unknown word fails loudly here, not in a SIEM).
     """
     if UNCALIBRATED:
         return Guess(placeholder, LOW, f"pattern={'~'.join(keys)};{basis}")
-    table = CALIBRATION.get(field, {})
-    for position, key in enumerate(keys):
-        entry = table.get(key)
-        if entry is not None and entry[1] is None:
-            return None  # seen, and mixed: no answer (a coarser key would ignore what made it so)
-        if entry is not None and entry[1] is not None:
-            return Guess(typed(entry[0]), Confidence(entry[1]), f"pattern={'~'.join(keys[position:])};{basis}")
-    return None
+    judged = judge(field, keys, CALIBRATION.get(field, {}))
+    if judged is None:
+        return None
+    position, value, confidence = judged
+    return Guess(typed(value), confidence, f"pattern={'~'.join(keys[position:])};{basis}")
 
 
 def infer(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool, server_closed: bool) -> Inference:
@@ -870,4 +919,4 @@ def _outcome(value: object) -> Outcome:
     return Outcome(str(value))
 
 
-__all__ = ["ABSENT", "EMPTY", "PRESENTED", "Guess", "Inference", "Sizes", "infer", "patterns", "weakest"]
+__all__ = ["ABSENT", "EMPTY", "PRESENTED", "Guess", "Inference", "Sizes", "infer", "judge", "patterns", "weakest"]

@@ -12,7 +12,9 @@ by the same rules:
   request's worth of records to a silent server, within ``MAX_TRACED_RECORDS`` records: the record
   headers show that much without keys. DTLS settles at both Finished. When a logged
   key can read what follows, the connection is then followed for ``MAX_PROTECTED_BYTES``;
-- with keys, TLS 1.3 (QUIC) settles once the client has finished and the server has answered it.
+- with keys, TLS 1.3 (QUIC) settles once the client has finished and the server has answered it;
+- with keys, a TLS 1.3 connection the client gave up with a fatal alert is followed past that alert
+  for the server's answer (see :func:`keys_can_follow`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, Protocol
 
-from helloscope.parsers.keylog import CLIENT_RANDOM, KeyLog
+from helloscope.parsers.keylog import (
+    CLIENT_RANDOM,
+    SERVER_HANDSHAKE_TRAFFIC_SECRET,
+    SERVER_TRAFFIC_SECRET_0,
+    KeyLog,
+)
 from helloscope.parsers.registry import FINISHED
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption
 from helloscope.sniffer.report.model import AlertFinding
@@ -30,6 +37,8 @@ from helloscope.sniffer.vocabulary import Phase, Sender
 MAX_TRACED_RECORDS: Final = 64
 # Enough for both handshake flights with a long certificate chain and the first records after them.
 MAX_PROTECTED_BYTES: Final = 128 * 1024
+# The secrets that open what a TLS 1.3 server sends: before its Finished, and after it.
+_SERVER_SECRETS: Final = frozenset((SERVER_HANDSHAKE_TRAFFIC_SECRET, SERVER_TRAFFIC_SECRET_0))
 
 
 class TlsProgress(Protocol):
@@ -49,6 +58,8 @@ class TlsProgress(Protocol):
     def established(self) -> bool | None: ...
     @property
     def follow_after_handshake(self) -> bool: ...
+    @property
+    def client_aborted(self) -> bool: ...
 
     @property
     def renegotiation_window_over(self) -> bool: ...
@@ -60,11 +71,17 @@ class TlsProgress(Protocol):
 def tls_settled(progress: TlsProgress) -> bool:
     """Nothing later on this TLS connection can change its report."""
     if progress.tls13:  # checked first: most records are TLS 1.3's, asked about at every one
-        return (
-            progress.traced_records >= MAX_TRACED_RECORDS
-            or progress.fatal_alert_seen
-            or progress.both_directions_broken
-        )
+        if progress.traced_records >= MAX_TRACED_RECORDS or progress.both_directions_broken:
+            return True
+        if not progress.fatal_alert_seen:
+            return False
+        if progress.follow_after_handshake:
+            # Waiting for the server's answer to the client's fatal alert (keys_can_follow). Not just
+            # its next record: that may be a ticket written before it read the alert. A server must
+            # close after the alert (RFC 8446 6.2), so teardown ends the wait; until then at most the
+            # traced records, and no more than the kept bytes, since nothing past them is decrypted.
+            return not progress.client_aborted or progress.protected_bytes >= MAX_PROTECTED_BYTES
+        return True
     if progress.fatal_alert_seen or progress.both_directions_broken:
         return True
     if progress.follow_after_handshake:
@@ -80,10 +97,21 @@ def tls_settled(progress: TlsProgress) -> bool:
 
 
 def keys_can_follow(progress: TlsProgress, client_random: bytes | None, keys: KeyLog | None) -> bool:
-    """Whether a finished TLS <= 1.2 connection is worth following past its Finished: its key is logged."""
-    if progress.follow_after_handshake or progress.tls13 or client_random is None or keys is None:
+    """Whether a settled connection is worth following further because the key log can read what follows.
+
+    A finished TLS <= 1.2 connection, past its Finished, when its master secret is logged. A TLS 1.3
+    connection the client gave up with a fatal alert, when the server's secrets are logged: the server
+    answers under its keys (an OpenSSL client refusing a certificate alerts in plaintext, a GnuTLS or
+    Go server answers bad_record_mac, encrypted, sometimes after tickets it had queued), which only a
+    key can read, so settling at the client's alert would report less than the key log shows. Without
+    the key nothing after the alert is readable: such connections settle at it as before.
+    """
+    if progress.follow_after_handshake or client_random is None or keys is None:
         return False
-    return CLIENT_RANDOM in keys.labels(client_random) and not progress.fatal_alert_seen
+    labels = keys.labels(client_random)
+    if progress.tls13:
+        return not progress.dtls and progress.client_aborted and not labels.isdisjoint(_SERVER_SECRETS)
+    return CLIENT_RANDOM in labels and not progress.fatal_alert_seen
 
 
 def server_went_on(decryption: Decryption, after: float) -> bool:

@@ -114,8 +114,10 @@ class ConnectionTracker:
         self.protected: list[ProtectedRecord] = []
         self.protected_seen = False
         self._protected_bytes = 0
-        # Set when a key can open this TLS <= 1.2 connection: later alerts and renegotiations become
-        # readable, so the connection is followed past its Finished.
+        # Set when a key can read what follows the point where this connection would settle
+        # (settlement.keys_can_follow): a TLS <= 1.2 connection is followed past its Finished (later
+        # alerts and renegotiations become readable), a TLS 1.3 one past the client's fatal alert
+        # (the server's encrypted answer).
         self._follow_after_handshake = False
         # TLS <= 1.2 after both Finished: record headers stay readable without keys. A handshake record
         # then starts a renegotiation (HelloRequest or a new ClientHello), which may request a certificate.
@@ -171,6 +173,12 @@ class ConnectionTracker:
     @property
     def fatal_alert_seen(self) -> bool:
         return bool(self.alerts) and any(alert.fatal for alert in self.alerts)
+
+    @property
+    def client_aborted(self) -> bool:
+        """The client sent a fatal alert and the server none that the plaintext shows (yet)."""
+        fatal = [alert.sender for alert in self.alerts if alert.fatal]
+        return CLIENT in fatal and SERVER not in fatal
 
     @property
     def both_directions_broken(self) -> bool:

@@ -142,3 +142,24 @@ def test_real_captures_are_answered_right_or_not_at_all(capture, truth, wrong):
         assert scope["outcome"] == expected or scope["outcome_confidence"] == "low", scope["outcome_basis"]
         if expected != wrong:
             assert not (scope["outcome"] == wrong and scope["outcome_confidence"] in ("high", "medium"))
+
+
+def test_a_padded_flight_falls_back_on_the_unpadded_flights_answers_capped_at_medium(monkeypatch):
+    # A JSSE client (16 bytes of padding on every record; bench/inference_corpus.py, Go server requiring a
+    # certificate, JSSE without one): its empty Certificate is still told apart exactly, and Go's answer
+    # (one alert-sized record and a close, at once) is a rejection whoever padded the flight. Fitted
+    # without JSSE, the table holds no padded flight's key: the unpadded flight's answers it, and the
+    # padded flight's own cap holds, although that key earned high on unpadded clients.
+    unpadded_key = "E|r0|sx|n1|aa|c1|tq|x0|d1"
+    assert CALIBRATION["outcome"][unpadded_key] == ("rejected", "high")
+    without_padding = {
+        field: {key: entry for key, entry in table.items() if field != "outcome" or key.split("|")[0][-1] != "p"}
+        for field, table in CALIBRATION.items()
+    }
+    monkeypatch.setattr(inference, "CALIBRATION", without_padding)
+    events = analyze(CAPTURES / "jsse-client-declines-go-rejects.pcap")
+    assert len(events) == 2
+    for event in events:
+        scope = event["helloscope"]
+        assert (scope["outcome"], scope["outcome_confidence"]) == ("rejected", "medium")
+        assert scope["outcome_basis"].startswith(f"pattern={unpadded_key}~")
