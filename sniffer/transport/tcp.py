@@ -399,7 +399,7 @@ class TcpTable(ConnectionTable[_Flow]):
         return not self._limits.fast_path or (keys is not None and (not keys.sealed or len(keys) > 0))
 
     def _follow_with_keys(self, tracker: ConnectionTracker) -> bool:
-        """Keep a finished TLS <= 1.2 connection open when the key log can read what follows."""
+        """Keep a connection that would settle open when the key log can read what follows (keys_can_follow)."""
         session = tracker.session()
         if not keys_can_follow(tracker, session.client_random if session else None, self._keys):
             return False
