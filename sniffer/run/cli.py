@@ -47,13 +47,13 @@ from helloscope.sniffer.capture.rings import (
     drop_privileges,
 )
 from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
-from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.report.fields import KNOWN_FIELDS, is_known
 from helloscope.sniffer.report.render import TOP_GROUPS, connection_line, connections_table, print_summary
 from helloscope.sniffer.report.summary import STATS_DATASET, StoredEventError, Summary, lookup, read_events
 from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor, run_sensor_workers
 from helloscope.sniffer.run.parallel import WorkerError, analyze_parallel, damage_note, worker_count
-from helloscope.sniffer.run.pipeline import feed_capture
+from helloscope.sniffer.run.pipeline import CaptureEvents, feed_capture
 from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, with_progress
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
@@ -504,10 +504,12 @@ def _analyze_here(
 ) -> tuple[RunStats, int | None]:
     """One process: every capture through one flow table; the counters and the signal that stopped it."""
     stats = RunStats()
-    table = ConnectionTables(lambda report: deliver(build_event(report, observer)), stats, limits, ports, keys)
+    emit = CaptureEvents(observer, deliver)
+    table = ConnectionTables(emit, stats, limits, ports, keys)
     try:
         with _stop_signals_interrupt():
             for path in captures:
+                emit.reading(path)
                 with _open(path) as reader:
                     frames = with_progress(reader, bar)
                     if matches is not None:
@@ -672,7 +674,7 @@ def live(
         output_format = "line" if not outputs and fields is None and sys.stdout.isatty() else "json"
     selected = _field_paths(fields, output_format, outputs)
     _check_outputs(outputs)
-    observer = Observer(sensor_name or socket.gethostname())
+    observer = Observer(sensor_name or socket.gethostname(), interfaces=tuple(interfaces))
     settings = SensorSettings(
         Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout, max_memory),
         observer,
