@@ -203,7 +203,8 @@ def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[
                     multiple=True,
                     metavar="SPEC",
                     help="Where events go (repeatable): - (stdout), PATH or file:PATH (JSON lines, appended), "
-                    "syslog+udp|tcp|tls://HOST:PORT, http(s)://HOST:PORT/_bulk, hec(s)://HOST:PORT?token=T.",
+                    "syslog+udp|tcp|tls://HOST:PORT, http(s)://HOST:PORT/_bulk (index template: "
+                    "schema/elasticsearch-template.json), hec(s)://HOST:PORT?token=T.",
                 ),
                 click.option(
                     "--spool-dir",
