@@ -8,14 +8,15 @@ summary and its many exception types into :class:`ParseError`.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from helloscope.parsers.buffer import Reader
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.flags import TlsFlags
@@ -78,6 +79,11 @@ def parse_certificate(body: bytes, tls13: bool) -> CertificateMessage:
     certificates = reader.pull_vector(3, "certificate_list", _pull_certificate_entry if tls13 else _pull_asn1_cert)
     _expect_end(reader, "Certificate")
     return CertificateMessage(context, certificates)
+
+
+def chain_sha256(certificates: tuple[bytes, ...]) -> tuple[str, ...]:
+    """Each certificate's SHA-256 fingerprint, upper-case hex (ECS hash fields), in the message's order."""
+    return tuple(hashlib.sha256(der).hexdigest().upper() for der in certificates)
 
 
 def _pull_distinguished_name(reader: Reader) -> bytes:
@@ -149,10 +155,15 @@ _EDWARDS_BITS: Final = {"ed25519": 256, "ed448": 456}
 class X509Summary:
     subject: str  # RFC 4514, unescaped for display
     issuer: str
+    subject_common_names: tuple[str, ...]
+    issuer_common_names: tuple[str, ...]
     serial_number: str  # upper-case hex, as ECS x509.serial_number
-    sha256: str  # lower-case hex of the DER
-    not_before: datetime  # timezone-aware UTC
-    not_after: datetime
+    sha256: str  # upper-case hex of the DER, as ECS hash fields
+    sha1: str
+    not_before: datetime | None  # timezone-aware UTC; None when unreadable
+    not_after: datetime | None
+    version: int | None  # 1, 2 or 3, as X.509 counts (the DER says 0, 1 or 2)
+    signature_algorithm: str  # Go's crypto/x509 name (ECS's example SHA256-RSA), else the dotted OID
     key_type: str  # rsa, ec, ed25519, ed448, dsa or unknown
     key_bits: int | None
     curve: str | None
@@ -162,6 +173,8 @@ class X509Summary:
     sct_count: int
     self_signed: bool  # by name: subject == issuer
     san_dns: tuple[str, ...]
+    san_ip: tuple[str, ...]
+    san_email: tuple[str, ...]
     # Fields that could not be read even on their own ("subject", "extension 2.5.29.17"); the others are
     # exact. Empty for a well-formed certificate.
     unreadable: tuple[str, ...] = ()
@@ -196,53 +209,69 @@ def summarize_x509(der: bytes) -> X509Summary:
     """Summarize one DER certificate; one that cannot be read even around its bad fields raises ParseError.
 
     One bad field must not hide the rest. cryptography refuses a whole certificate for an invalid
-    PrintableString (``*`` and ``_`` are common in real ones) and a whole Name or extension list for one
-    bad value, so: a certificate that does not load is loaded again with its two names emptied (the names
-    are then read attribute by attribute), a name that does not read is read attribute by attribute, an
-    extension list that does not read is read one extension at a time, and ``unreadable`` lists what could
-    still not be read. cryptography reports bad DER as ValueError, but its lazy accessors raise whatever
-    they meet on hostile input (DuplicateExtension, UnsupportedGeneralNameType, even KeyError for a
-    string tag it has no type for), hence the broad catches; only reads of cryptography objects run
-    under them.
+    PrintableString (``*`` and ``_`` are common in real ones), an invalid time or a serial number it
+    dislikes, and a whole Name or extension list for one bad value, so: a certificate that does not load
+    is loaded again with its names emptied and a placeholder serial number and validity (names, serial
+    number, validity, version and signature algorithm are then read from the DER here, names attribute
+    by attribute), a name that does not read is read attribute by attribute, an extension list that does
+    not read is read one extension at a time, and when not even the copy loads, what the DER itself shows
+    is still summarised. ``unreadable`` lists what could still not be read. cryptography reports bad DER
+    as ValueError, but its lazy accessors raise whatever they meet on hostile input (DuplicateExtension,
+    UnsupportedGeneralNameType, even KeyError for a string tag it has no type for), hence the broad
+    catches; only reads of cryptography objects run under them.
     """
     unreadable: list[str] = []
     try:
-        cert, tbs, loaded_der = _load(der)
-        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-        serial = cert.serial_number
+        loaded = _load(der)
     except Exception as exc:
         raise ParseError(f"unreadable X.509 certificate: {exc!r}", 0) from exc
-    names_loaded = loaded_der is der
-    subject_text = _name_text(cert, "subject", tbs.subject if tbs else None, names_loaded, unreadable)
-    issuer_text = _name_text(cert, "issuer", tbs.issuer if tbs else None, names_loaded, unreadable)
+    cert, tbs = loaded.cert, loaded.tbs
+    as_loaded = cert if loaded.whole else None
+    serial, not_before, not_after = _serial_and_validity(as_loaded, tbs, unreadable)
+    subject_text, subject_names = _name(as_loaded, "subject", tbs.subject if tbs else None, unreadable)
+    issuer_text, issuer_names = _name(as_loaded, "issuer", tbs.issuer if tbs else None, unreadable)
     try:
-        self_signed = cert.subject == cert.issuer if names_loaded else bool(tbs and tbs.subject == tbs.issuer)
+        self_signed = as_loaded.subject == as_loaded.issuer if as_loaded else bool(tbs and tbs.subject == tbs.issuer)
     except Exception:
         self_signed = bool(tbs and tbs.subject == tbs.issuer)
+    key_type, key_bits, curve = "unknown", None, None
     try:
-        key_type, key_bits, curve = _key_summary(cert)
+        if cert is not None:
+            key_type, key_bits, curve = _key_summary(cert)
+        else:
+            unreadable.append("public_key")
     except Exception:
-        key_type, key_bits, curve = "unknown", None, None
         unreadable.append("public_key")
-    values = _extension_values(cert, loaded_der, tbs, unreadable)
+    values = _extension_values(cert, loaded.der, tbs, unreadable) if cert is not None else {}
+    if cert is None:
+        unreadable.append("extensions")
     eku = values.get(x509.ExtendedKeyUsage)
     eku_oids = list(eku) if isinstance(eku, x509.ExtendedKeyUsage) else []
     san_dns: list[str] = []
+    san_ip: list[str] = []
+    san_email: list[str] = []
     san = values.get(x509.SubjectAlternativeName)
     if isinstance(san, x509.SubjectAlternativeName):
         try:
             san_dns = san.get_values_for_type(x509.DNSName)
+            san_ip = [str(address) for address in san.get_values_for_type(x509.IPAddress)]
+            san_email = san.get_values_for_type(x509.RFC822Name)
         except Exception:
-            unreadable.append("san_dns")
+            unreadable.append("san")
     scts = values.get(x509.PrecertificateSignedCertificateTimestamps)
     sct_count = len(scts) if isinstance(scts, x509.PrecertificateSignedCertificateTimestamps) else 0
     return X509Summary(
         subject=subject_text,
         issuer=issuer_text,
-        serial_number=format(serial, "X"),
-        sha256=hashlib.sha256(der).hexdigest(),
+        subject_common_names=subject_names,
+        issuer_common_names=issuer_names,
+        serial_number=serial,
+        sha256=hashlib.sha256(der).hexdigest().upper(),
+        sha1=hashlib.sha1(der).hexdigest().upper(),
         not_before=not_before,
         not_after=not_after,
+        version=_version(cert, tbs, unreadable),
+        signature_algorithm=_signature_algorithm(cert, tbs, unreadable),
         key_type=key_type,
         key_bits=key_bits,
         curve=curve,
@@ -252,6 +281,8 @@ def summarize_x509(der: bytes) -> X509Summary:
         sct_count=sct_count,
         self_signed=self_signed,
         san_dns=tuple(san_dns),
+        san_ip=tuple(san_ip),
+        san_email=tuple(san_email),
         unreadable=tuple(unreadable),
     )
 
@@ -336,6 +367,33 @@ class _Tbs:
         return self.elements[self.issuer_at + 2]  # after validity
 
     @property
+    def serial_number(self) -> bytes:
+        return self.elements[self.issuer_at - 2]
+
+    @property
+    def signature(self) -> bytes:
+        return self.elements[self.issuer_at - 1]
+
+    @property
+    def validity(self) -> bytes:
+        return self.elements[self.issuer_at + 1]
+
+    @property
+    def version(self) -> int:
+        """As X.509 counts: v1 when the [0] element is absent."""
+        if self.issuer_at == 2:
+            return 1
+        (number,) = _contents(self.elements[0])
+        return _integer(number) + 1
+
+    def certificate_shaped(self) -> bool:
+        """Whether the parts have the types a certificate's have: what the DER is read as when nothing loads."""
+        at = self.issuer_at
+        return self.serial_number[0] == _INTEGER and all(
+            self.elements[index][0] == _SEQUENCE for index in range(at - 1, at + 4)
+        )
+
+    @property
     def extensions(self) -> tuple[bytes, ...]:
         if self.extensions_at is None:
             return ()
@@ -351,34 +409,158 @@ class _Tbs:
         return _der(_SEQUENCE, _der(_SEQUENCE, elements) + self.trailer)
 
 
-def _load(der: bytes) -> tuple[x509.Certificate, _Tbs | None, bytes]:
-    """The certificate as cryptography loads it, its parts, and the DER that loaded (``der`` or a copy)."""
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    cert: x509.Certificate | None  # None: not even the copy loaded
+    tbs: _Tbs | None  # None only where cryptography reads what the walker here does not
+    der: bytes  # what loaded: the certificate, or its copy
+    whole: bool  # the certificate itself loaded: its names, serial number and validity are cryptography's
+
+
+def _load(der: bytes) -> _Loaded:
+    """The certificate as cryptography loads it, or its copy with the fields it refuses set aside."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         tbs = _Tbs.of(der)  # ValueError: not even the outer structure; the caller reports the first error
-        copy = tbs.copy({tbs.issuer_at: _EMPTY_NAME, tbs.issuer_at + 2: _EMPTY_NAME})
-        return x509.load_der_x509_certificate(copy), tbs, copy
-    try:
-        return cert, _Tbs.of(der), der
-    except ValueError:
-        return cert, None, der  # cryptography reads what this walker does not: the fallbacks are off
-
-
-def _name_text(cert: x509.Certificate, what: str, der_name: bytes | None, loaded: bool, unreadable: list[str]) -> str:
-    if loaded:
+        at = tbs.issuer_at
+        copy = tbs.copy(
+            {at - 2: _PLACEHOLDER_SERIAL, at: _EMPTY_NAME, at + 1: _PLACEHOLDER_VALIDITY, at + 2: _EMPTY_NAME}
+        )
         try:
-            return getattr(cert, what).rfc4514_string()
+            return _Loaded(x509.load_der_x509_certificate(copy), tbs, copy, whole=False)
+        except ValueError:
+            if not tbs.certificate_shaped():
+                raise
+            return _Loaded(None, tbs, der, whole=False)
+    try:
+        return _Loaded(cert, _Tbs.of(der), der, whole=True)
+    except ValueError:
+        return _Loaded(cert, None, der, whole=True)  # cryptography reads what this walker does not
+
+
+def _serial_and_validity(
+    cert: x509.Certificate | None, tbs: _Tbs | None, unreadable: list[str]
+) -> tuple[str, datetime | None, datetime | None]:
+    """Serial number as upper-case hex, and validity: cryptography's when it read them, else the DER's."""
+    if cert is not None:
+        try:
+            return format(cert.serial_number, "X"), cert.not_valid_before_utc, cert.not_valid_after_utc
         except Exception:
             pass
-    text, complete = _salvaged_name(der_name) if der_name is not None else ("", False)
+    serial = ""
+    try:
+        serial = format(_integer(tbs.serial_number) if tbs else None, "X")
+    except (ValueError, TypeError):
+        unreadable.append("serial_number")
+    try:
+        times = _contents(tbs.validity) if tbs else []
+    except ValueError:
+        times = []
+    validity: list[datetime | None] = []
+    for index, what in enumerate(("not_before", "not_after")):
+        try:
+            validity.append(_time(times[index]))
+        except (ValueError, IndexError):
+            validity.append(None)
+            unreadable.append(what)
+    return serial, validity[0], validity[1]
+
+
+def _version(cert: x509.Certificate | None, tbs: _Tbs | None, unreadable: list[str]) -> int | None:
+    try:
+        return tbs.version if tbs is not None else cert.version.value + 1 if cert is not None else None
+    except Exception:  # a version cryptography does not know (InvalidVersion), or bad DER
+        unreadable.append("version")
+        return None
+
+
+def _signature_algorithm(cert: x509.Certificate | None, tbs: _Tbs | None, unreadable: list[str]) -> str:
+    try:
+        if tbs is not None:
+            dotted = _oid_dotted(_contents(tbs.signature)[0])
+        else:
+            assert cert is not None  # _load gives one or the other
+            dotted = cert.signature_algorithm_oid.dotted_string
+    except Exception:
+        unreadable.append("signature_algorithm")
+        return ""
+    return _SIGNATURE_ALGORITHMS.get(dotted, dotted)
+
+
+# Go's crypto/x509 SignatureAlgorithm names, which Beats writes and ECS shows (x509.signature_algorithm).
+_SIGNATURE_ALGORITHMS: Final = {
+    "1.2.840.113549.1.1.4": "MD5-RSA",
+    "1.2.840.113549.1.1.5": "SHA1-RSA",
+    "1.2.840.113549.1.1.11": "SHA256-RSA",
+    "1.2.840.113549.1.1.12": "SHA384-RSA",
+    "1.2.840.113549.1.1.13": "SHA512-RSA",
+    "1.2.840.10040.4.3": "DSA-SHA1",
+    "2.16.840.1.101.3.4.3.2": "DSA-SHA256",
+    "1.2.840.10045.4.1": "ECDSA-SHA1",
+    "1.2.840.10045.4.3.2": "ECDSA-SHA256",
+    "1.2.840.10045.4.3.3": "ECDSA-SHA384",
+    "1.2.840.10045.4.3.4": "ECDSA-SHA512",
+    "1.3.101.112": "Ed25519",
+}
+
+_INTEGER: Final = 0x02
+_UTC_TIME: Final = 0x17
+# The forms BER allows and DER does not (no seconds, an offset instead of Z, fractions) are read too:
+# they are what makes cryptography refuse a validity.
+_TIMES: Final = {
+    _UTC_TIME: re.compile(rb"(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(Z|[+-]\d{4})"),
+    0x18: re.compile(rb"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:[.,]\d+)?(Z|[+-]\d{4})?"),
+}
+
+
+def _integer(element: bytes) -> int:
+    tag, start, end = _der_element(element, 0)
+    if tag != _INTEGER or start == end:
+        raise ValueError("not an INTEGER")
+    return int.from_bytes(element[start:end], "big", signed=True)
+
+
+def _time(element: bytes) -> datetime:
+    """A UTCTime or GeneralizedTime, in UTC; ValueError when it is neither."""
+    tag, start, end = _der_element(element, 0)
+    pattern = _TIMES.get(tag)
+    match = pattern.fullmatch(element[start:end]) if pattern else None
+    if match is None:
+        raise ValueError("not a time")
+    year, month, day, hour, minute, second, zone = match.groups()
+    number = int(year)
+    if tag == _UTC_TIME:
+        number += 1900 if number >= 50 else 2000  # RFC 5280 4.1.2.5.1
+    moment = datetime(number, int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=UTC)
+    if zone in (None, b"Z"):
+        return moment
+    offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+    return moment - offset if zone[:1] == b"+" else moment + offset
+
+
+def _name(
+    cert: x509.Certificate | None, what: str, der_name: bytes | None, unreadable: list[str]
+) -> tuple[str, tuple[str, ...]]:
+    """A name's RFC 4514 text and common names: cryptography's, else read attribute by attribute."""
+    if cert is not None:
+        try:
+            return _described(getattr(cert, what))
+        except Exception:
+            pass
+    text, common_names, complete = _salvaged_name(der_name) if der_name is not None else ("", (), False)
     if not complete:
         unreadable.append(what)
-    return text
+    return text, common_names
 
 
-def _salvaged_name(der_name: bytes) -> tuple[str, bool]:
-    """RFC 4514 text of a Name read attribute by attribute, and whether every attribute could be read.
+def _described(name: x509.Name) -> tuple[str, tuple[str, ...]]:
+    common_names = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return name.rfc4514_string(), tuple(cn.value for cn in common_names if isinstance(cn.value, str))
+
+
+def _salvaged_name(der_name: bytes) -> tuple[str, tuple[str, ...], bool]:
+    """RFC 4514 text and common names of a Name read attribute by attribute, and whether all could be read.
 
     A value that cannot be read is written as RFC 4514 2.4 writes a value with no string form: ``#`` and
     the hex of its BER encoding.
@@ -386,8 +568,9 @@ def _salvaged_name(der_name: bytes) -> tuple[str, bool]:
     try:
         rdns = _contents(der_name)
     except ValueError:
-        return "", False
+        return "", (), False
     texts = []
+    common_names: list[str] = []
     complete = True
     for rdn in rdns:
         try:
@@ -398,12 +581,14 @@ def _salvaged_name(der_name: bytes) -> tuple[str, bool]:
         parts = []
         for attribute in attributes:
             try:
-                parts.append(name_to_text(_der(_SEQUENCE, _der(_SET, attribute))))
-            except ParseError:
-                parts.append(_raw_attribute_text(attribute))
+                text, names = _described(_read_name(_der(_SEQUENCE, _der(_SET, attribute))))
+            except Exception:
+                text, names = _raw_attribute(attribute)
                 complete = False
+            parts.append(text)
+            common_names.extend(names)
         texts.append("+".join(parts))
-    return ",".join(reversed(texts)), complete  # RFC 4514 lists the most specific RDN first
+    return ",".join(reversed(texts)), tuple(common_names), complete  # RFC 4514: the most specific RDN first
 
 
 # PrintableString, IA5String, VisibleString: a value of printable ASCII outside the type's alphabet (a
@@ -412,17 +597,19 @@ _ASCII_STRINGS: Final = frozenset({0x13, 0x16, 0x1A})
 _RFC4514_SPECIAL: Final = frozenset('"+,;<>\\')
 
 
-def _raw_attribute_text(attribute: bytes) -> str:
+def _raw_attribute(attribute: bytes) -> tuple[str, tuple[str, ...]]:
+    """An attribute cryptography refused: its RFC 4514 text, and its value if it is a common name that reads."""
     try:
         oid, value = _contents(attribute)[:2]
         tag, start, end = _der_element(value, 0)
-        name = _oid_name(oid)
+        name = _SHORT_NAMES.get(_oid_dotted(oid), _oid_dotted(oid))
     except (ValueError, IndexError):
-        return "#" + attribute.hex()
+        return "#" + attribute.hex(), ()
     raw = value[start:end]
     if tag in _ASCII_STRINGS and raw and all(0x20 <= byte < 0x7F for byte in raw):
-        return f"{name}={_rfc4514_escape(raw.decode('ascii'))}"
-    return f"{name}=#{value.hex()}"
+        plain = raw.decode("ascii")
+        return f"{name}={_rfc4514_escape(plain)}", (plain,) if name == "CN" else ()
+    return f"{name}=#{value.hex()}", ()
 
 
 def _rfc4514_escape(text: str) -> str:
@@ -447,8 +634,8 @@ _SHORT_NAMES: Final = {
 }
 
 
-def _oid_name(element: bytes) -> str:
-    """An OBJECT IDENTIFIER's RFC 4514 short name (those RFC 4514 3 lists), else its dotted form."""
+def _oid_dotted(element: bytes) -> str:
+    """An OBJECT IDENTIFIER in its dotted form."""
     tag, start, end = _der_element(element, 0)
     if tag != 0x06 or start == end or element[end - 1] & 0x80:
         raise ValueError("not an OBJECT IDENTIFIER")
@@ -460,8 +647,7 @@ def _oid_name(element: bytes) -> str:
             arcs.append(value)
             value = 0
     first = min(arcs[0] // 40, 2)
-    dotted = ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
-    return _SHORT_NAMES.get(dotted, dotted)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
 
 
 def _extension_values(
@@ -490,7 +676,7 @@ def _extension_values(
 
 def _extension_oid(extension: bytes) -> str:
     try:
-        return _oid_name(_contents(extension)[0])
+        return _oid_dotted(_contents(extension)[0])
     except (ValueError, IndexError):
         return "?"
 
@@ -513,17 +699,29 @@ _SET = 0x31
 _CRL_SIGNATURE = _der(_SEQUENCE, _der(0x06, bytes.fromhex("2a864886f70d01010b")))  # sha256WithRSAEncryption
 _CRL_THIS_UPDATE = _der(0x17, b"700101000000Z")
 _CRL_EMPTY_SIGNATURE = _der(0x03, b"\x00")
+# What a copy of a certificate carries instead of a serial number or validity cryptography refuses.
+_PLACEHOLDER_SERIAL = _der(_INTEGER, b"\x01")
+_PLACEHOLDER_VALIDITY = _der(_SEQUENCE, _CRL_THIS_UPDATE + _CRL_THIS_UPDATE)
 
 
-def name_to_text(der_name: bytes) -> str:
-    """A DER DistinguishedName (a CertificateRequest CA entry) as an RFC 4514 string."""
+def _read_name(der_name: bytes) -> x509.Name:
+    """A DER Name as cryptography reads it; ParseError when it does not, or when bytes follow it."""
     tbs = _der(_SEQUENCE, _CRL_SIGNATURE + der_name + _CRL_THIS_UPDATE)
     try:
         issuer = x509.load_der_x509_crl(_der(_SEQUENCE, tbs + _CRL_SIGNATURE + _CRL_EMPTY_SIGNATURE)).issuer
-        encoded, text = issuer.public_bytes(), issuer.rfc4514_string()
+        encoded = issuer.public_bytes()
     except Exception as exc:  # as in summarize_x509
         raise ParseError(f"unreadable DistinguishedName: {exc!r}", 0) from exc
     # Re-encoding must give the input back, or bytes after the Name were read as CRL fields.
     if encoded != der_name:
         raise ParseError("bytes after the DistinguishedName", 0)
-    return text
+    return issuer
+
+
+def name_to_text(der_name: bytes) -> str:
+    """A DER DistinguishedName (a CertificateRequest CA entry) as an RFC 4514 string."""
+    name = _read_name(der_name)
+    try:
+        return name.rfc4514_string()
+    except Exception as exc:  # as in summarize_x509
+        raise ParseError(f"unreadable DistinguishedName: {exc!r}", 0) from exc

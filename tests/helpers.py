@@ -79,6 +79,25 @@ def analyze(*captures: Path, **limits: object) -> list[dict]:
     return events
 
 
+def without_capture(event: dict) -> dict:
+    """An event without what names where it was read (log.file.path, and event.id, which hashes it)."""
+    return {**{key: value for key, value in event.items() if key != "log"}, "event": {**event["event"], "id": None}}
+
+
+def analyze_with_keys(capture: Path) -> list[dict]:
+    """Events of a fixture decrypted with the key log beside it (NAME.keylog)."""
+    from helloscope.parsers.keylog import KeyLog
+    from helloscope.sniffer.capture.files import open_capture
+    from helloscope.sniffer.report.events import Observer
+    from helloscope.sniffer.run.pipeline import analyze_files
+
+    keys = KeyLog()
+    keys.feed(capture.with_suffix(".keylog").read_text())
+    keys.finish()
+    events, _ = analyze_files([open_capture(str(capture))], Observer("test"), keys=keys)
+    return events
+
+
 def segments_of(capture: Path) -> list[tuple[float, Any]]:
     """The decoded TCP segments and UDP datagrams of a capture, with their timestamps."""
     from helloscope.sniffer.capture.decode import decode

@@ -51,12 +51,14 @@ def _documented_events() -> tuple[dict[str, Any], ...]:
 
 
 def sample_events(count: int) -> list[dict[str, Any]]:
-    """``count`` distinct real events, numbered in ``event.sequence`` (ECS) so order and duplicates show."""
+    """``count`` distinct real events, numbered in ``event.sequence`` (ECS) and ``event.id`` so order and
+    duplicates show."""
     base = _documented_events()
     events = []
     for sequence in range(count):
         event = copy.deepcopy(base[sequence % len(base)])
         event["event"]["sequence"] = sequence
+        event["event"]["id"] = f"{sequence:032x}"  # each copy its own connection, as the bulk _id
         events.append(event)
     return events
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from helloscope.sniffer.run.cli import cli
 
-from tests.helpers import PCAPS, REPO, field
+from tests.helpers import PCAPS, REPO, field, without_capture
 
 FIXTURE = PCAPS / "tls12-required-missing.pcap"
 # The fields later tools rely on (issue #2's fixed contract), with the JSON types they may take.
@@ -99,7 +99,8 @@ def test_truncated_capture_reports_what_came_before_and_warns_with_the_offset(tm
 def test_stdin_gives_the_same_events_as_the_file():
     from_file = events_of(run("analyze", "-q", str(FIXTURE)).stdout)
     from_stdin = events_of(run("analyze", "-q", "-", stdin=FIXTURE.read_bytes()).stdout)
-    assert from_stdin == from_file and len(from_file) == 1
+    assert [without_capture(event) for event in from_stdin] == [without_capture(event) for event in from_file]
+    assert len(from_file) == 1 and "log" not in from_stdin[0] and from_file[0]["log"]["file"]["path"] == str(FIXTURE)
 
 
 def test_output_file_gets_the_events_and_stdout_stays_empty(tmp_path: Path):

@@ -33,7 +33,7 @@ def test_only_the_chosen_paths_remain_nested_as_in_the_event() -> None:
 def test_a_whole_object_can_be_chosen_and_absent_paths_are_null() -> None:
     result = _run("--fields", "destination,helloscope.preamble.protocol")
     (event,) = [json.loads(line) for line in result.stdout.splitlines()]
-    assert set(event["destination"]) == {"ip", "port"}
+    assert set(event["destination"]) == {"ip", "port", "domain", "bytes"}
     assert event["helloscope"] == {"preamble": {"protocol": None}}  # direct TLS: no preamble
 
 

@@ -87,9 +87,12 @@ def test_flagged_hellos_name_the_flag_on_both_codepoints():
 
 
 def _comparable(event: dict) -> dict:
-    """An event without what differs between two captures of the same bytes: times and TCP counters."""
+    """An event without what differs between two captures of the same bytes: file, times and TCP counters."""
     scope = dict(event["helloscope"], tcp=None)
-    return dict(event, helloscope=scope, event=None, **{"@timestamp": None})
+    source, destination = dict(event["source"], bytes=None), dict(event["destination"], bytes=None)
+    return dict(
+        event, helloscope=scope, source=source, destination=destination, event=None, log=None, **{"@timestamp": None}
+    )
 
 
 def test_split_reordered_duplicated_hello_gives_the_same_report():

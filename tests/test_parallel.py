@@ -282,7 +282,7 @@ def test_an_analysis_worker_that_raises_gives_one_line(monkeypatch: pytest.Monke
     def broken(*args: object) -> dict[str, Any]:
         raise KeyError("no such field")
 
-    monkeypatch.setattr("helloscope.sniffer.run.parallel.build_event", broken)  # the forked workers inherit it
+    monkeypatch.setattr("helloscope.sniffer.run.pipeline.build_event", broken)  # the forked workers inherit it
     with pytest.raises(WorkerError, match=r"^worker [12] of 2 failed: KeyError: 'no such field' \(at "):
         analyze_parallel([str(PCAPS / "tls13-noauth.pcap")], 2, OBSERVER, lambda event: None)
 

@@ -11,23 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-from helloscope.parsers.keylog import KeyLog
-from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.run.pipeline import analyze_files
 
-from tests.helpers import CORPUS, PCAPS, REPO, analyze, assert_schema_valid, schema_validator
+from tests.helpers import CORPUS, PCAPS, REPO, analyze, analyze_with_keys, assert_schema_valid, schema_validator
 
 FIXTURES = sorted(PCAPS.rglob("*.pcap"))  # TLS, QUIC, DTLS and the hostile-strings capture
 CORPUS_CAPTURES = sorted((CORPUS / "ja4" / "pcap").glob("*.pcap*")) if CORPUS.is_dir() else []
-
-
-def _decrypted(capture: Path) -> list[dict]:
-    keys = KeyLog()
-    keys.feed(capture.with_suffix(".keylog").read_text())
-    keys.finish()
-    events, _ = analyze_files([open_capture(str(capture))], Observer("test"), keys=keys)
-    return events
 
 
 @pytest.mark.parametrize("capture", FIXTURES, ids=lambda path: path.stem)
@@ -36,7 +24,7 @@ def test_fixture_events_validate(capture: Path) -> None:
     assert events
     assert_schema_valid(events, capture.name)
     if capture.with_suffix(".keylog").exists():
-        assert_schema_valid(_decrypted(capture), f"{capture.name} with keys")
+        assert_schema_valid(analyze_with_keys(capture), f"{capture.name} with keys")
 
 
 @pytest.mark.parametrize("capture", CORPUS_CAPTURES, ids=lambda path: path.name)

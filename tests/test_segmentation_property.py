@@ -76,6 +76,10 @@ def _comparable(event: dict[str, Any], reframed: bool = False) -> str:
     scope["tcp"] = {k: v for k, v in scope["tcp"].items() if k not in differ}
     kept = {k: v for k, v in event.items() if k not in ("event", "@timestamp")}
     kept["helloscope"] = scope
+    if reframed:  # record headers added or removed: ECS's byte counts are helloscope.tcp's
+        kept["source"], kept["destination"] = (
+            {k: v for k, v in event[side].items() if k != "bytes"} for side in ("source", "destination")
+        )
     return json.dumps(kept, sort_keys=True, default=str)
 
 

@@ -3,32 +3,37 @@
 A transport hands over its tracker, the connection's decryption (TCP opens the kept records now; QUIC
 opened its packets as they came) and what only the transport knows (:class:`TransportEnd`). From there
 data flows one way: frozen observations → frozen conclusion → report. What is derived from the
-observations for the event (fingerprints, Community ID, the selected ALPN, certificate hygiene) is
-computed here, once, so the event builder only formats.
+observations for the event (fingerprints, Community ID, the selected ALPN, certificate hygiene, the
+server's certificate) is computed here, once, so the event builder only formats.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from helloscope.parsers.certs import parse_certificate, summarize_x509
 from helloscope.parsers.community_id import community_id
+from helloscope.parsers.errors import ParseError
 from helloscope.parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4_variants
 from helloscope.parsers.hello import selected_alpn
+from helloscope.parsers.registry import CERTIFICATE
 from helloscope.sniffer.handshake.correlation import conclude
-from helloscope.sniffer.handshake.decryption import Decryption, summarize
+from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption, summarize
 from helloscope.sniffer.handshake.hygiene import certificate_findings
-from helloscope.sniffer.handshake.tracker import ConnectionTracker
+from helloscope.sniffer.handshake.tracker import MAX_KEPT_LEAF_BYTES, ConnectionTracker, server_certificate_seen
 from helloscope.sniffer.report.model import (
     ConnectionReport,
     DtlsSummary,
     Endpoints,
+    Handshake,
     HelloFingerprints,
     Preamble,
     QuicSummary,
+    ServerCertificateFinding,
     ServerFingerprints,
     TcpSummary,
 )
-from helloscope.sniffer.vocabulary import EndReason
+from helloscope.sniffer.vocabulary import DecryptionStatus, EndReason, Evidence, Phase, Sender
 
 # The connection's last packet is timestamped before its first: the report's end is clamped to its start.
 TIME_WENT_BACKWARDS = "capture_time_went_backwards"
@@ -81,11 +86,41 @@ def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: T
         server_fingerprints=ServerFingerprints(ja3s(server_hello), ja3s_string(server_hello)) if server_hello else None,
         next_protocol=summary.alpn or (selected_alpn(server_hello.extensions) if server_hello else None),
         certificate_findings=tuple(certificate_findings(certificate.chain[0], end.start)) if certificate.chain else (),
+        server_certificate=server_certificate_finding(handshake, decryption),
         preamble=end.preamble,
         tcp=end.tcp,
         quic=end.quic,
         dtls=end.dtls,
     )
+
+
+def server_certificate_finding(handshake: Handshake, decryption: Decryption) -> ServerCertificateFinding | None:
+    """The server's certificate, from the clear (TLS <= 1.2) or the decrypted handshake (TLS 1.3, QUIC)."""
+    seen, evidence = handshake.server_certificate, Evidence.PLAINTEXT
+    if seen is None:
+        message = _decrypted_server_certificate(decryption)
+        if message is None:
+            return None
+        evidence = Evidence.DECRYPTED
+        try:
+            seen = server_certificate_seen(parse_certificate(message.body, tls13=handshake.tls13))
+        except ParseError as error:
+            return ServerCertificateFinding(evidence, (), None, (f"certificate message: {error.what}",))
+    if seen.leaf is None:
+        too_large = (f"certificate 0: over {MAX_KEPT_LEAF_BYTES} bytes",) if seen.chain_sha256 else ()
+        return ServerCertificateFinding(evidence, seen.chain_sha256, None, too_large)
+    try:
+        leaf = summarize_x509(seen.leaf)
+    except ParseError as error:
+        return ServerCertificateFinding(evidence, seen.chain_sha256, None, (f"certificate 0: {error.what}",))
+    return ServerCertificateFinding(evidence, seen.chain_sha256, leaf)
+
+
+def _decrypted_server_certificate(decryption: Decryption) -> DecryptedMessage | None:
+    if decryption.status != DecryptionStatus.DECRYPTED:
+        return None
+    wanted = (Sender.SERVER, CERTIFICATE, Phase.HANDSHAKE)
+    return next((item for item in decryption.messages if (item.sender, item.msg_type, item.phase) == wanted), None)
 
 
 def _observed_anomalies(tracker: ConnectionTracker, end: TransportEnd) -> tuple[str, ...]:

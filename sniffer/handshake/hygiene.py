@@ -86,8 +86,8 @@ def certificate_findings(leaf: X509Summary, captured_at: float, public_cas: froz
         # A self-signed certificate names itself as issuer; only a CA's name in the store counts.
         ISSUER_PUBLIC_WEBPKI: not leaf.self_signed and leaf.issuer in cas,
         EMBEDDED_SCTS: leaf.sct_count > 0,
-        EXPIRED: moment > leaf.not_after,
-        NOT_YET_VALID: moment < leaf.not_before,
+        EXPIRED: leaf.not_after is not None and moment > leaf.not_after,
+        NOT_YET_VALID: leaf.not_before is not None and moment < leaf.not_before,
         WEAK_KEY: leaf.key_type == "rsa" and leaf.key_bits is not None and leaf.key_bits < MIN_RSA_BITS,
     }
     return [code for code in FINDING_CODES if found[code]]

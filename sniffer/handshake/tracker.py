@@ -13,6 +13,7 @@ from helloscope.parsers.alerts import parse_alerts
 from helloscope.parsers.certs import (
     CertificateMessage,
     CertificateRequest,
+    chain_sha256,
     parse_certificate,
     parse_certificate_request,
 )
@@ -40,7 +41,7 @@ from helloscope.parsers.registry import (
 )
 from helloscope.sniffer.handshake.decryption import ProtectedRecord, Session
 from helloscope.sniffer.handshake.settlement import MAX_PROTECTED_BYTES, MAX_TRACED_RECORDS, tls_settled
-from helloscope.sniffer.report.model import AlertFinding, Handshake, RecordTrace
+from helloscope.sniffer.report.model import AlertFinding, Handshake, RecordTrace, ServerCertificateSeen
 from helloscope.sniffer.vocabulary import Evidence, Sender
 
 if TYPE_CHECKING:  # the DTLS parsers load with the first DTLS association (startup time, issue 13)
@@ -51,6 +52,16 @@ EARLY_DATA: Final = 42
 # Client application records after the handshake past which a silent server is not waited for any more.
 CLIENT_RECORDS_BEFORE_RENEGOTIATION: Final = 4
 NAMED_CURVE: Final = 3
+# The server's leaf certificate is kept as DER until the report summarises it; a larger one (real leaves
+# are 1-8 KB) is only fingerprinted, so what a flow holds stays bounded.
+MAX_KEPT_LEAF_BYTES: Final = 16384
+
+
+def server_certificate_seen(message: CertificateMessage) -> ServerCertificateSeen:
+    """What the report needs of the server's Certificate message: every certificate's fingerprint, the leaf."""
+    certificates = message.certificates
+    leaf = certificates[0] if certificates and len(certificates[0]) <= MAX_KEPT_LEAF_BYTES else None
+    return ServerCertificateSeen(chain_sha256(certificates), leaf)
 
 
 class ConnectionTracker:
@@ -84,6 +95,7 @@ class ConnectionTracker:
         "server_answered",
         "_client_records_after",
         "_settled",
+        "server_certificate",
         "server_flight_done",
         "_server_hello",
         "tls13",
@@ -98,6 +110,7 @@ class ConnectionTracker:
         self.hello_verify_request: HelloVerifyRequest | None = None  # DTLS 1.0/1.2 cookie exchange
         self.certificate_request: CertificateRequest | None = None
         self.client_certificate: CertificateMessage | None = None
+        self.server_certificate: ServerCertificateSeen | None = None
         self.server_flight_done = False
         self.key_exchange_group: int | None = None  # TLS <= 1.2 ECDHE named curve
         self.client_flight_seen = False
@@ -234,6 +247,7 @@ class ConnectionTracker:
             hello_verify_request=self.hello_verify_request is not None,
             certificate_request=self.certificate_request,
             client_certificate=self.client_certificate,
+            server_certificate=self.server_certificate,
             server_flight_done=self.server_flight_done,
             client_flight_seen=self.client_flight_seen,
             renegotiation=self.renegotiation,
@@ -458,6 +472,8 @@ class ConnectionTracker:
             from helloscope.parsers.dtls import parse_hello_verify_request
 
             self.hello_verify_request = parse_hello_verify_request(body)
+        elif msg_type == CERTIFICATE and self.server_certificate is None:
+            self.server_certificate = server_certificate_seen(parse_certificate(body, tls13=self.tls13))
         elif msg_type == CERTIFICATE_REQUEST:
             version = tls_equivalent(self.version) if self.version else TLS12
             self.certificate_request = parse_certificate_request(body, tls13=version >= TLS13, tls12=version == TLS12)

@@ -25,9 +25,22 @@ _RETRIED_STATUSES = frozenset({401, 403, 404, 408, 429})
 
 
 def bulk_record(index: str) -> Callable[[Mapping[str, Any], str], bytes]:
-    """Elasticsearch ``_bulk``: a ``create`` action line then the document (works for indices and data streams)."""
-    action = json.dumps({"create": {"_index": index}}, separators=(",", ":"))
-    return lambda event, json_text: f"{action}\n{json_text}\n".encode()
+    """Elasticsearch ``_bulk``: a ``create`` action line then the document (works for indices and data streams).
+
+    The document's ``_id`` is its ``event.id``, the same each time the connection's event is sent, so a
+    batch sent again after a timeout cannot index it twice: Elasticsearch answers 409 for what it has. An
+    event without one (the live stats event, ``--fields`` without ``event.id``) gets an id from Elasticsearch.
+    """
+    named = json.dumps(index)
+    anonymous = f'{{"create":{{"_index":{named}}}}}'
+
+    def record(event: Mapping[str, Any], json_text: str) -> bytes:
+        about = event.get("event")
+        identity = about.get("id") if isinstance(about, Mapping) else None
+        action = anonymous if identity is None else f'{{"create":{{"_index":{named},"_id":{json.dumps(identity)}}}}}'
+        return f"{action}\n{json_text}\n".encode()
+
+    return record
 
 
 def hec_record(event: Mapping[str, Any], json_text: str) -> bytes:

@@ -9,6 +9,7 @@ happens at display time in :mod:`helloscope.sniffer.report.render`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from helloscope.sniffer.report.model import (
     ConnectionReport,
     DtlsSummary,
     HelloFingerprints,
+    ServerCertificateFinding,
     ServerFingerprints,
     TcpSummary,
 )
@@ -50,8 +52,17 @@ _EVENT_OUTCOME = {
 
 @dataclass(frozen=True, slots=True)
 class Observer:
+    """The sensor, and where it read the connections: a capture file (analyze) or interfaces (live)."""
+
     name: str
     version: str = __version__
+    capture_file: str | None = None  # log.file.path
+    interfaces: tuple[str, ...] = ()  # observer.ingress.interface.name
+
+    @property
+    def source(self) -> str:
+        """What the connection was read from, as part of its identity (event.id)."""
+        return self.capture_file if self.capture_file is not None else ",".join(self.interfaces)
 
 
 def text_of(raw: bytes) -> str:
@@ -78,6 +89,12 @@ def iso_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def event_id(observer: Observer, community_id: str, start: str) -> str:
+    """The same for the same connection every time it is reported or sent again (the _bulk document id)."""
+    identity = "\x00".join((observer.name, observer.source, community_id, start))
+    return hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
 def _named(value: int, names: dict[int, str]) -> str:
     if is_grease(value):
         return "GREASE"
@@ -94,23 +111,31 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
     version, protocol = version_text(handshake.version) if handshake.version is not None else (None, None)
     flags = report.tls_flags
     leaf = conclusion.client_certificate.chain[0] if conclusion.client_certificate.chain else None
-    return {
-        "@timestamp": iso_time(report.start),
+    start = iso_time(report.start)
+    source: dict[str, Any] = {"ip": endpoints.client_ip, "port": endpoints.client_port}
+    destination: dict[str, Any] = {"ip": endpoints.server_ip, "port": endpoints.server_port}
+    if hello is not None and hello.server_name is not None:
+        destination["domain"] = text_of(hello.server_name)
+    if report.tcp is not None:
+        source["bytes"], destination["bytes"] = report.tcp.client_bytes, report.tcp.server_bytes
+    event = {
+        "@timestamp": start,
         "event": {
+            "id": event_id(observer, report.community_id, start),
             "kind": "event",
             "category": ["network"],
             "type": ["connection", "protocol"],
             "module": "helloscope",
             "dataset": "helloscope.tls",
-            "start": iso_time(report.start),
+            "start": start,
             "end": iso_time(report.end),
             "duration": round((report.end - report.start) * 1e9),
             "outcome": _EVENT_OUTCOME.get(conclusion.outcome, "unknown"),
         },
         "ecs": {"version": ECS_VERSION},
-        "observer": {"name": observer.name, "product": "helloscope", "type": "sensor", "version": observer.version},
-        "source": {"ip": endpoints.client_ip, "port": endpoints.client_port},
-        "destination": {"ip": endpoints.server_ip, "port": endpoints.server_port},
+        "observer": _observer(observer),
+        "source": source,
+        "destination": destination,
         "network": {
             "transport": endpoints.transport,
             "type": "ipv6" if endpoints.ipv6 else "ipv4",
@@ -128,7 +153,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "resumed": handshake.resumed,
             "next_protocol": text_of(report.next_protocol) if report.next_protocol is not None else None,
             "client": _tls_client(hello, leaf, fingerprints[0] if fingerprints else None),
-            "server": {"ja3s": report.server_fingerprints.ja3s} if report.server_fingerprints else {},
+            "server": _tls_server(report),
         },
         "helloscope": {
             "request_mtls": report.request_mtls,
@@ -142,6 +167,7 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             },
             "certificate_request": _certificate_request(report),
             "client_certificate": _client_certificate(conclusion.client_certificate, report.certificate_findings),
+            "server_certificate": _server_certificate(report.server_certificate),
             "alerts": [_alert(alert) for alert in conclusion.alerts],
             "decryption": _decryption(report),
             "outcome": conclusion.outcome,
@@ -177,6 +203,19 @@ def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
             "anomalies": list(report.anomalies),
         },
     }
+    if observer.capture_file is not None:
+        event["log"] = {"file": {"path": observer.capture_file}}
+    return event
+
+
+def _observer(observer: Observer) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": observer.name, "product": "helloscope", "type": "sensor"}
+    body["version"] = observer.version
+    interfaces = observer.interfaces
+    if interfaces:
+        # The capture does not say which interface a frame came from: with several, all are named.
+        body["ingress"] = {"interface": {"name": interfaces[0] if len(interfaces) == 1 else list(interfaces)}}
+    return body
 
 
 def _tls_client(
@@ -190,26 +229,60 @@ def _tls_client(
         client["ja3"] = fingerprints.ja3
         client["ja4"] = fingerprints.ja4.ja4
     if leaf is not None:
-        client["hash"] = {"sha256": leaf.sha256.upper()}
-        client["x509"] = _ecs_x509(leaf)
+        client.update(_ecs_certificate(leaf))
     return client
+
+
+def _tls_server(report: ConnectionReport) -> dict[str, Any]:
+    server: dict[str, Any] = {"ja3s": report.server_fingerprints.ja3s} if report.server_fingerprints else {}
+    certificate = report.server_certificate
+    if certificate is not None and certificate.leaf is not None:
+        server.update(_ecs_certificate(certificate.leaf))
+    elif certificate is not None and certificate.chain_sha256:
+        server["hash"] = {"sha256": certificate.chain_sha256[0]}
+    return server
+
+
+def _ecs_certificate(leaf: X509Summary) -> dict[str, Any]:
+    """ECS tls.client.* / tls.server.*: the certificate's hashes, names and validity, and its x509 fields."""
+    return {
+        "hash": {"sha256": leaf.sha256, "sha1": leaf.sha1},
+        "subject": leaf.subject,
+        "issuer": leaf.issuer,
+        "not_before": _date(leaf.not_before),
+        "not_after": _date(leaf.not_after),
+        "x509": _ecs_x509(leaf),
+    }
+
+
+# ECS's value conventions (its examples RSA and nistp521); cryptography names keys and curves otherwise.
+_ECS_KEY_ALGORITHMS = {"rsa": "RSA", "ec": "EC", "dsa": "DSA", "ed25519": "Ed25519", "ed448": "Ed448"}
+_ECS_CURVES = {"secp224r1": "nistp224", "secp256r1": "nistp256", "secp384r1": "nistp384", "secp521r1": "nistp521"}
 
 
 def _ecs_x509(summary: X509Summary) -> dict[str, Any]:
     x509: dict[str, Any] = {
-        "subject": {"distinguished_name": summary.subject},
-        "issuer": {"distinguished_name": summary.issuer},
-        "serial_number": summary.serial_number.upper(),
-        "not_before": iso_time(summary.not_before.timestamp()),
-        "not_after": iso_time(summary.not_after.timestamp()),
-        "public_key_algorithm": summary.key_type,
-        "alternative_names": list(summary.san_dns),
+        "subject": {"distinguished_name": summary.subject, "common_name": list(summary.subject_common_names)},
+        "issuer": {"distinguished_name": summary.issuer, "common_name": list(summary.issuer_common_names)},
+        "serial_number": summary.serial_number,
+        "not_before": _date(summary.not_before),
+        "not_after": _date(summary.not_after),
+        "version_number": str(summary.version) if summary.version is not None else None,
+        "signature_algorithm": summary.signature_algorithm or None,
+        "alternative_names": [*summary.san_dns, *summary.san_ip, *summary.san_email],
     }
+    algorithm = _ECS_KEY_ALGORITHMS.get(summary.key_type)
+    if algorithm is not None:
+        x509["public_key_algorithm"] = algorithm
     if summary.key_bits is not None:
         x509["public_key_size"] = summary.key_bits
     if summary.curve is not None:
-        x509["public_key_curve"] = summary.curve
+        x509["public_key_curve"] = _ECS_CURVES.get(summary.curve, summary.curve)
     return x509
+
+
+def _date(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
@@ -247,14 +320,26 @@ def _client_certificate(finding: ClientCertificateFinding, hygiene: tuple[str, .
     return body
 
 
+def _server_certificate(finding: ServerCertificateFinding | None) -> dict[str, Any] | None:
+    if finding is None:
+        return None
+    leaf = finding.leaf
+    return {
+        "evidence": finding.evidence,
+        "chain_length": len(finding.chain_sha256),
+        "chain_sha256": list(finding.chain_sha256),
+        "unreadable": [*finding.unreadable, *(leaf.unreadable if leaf else ())],
+    }
+
+
 def _x509_summary(summary: X509Summary) -> dict[str, Any]:
     return {
         "subject": summary.subject,
         "issuer": summary.issuer,
         "sha256": summary.sha256,
         "serial_number": summary.serial_number,
-        "not_before": iso_time(summary.not_before.timestamp()),
-        "not_after": iso_time(summary.not_after.timestamp()),
+        "not_before": _date(summary.not_before),
+        "not_after": _date(summary.not_after),
         "key_type": summary.key_type,
         "key_bits": summary.key_bits,
         "curve": summary.curve,
@@ -264,6 +349,8 @@ def _x509_summary(summary: X509Summary) -> dict[str, Any]:
         "sct_count": summary.sct_count,
         "self_signed": summary.self_signed,
         "san_dns": list(summary.san_dns),
+        "san_ip": list(summary.san_ip),
+        "san_email": list(summary.san_email),
         "unreadable": list(summary.unreadable),
     }
 

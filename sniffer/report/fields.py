@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 _WRITTEN = """
-    @timestamp destination destination.ip destination.port ecs ecs.version event event.category event.dataset
-    event.duration event.end event.kind event.module event.outcome event.start event.type helloscope
-    helloscope.alerts helloscope.anomalies helloscope.certificate_request helloscope.certificate_request.basis
-    helloscope.certificate_request.certificate_authorities helloscope.certificate_request.certificate_types
-    helloscope.certificate_request.confidence helloscope.certificate_request.echoes_request_mtls
-    helloscope.certificate_request.evidence helloscope.certificate_request.seen
-    helloscope.certificate_request.signature_algorithms helloscope.client_certificate
-    helloscope.client_certificate.basis helloscope.client_certificate.chain
+    @timestamp destination destination.bytes destination.domain destination.ip destination.port ecs ecs.version
+    event event.category event.dataset event.duration event.end event.id event.kind event.module event.outcome
+    event.start event.type helloscope helloscope.alerts helloscope.anomalies helloscope.certificate_request
+    helloscope.certificate_request.basis helloscope.certificate_request.certificate_authorities
+    helloscope.certificate_request.certificate_types helloscope.certificate_request.confidence
+    helloscope.certificate_request.echoes_request_mtls helloscope.certificate_request.evidence
+    helloscope.certificate_request.seen helloscope.certificate_request.signature_algorithms
+    helloscope.client_certificate helloscope.client_certificate.basis helloscope.client_certificate.chain
     helloscope.client_certificate.chain_length helloscope.client_certificate.confidence
     helloscope.client_certificate.evidence helloscope.client_certificate.findings
     helloscope.client_certificate.state helloscope.client_certificate.unreadable helloscope.client_hello
@@ -69,27 +69,40 @@ _WRITTEN = """
     helloscope.second_client_hello.psk_key_exchange_modes helloscope.second_client_hello.session_id_length
     helloscope.second_client_hello.signature_algorithms helloscope.second_client_hello.sslv2
     helloscope.second_client_hello.supported_groups helloscope.second_client_hello.supported_versions
-    helloscope.server_hello helloscope.server_hello.cipher_suite helloscope.server_hello.extensions
-    helloscope.server_hello.ja3s_full helloscope.server_hello.key_share_group helloscope.server_hello.legacy_version
-    helloscope.server_hello.pre_shared_key helloscope.server_hello.selected_version helloscope.stats
-    helloscope.stats.bytes helloscope.stats.connections_with_anomalies helloscope.stats.events_dropped
-    helloscope.stats.events_spooled helloscope.stats.events_written helloscope.stats.flow_cap_evictions
-    helloscope.stats.flows_tracked helloscope.stats.idle_evictions helloscope.stats.kernel_dropped
-    helloscope.stats.kernel_received helloscope.stats.outputs_retried helloscope.stats.packets
-    helloscope.stats.tcp_segments helloscope.stats.tls_connections helloscope.stats.undecoded_frames helloscope.tcp
+    helloscope.server_certificate helloscope.server_certificate.chain_length
+    helloscope.server_certificate.chain_sha256 helloscope.server_certificate.evidence
+    helloscope.server_certificate.unreadable helloscope.server_hello helloscope.server_hello.cipher_suite
+    helloscope.server_hello.extensions helloscope.server_hello.ja3s_full helloscope.server_hello.key_share_group
+    helloscope.server_hello.legacy_version helloscope.server_hello.pre_shared_key
+    helloscope.server_hello.selected_version helloscope.stats helloscope.stats.bytes
+    helloscope.stats.connections_with_anomalies helloscope.stats.events_dropped helloscope.stats.events_spooled
+    helloscope.stats.events_written helloscope.stats.flow_cap_evictions helloscope.stats.flows_tracked
+    helloscope.stats.idle_evictions helloscope.stats.kernel_dropped helloscope.stats.kernel_received
+    helloscope.stats.outputs_retried helloscope.stats.packets helloscope.stats.tcp_segments
+    helloscope.stats.tls_connections helloscope.stats.undecoded_frames helloscope.tcp
     helloscope.tcp.byte_cap_reached helloscope.tcp.client_bytes helloscope.tcp.client_fin helloscope.tcp.gaps
     helloscope.tcp.out_of_order helloscope.tcp.overlap_conflicts helloscope.tcp.reset_by
     helloscope.tcp.retransmitted helloscope.tcp.server_bytes helloscope.tcp.server_fin helloscope.tls_flags
     helloscope.tls_flags.codepoint helloscope.tls_flags.flags helloscope.tls_flags.malformations
-    helloscope.tls_flags.names helloscope.tls_flags.observable network network.community_id network.protocol
-    network.transport network.type observer observer.name observer.product observer.type observer.version source
-    source.ip source.port tls tls.cipher tls.client tls.client.hash tls.client.hash.sha256 tls.client.ja3
-    tls.client.ja4 tls.client.server_name tls.client.supported_ciphers tls.client.x509
-    tls.client.x509.alternative_names tls.client.x509.issuer tls.client.x509.issuer.distinguished_name
-    tls.client.x509.not_after tls.client.x509.not_before tls.client.x509.public_key_algorithm
-    tls.client.x509.public_key_curve tls.client.x509.public_key_size tls.client.x509.serial_number
-    tls.client.x509.subject tls.client.x509.subject.distinguished_name tls.curve tls.established tls.next_protocol
-    tls.resumed tls.server tls.server.ja3s tls.version tls.version_protocol
+    helloscope.tls_flags.names helloscope.tls_flags.observable log log.file log.file.path network
+    network.community_id network.protocol network.transport network.type observer observer.ingress
+    observer.ingress.interface observer.ingress.interface.name observer.name observer.product observer.type
+    observer.version source source.bytes source.ip source.port tls tls.cipher tls.client tls.client.hash
+    tls.client.hash.sha1 tls.client.hash.sha256 tls.client.issuer tls.client.ja3 tls.client.ja4 tls.client.not_after
+    tls.client.not_before tls.client.server_name tls.client.subject tls.client.supported_ciphers tls.client.x509
+    tls.client.x509.alternative_names tls.client.x509.issuer tls.client.x509.issuer.common_name
+    tls.client.x509.issuer.distinguished_name tls.client.x509.not_after tls.client.x509.not_before
+    tls.client.x509.public_key_algorithm tls.client.x509.public_key_curve tls.client.x509.public_key_size
+    tls.client.x509.serial_number tls.client.x509.signature_algorithm tls.client.x509.subject
+    tls.client.x509.subject.common_name tls.client.x509.subject.distinguished_name tls.client.x509.version_number
+    tls.curve tls.established tls.next_protocol tls.resumed tls.server tls.server.hash tls.server.hash.sha1
+    tls.server.hash.sha256 tls.server.issuer tls.server.ja3s tls.server.not_after tls.server.not_before
+    tls.server.subject tls.server.x509 tls.server.x509.alternative_names tls.server.x509.issuer
+    tls.server.x509.issuer.common_name tls.server.x509.issuer.distinguished_name tls.server.x509.not_after
+    tls.server.x509.not_before tls.server.x509.public_key_algorithm tls.server.x509.public_key_curve
+    tls.server.x509.public_key_size tls.server.x509.serial_number tls.server.x509.signature_algorithm
+    tls.server.x509.subject tls.server.x509.subject.common_name tls.server.x509.subject.distinguished_name
+    tls.server.x509.version_number tls.version tls.version_protocol
 """
 KNOWN_FIELDS: Final = frozenset(_WRITTEN.split())
 # Objects whose members are open-ended (the stats event's counters grow with new versions).

@@ -44,6 +44,22 @@ class ClientCertificateFinding:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerCertificateSeen:
+    """The server's Certificate message as kept until the report: fingerprints, and the leaf to summarise."""
+
+    chain_sha256: tuple[str, ...]  # upper-case hex, leaf first
+    leaf: bytes | None  # DER; None when the chain is empty or the leaf is over the kept size
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCertificateFinding:
+    evidence: Evidence  # plaintext (TLS <= 1.2, DTLS 1.2) or decrypted (TLS 1.3, QUIC, DTLS 1.3)
+    chain_sha256: tuple[str, ...]
+    leaf: X509Summary | None
+    unreadable: tuple[str, ...] = ()  # why the leaf could not be summarised
+
+
+@dataclass(frozen=True, slots=True)
 class AlertFinding:
     sender: Sender
     level: int | None  # None when the alert record is encrypted
@@ -150,6 +166,7 @@ class Handshake:
     key_exchange_group: int | None  # ServerKeyExchange curve (TLS <= 1.2) or key_share group (1.3)
     certificate_request: CertificateRequest | None  # in the clear (TLS <= 1.2)
     client_certificate: CertificateMessage | None  # in the clear (TLS <= 1.2)
+    server_certificate: ServerCertificateSeen | None  # in the clear (TLS <= 1.2)
     server_flight_done: bool  # ServerHelloDone seen: the server's flight had no CertificateRequest after it
     client_flight_seen: bool  # the client's second flight (Certificate, ClientKeyExchange, CertificateVerify)
     dtls: bool = False
@@ -253,6 +270,7 @@ class ConnectionReport:
     server_fingerprints: ServerFingerprints | None
     next_protocol: bytes | None  # the ALPN the server selected, in the clear or decrypted
     certificate_findings: tuple[str, ...]  # hygiene of the client's leaf certificate at capture time
+    server_certificate: ServerCertificateFinding | None = None
     preamble: Preamble | None = None
     tcp: TcpSummary | None = None
     quic: QuicSummary | None = None

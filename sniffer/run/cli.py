@@ -39,7 +39,7 @@ from helloscope.sniffer.capture.files import (
 )
 from helloscope.sniffer.capture.rings import DEFAULT_BUFFER_MB, DEFAULT_SNAPLEN, LiveCaptureError
 from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
-from helloscope.sniffer.report.events import Observer, build_event
+from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.report.fields import KNOWN_FIELDS, is_known
 from helloscope.sniffer.report.summary import (
     STATS_DATASET,
@@ -49,7 +49,7 @@ from helloscope.sniffer.report.summary import (
     lookup,
     read_events,
 )
-from helloscope.sniffer.run.pipeline import damage_note, feed_capture
+from helloscope.sniffer.run.pipeline import CaptureEvents, damage_note, feed_capture
 from helloscope.sniffer.run.progress import NoProgress, ProgressBar, progress_bar, with_progress
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
@@ -205,7 +205,8 @@ def _event_options(keylog_help: str) -> Callable[[Callable[..., Any]], Callable[
                     multiple=True,
                     metavar="SPEC",
                     help="Where events go (repeatable): - (stdout), PATH or file:PATH (JSON lines, appended), "
-                    "syslog+udp|tcp|tls://HOST:PORT, http(s)://HOST:PORT/_bulk, hec(s)://HOST:PORT?token=T.",
+                    "syslog+udp|tcp|tls://HOST:PORT, http(s)://HOST:PORT/_bulk (index template: "
+                    "schema/elasticsearch-template.json), hec(s)://HOST:PORT?token=T.",
                 ),
                 click.option(
                     "--spool-dir",
@@ -516,10 +517,12 @@ def _analyze_here(
 ) -> tuple[RunStats, int | None]:
     """One process: every capture through one flow table; the counters and the signal that stopped it."""
     stats = RunStats()
-    table = ConnectionTables(lambda report: deliver(build_event(report, observer)), stats, limits, ports, keys)
+    emit = CaptureEvents(observer, deliver)
+    table = ConnectionTables(emit, stats, limits, ports, keys)
     try:
         with _stop_signals_interrupt():
             for path in captures:
+                emit.reading(path)
                 with _open(path) as reader:
                     frames = with_progress(reader, bar)
                     if matches is not None:
@@ -692,7 +695,7 @@ def live(
         output_format = "line" if not outputs and fields is None and sys.stdout.isatty() else "json"
     selected = _field_paths(fields, output_format, outputs)
     _check_outputs(outputs)
-    observer = Observer(sensor_name or socket.gethostname())
+    observer = Observer(sensor_name or socket.gethostname(), interfaces=tuple(interfaces))
     settings = SensorSettings(
         Limits(max_flows, max_stream_bytes, 64 * 1024, max_preamble_bytes, idle_timeout, max_memory),
         observer,

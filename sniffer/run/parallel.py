@@ -56,9 +56,8 @@ from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureReader, open_capture
 from helloscope.sniffer.capture.filter import frame_filter
-from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.report.model import ConnectionReport
-from helloscope.sniffer.run.pipeline import absorb_secrets, damage_note, feed_frames
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.run.pipeline import CaptureEvents, absorb_secrets, damage_note, feed_frames
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
@@ -461,17 +460,14 @@ class _AnalysisJob:
 
 def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split: bool) -> None:
     stats = worker.stats
-    observer = settings.observer
-
-    def emit(report: ConnectionReport) -> None:
-        worker.emit(build_event(report, observer))
-
+    emit = CaptureEvents(settings.observer, worker.emit)
     table = ConnectionTables(emit, stats, settings.limits, settings.ports, settings.keys)
     # compiled here: libpcap's programs live in this process
     matches = frame_filter(settings.bpf) if settings.bpf is not None else None
     counts = not split or worker.index == 0  # whose are the per-file counters when all read every file
     try:
         for path in paths:
+            emit.reading(path)
             with open_capture(path) as reader:
                 share = _Share(reader, worker, settings.keys, split, table, settings.limits.idle_timeout, matches)
                 feed_frames(share, table, stats)  # the share adds embedded secrets to the keys itself

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeAlias
+from dataclasses import replace
+from typing import Any, Final, TypeAlias
 
 from helloscope.parsers.keylog import SOURCE_PCAPNG, KeyLog
 from helloscope.parsers.registry import IP_PROTOCOL_TCP, IP_PROTOCOL_UDP
@@ -18,6 +20,31 @@ from helloscope.sniffer.transport.tables import ConnectionTables
 
 Frame: TypeAlias = tuple[float, int, bytes]  # (timestamp, linktype, frame) as capture readers yield them
 Tap: TypeAlias = Callable[[float, int, bytes, Segment], None]
+STDIN: Final = "-"
+STDIN_READER_NAME: Final = "<stdin>"  # what open_capture names the reader of standard input
+
+
+class CaptureEvents:
+    """Reports to events that name the capture being read (``log.file.path``); see :meth:`reading`."""
+
+    __slots__ = ("_base", "_deliver", "observer")
+
+    def __init__(self, observer: Observer, deliver: Callable[[dict[str, Any]], None]) -> None:
+        self._base = observer
+        self._deliver = deliver
+        self.observer = observer
+
+    def reading(self, path: str) -> None:
+        """From now on reports come from ``path`` (as given; ``-`` is standard input, no file to name).
+
+        A connection reported while another file is read (one that ran on into it), or at the end of the
+        input, names the file being read then.
+        """
+        name = None if path in (STDIN, STDIN_READER_NAME) else os.path.abspath(path)
+        self.observer = replace(self._base, capture_file=name)
+
+    def __call__(self, report: ConnectionReport) -> None:
+        self._deliver(build_event(report, self.observer))
 
 
 def feed_capture(
@@ -140,12 +167,10 @@ def analyze_files(
     stats = RunStats()
 
     keys = KeyLog() if keys is None else keys
-
-    def emit(report: ConnectionReport) -> None:
-        events.append(build_event(report, observer))
-
+    emit = CaptureEvents(observer, events.append)
     table = ConnectionTables(emit, stats, limits, keys=keys)
     for reader in readers:
+        emit.reading(reader.name)
         feed_capture(reader, table, stats, keys)
     table.flush()
     return events, stats

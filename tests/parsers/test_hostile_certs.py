@@ -4,7 +4,9 @@ The certificates are made by cryptography's CertificateBuilder and signed; one f
 raw DER edit of the same length (so every enclosing length stays right): a PrintableString holding "*"
 (outside its alphabet, common in real certificates: cryptography refuses the whole certificate, openssl
 reads it), an invalid UTF8String (both refuse it, but a peer can send any bytes), a SAN whose inner
-length is wrong (openssl reads the certificate).
+length is wrong (openssl reads the certificate); and edits that make cryptography refuse the whole
+certificate: an invalid time, a negative serial number (refused by a future cryptography, played here),
+a broken signature algorithm.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import datetime
 import hashlib
 import shutil
 import subprocess
+import warnings
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from helloscope.parsers.certs import summarize_x509
 
@@ -81,7 +85,7 @@ def test_openssl_loads_the_broken_certificates(der):
 
 def _common(der: bytes) -> None:
     summary = summarize_x509(der)
-    assert summary.sha256 == hashlib.sha256(der).hexdigest()
+    assert summary.sha256 == hashlib.sha256(der).hexdigest().upper()
     assert summary.serial_number == "1234ABCD"
     assert (summary.not_before, summary.not_after) == (NOT_BEFORE, NOT_AFTER)
     assert summary.issuer == "CN=Issuing CA"
@@ -130,3 +134,82 @@ def test_a_well_formed_certificate_has_nothing_unreadable():
     assert summary.subject == f"CN={BAD_CN},O=Org Inc"
     assert summary.san_dns == ("good.example", BAD_SAN)
     assert summary.unreadable == ()
+
+
+# --- certificates cryptography refuses whole (issue 16 item 13) ------------------------------------
+# A digit of notBefore made a letter: cryptography refuses the certificate for its validity alone.
+BAD_TIME = GOOD.replace(b"250101000000Z", b"2501010000XXZ")
+# The serial's first byte with its top bit set: a negative serial number, which cryptography only warns
+# about today ("will cause an exception in a future release"); _refusing_negative_serials plays that release.
+NEGATIVE_SERIAL = GOOD.replace(bytes.fromhex("02041234abcd"), bytes.fromhex("02049234abcd"))
+# The TBSCertificate's signature algorithm OID tagged as NULL: not even a copy with placeholders loads.
+NOTHING_LOADS = GOOD.replace(bytes.fromhex("300a06082a8648ce3d040302"), bytes.fromhex("300a05082a8648ce3d040302"), 1)
+
+
+def test_the_refusal_edits_hit_one_field_each():
+    assert len({GOOD, BAD_TIME, NEGATIVE_SERIAL, NOTHING_LOADS}) == 4
+    assert len(GOOD) == len(BAD_TIME) == len(NEGATIVE_SERIAL) == len(NOTHING_LOADS)
+    for der in (BAD_TIME, NOTHING_LOADS):
+        with pytest.raises(ValueError):
+            x509.load_der_x509_certificate(der)
+
+
+def _names_and_hashes(summary, der: bytes) -> None:
+    assert summary.subject == f"CN={BAD_CN},O=Org Inc" and summary.issuer == "CN=Issuing CA"
+    assert (summary.subject_common_names, summary.issuer_common_names) == ((BAD_CN,), ("Issuing CA",))
+    assert summary.sha256 == hashlib.sha256(der).hexdigest().upper()
+    assert summary.sha1 == hashlib.sha1(der).hexdigest().upper()
+    assert summary.version == 3
+
+
+def test_an_invalid_validity_time_keeps_everything_else():
+    summary = summarize_x509(BAD_TIME)
+    _names_and_hashes(summary, BAD_TIME)
+    assert (summary.not_before, summary.not_after) == (None, NOT_AFTER)
+    assert summary.serial_number == "1234ABCD" and summary.signature_algorithm == "ECDSA-SHA256"
+    assert (summary.key_type, summary.key_bits, summary.curve) == ("ec", 256, "secp256r1")
+    assert summary.san_dns == ("good.example", BAD_SAN) and summary.client_auth is True
+    assert summary.unreadable == ("not_before",)
+
+
+@pytest.fixture
+def _refusing_negative_serials(monkeypatch: pytest.MonkeyPatch) -> None:
+    load = x509.load_der_x509_certificate
+
+    def refusing(der: bytes) -> x509.Certificate:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            try:
+                certificate = load(der)
+                certificate.serial_number  # noqa: B018 - where cryptography warns today
+            except CryptographyDeprecationWarning as warning:
+                raise ValueError(str(warning)) from None
+        return certificate
+
+    monkeypatch.setattr(x509, "load_der_x509_certificate", refusing)
+
+
+@pytest.mark.usefixtures("_refusing_negative_serials")
+def test_a_serial_number_cryptography_refuses_is_read_from_the_der():
+    with pytest.raises(ValueError):
+        x509.load_der_x509_certificate(NEGATIVE_SERIAL)
+    summary = summarize_x509(NEGATIVE_SERIAL)
+    _names_and_hashes(summary, NEGATIVE_SERIAL)
+    assert summary.serial_number == format(int.from_bytes(bytes.fromhex("9234abcd"), "big", signed=True), "X")
+    assert (summary.not_before, summary.not_after) == (NOT_BEFORE, NOT_AFTER)
+    assert (summary.key_type, summary.curve) == ("ec", "secp256r1") and summary.extended_key_usage == ("clientAuth",)
+    assert summary.unreadable == ()
+
+
+def test_a_negative_serial_reads_the_same_as_cryptography_reads_it_today():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        assert summarize_x509(NEGATIVE_SERIAL).serial_number == "-6DCB5433"
+
+
+def test_when_nothing_loads_the_der_still_gives_names_serial_validity_and_hashes():
+    summary = summarize_x509(NOTHING_LOADS)
+    _names_and_hashes(summary, NOTHING_LOADS)
+    assert summary.serial_number == "1234ABCD" and (summary.not_before, summary.not_after) == (NOT_BEFORE, NOT_AFTER)
+    assert summary.key_type == "unknown" and summary.san_dns == ()
+    assert summary.unreadable == ("public_key", "extensions", "signature_algorithm")

@@ -96,6 +96,10 @@ def test_sensor_reports_what_analyze_reports(name: str):
     sensor.finish()
     with open_capture(str(PCAPS / name)) as reader:
         expected, stats = analyze_files([reader], OBSERVER, limits)
+    # What differs is where the connection was read: an interface here (none named), a file there.
+    for event in (*events, *expected):
+        del event["event"]["id"]
+    assert [event.pop("log") for event in expected] == [{"file": {"path": str(PCAPS / name)}}]
     assert events == expected and len(events) == 1
     assert sensor.stats.packets == stats.packets == len(source.frames)
     assert sensor.stats.kernel_received == len(source.frames)  # brought up to date by finish()
@@ -262,3 +266,15 @@ def test_handshake_pcap_bounds_what_it_holds_and_counts_what_it_lets_go(tmp_path
         kept = [bytes(frame) for _, _, frame in reader]
     assert kept == [frame for _, _, frame in frames[:4]]  # the first packets_per_flow packets only
     assert stats.handshake_packets_written == 4
+
+
+@pytest.mark.parametrize(("interfaces", "named"), [(("eth0",), "eth0"), (("eth0", "eth1"), ["eth0", "eth1"])])
+def test_live_events_name_the_capture_interface(interfaces: tuple[str, ...], named: object):
+    source = FakeSource(frames_of("tls12-noauth.pcap"))
+    events: list[dict[str, Any]] = []
+    settings = SensorSettings(Limits(idle_timeout=time.time()), Observer("test-sensor", interfaces=interfaces))
+    sensor = Sensor(source, settings, events.append, lambda message: None)
+    drain(sensor, source)
+    sensor.finish()
+    (event,) = events
+    assert event["observer"]["ingress"] == {"interface": {"name": named}} and "log" not in event
