@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from helloscope.parsers.alerts import parse_alerts
-from helloscope.parsers.certs import name_to_text, parse_certificate, parse_certificate_request, summarize_x509
+from helloscope.parsers.certs import parse_certificate, parse_certificate_request
 from helloscope.parsers.decrypt import (
     AES_CCM,
     AES_GCM,
@@ -48,6 +48,7 @@ from helloscope.parsers.quic import (
 )
 from helloscope.parsers.records import HandshakeReader, RecordReader
 from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
+from helloscope.parsers.x509 import name_to_text, summarize_x509
 from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader

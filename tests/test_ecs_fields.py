@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from helloscope.parsers.certs import summarize_x509
+from helloscope.parsers.x509 import summarize_x509
 from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.outputs.http import bulk_record
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line

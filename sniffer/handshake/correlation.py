@@ -16,7 +16,6 @@ from helloscope.parsers.certs import (
     X509Summary,
     parse_certificate,
     parse_certificate_request,
-    summarize_x509,
 )
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.registry import (
@@ -148,6 +147,8 @@ def client_certificate_finding(handshake: Handshake, request: CertificateRequest
 def _readable_certificate(message: CertificateMessage, evidence: Evidence) -> ClientCertificateFinding:
     if message.empty:
         return ClientCertificateFinding(CertificateState.EMPTY, evidence)
+    from helloscope.parsers.x509 import summarize_x509  # cryptography loads with the first certificate
+
     chain: list[X509Summary] = []
     unreadable: list[str] = []
     for position, der in enumerate(message.certificates):

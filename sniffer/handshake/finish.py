@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helloscope.parsers.certs import parse_certificate, summarize_x509
+from helloscope.parsers.certs import parse_certificate
 from helloscope.parsers.community_id import community_id
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4_variants
@@ -109,6 +109,8 @@ def server_certificate_finding(handshake: Handshake, decryption: Decryption) -> 
     if seen.leaf is None:
         too_large = (f"certificate 0: over {MAX_KEPT_LEAF_BYTES} bytes",) if seen.chain_sha256 else ()
         return ServerCertificateFinding(evidence, seen.chain_sha256, None, too_large)
+    from helloscope.parsers.x509 import summarize_x509  # cryptography loads with the first certificate
+
     try:
         leaf = summarize_x509(seen.leaf)
     except ParseError as error:

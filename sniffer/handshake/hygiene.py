@@ -22,8 +22,6 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from helloscope.parsers.certs import X509Summary
 
 EKU_MISSING_CLIENT_AUTH: Final = "eku_missing_client_auth"
@@ -68,6 +66,10 @@ _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE---
 
 
 def _subject_of(pem: bytes) -> str | None:
+    # imported with the trust store, read once per run and only when a client certificate is met
+    from cryptography import x509
+    from cryptography.utils import CryptographyDeprecationWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         try:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from helloscope.parsers.certs import X509Summary, name_to_text
+from helloscope.parsers.certs import X509Summary
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import ClientHello, ServerHello
 from helloscope.parsers.registry import (
@@ -300,6 +300,8 @@ def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
 
 
 def _name_text(der_name: bytes) -> str:
+    from helloscope.parsers.x509 import name_to_text  # cryptography loads with the first name to show
+
     try:
         return name_to_text(der_name)
     except ParseError as error:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from helloscope.parsers.certs import summarize_x509
+from helloscope.parsers.x509 import summarize_x509
 
 NOT_BEFORE = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 NOT_AFTER = datetime.datetime(2035, 1, 1, tzinfo=datetime.UTC)

@@ -15,17 +15,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from helloscope.parsers.certs import (
-    CertificateMessage,
-    name_to_text,
-    parse_certificate,
-    parse_certificate_request,
-    summarize_x509,
-)
+from helloscope.parsers.certs import CertificateMessage, parse_certificate, parse_certificate_request
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.flags import TlsFlags
 from helloscope.parsers.hello import Extension
 from helloscope.parsers.records import HandshakeMessage
+from helloscope.parsers.x509 import name_to_text, summarize_x509
 
 from tests.helpers import tshark_fields
 from tests.parsers.corpus_streams import plaintext_handshake, tcp_streams

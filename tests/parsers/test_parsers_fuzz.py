@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from helloscope.parsers.alerts import parse_alerts
-from helloscope.parsers.certs import name_to_text, parse_certificate, parse_certificate_request, summarize_x509
+from helloscope.parsers.certs import parse_certificate, parse_certificate_request
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.fingerprints import ja3, ja3s
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello, parse_sslv2_client_hello
 from helloscope.parsers.records import HandshakeReader, RecordReader
+from helloscope.parsers.x509 import name_to_text, summarize_x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
