@@ -10,6 +10,8 @@ travels in :attr:`Conclusion.anomalies`.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from helloscope.parsers.certs import (
     CertificateMessage,
     CertificateRequest,
@@ -144,16 +146,24 @@ def client_certificate_finding(handshake: Handshake, request: CertificateRequest
     return ClientCertificateFinding(None, Evidence.UNKNOWN)
 
 
+@lru_cache(maxsize=4096)
+def certificate_summary(der: bytes) -> X509Summary:
+    """parsers.x509.summarize_x509, once per distinct certificate: a server's certificate comes back on
+    every connection to it, and reading one costs more than the rest of a connection's report. An
+    unreadable one raises ParseError each time (errors are not kept)."""
+    from helloscope.parsers.x509 import summarize_x509  # cryptography loads with the first certificate
+
+    return summarize_x509(der)
+
+
 def _readable_certificate(message: CertificateMessage, evidence: Evidence) -> ClientCertificateFinding:
     if message.empty:
         return ClientCertificateFinding(CertificateState.EMPTY, evidence)
-    from helloscope.parsers.x509 import summarize_x509  # cryptography loads with the first certificate
-
     chain: list[X509Summary] = []
     unreadable: list[str] = []
     for position, der in enumerate(message.certificates):
         try:
-            chain.append(summarize_x509(der))
+            chain.append(certificate_summary(der))
         except ParseError as error:
             unreadable.append(f"certificate {position}: {error.what}")
     return ClientCertificateFinding(

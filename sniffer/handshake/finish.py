@@ -17,7 +17,7 @@ from helloscope.parsers.errors import ParseError
 from helloscope.parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4_variants
 from helloscope.parsers.hello import selected_alpn
 from helloscope.parsers.registry import CERTIFICATE
-from helloscope.sniffer.handshake.correlation import conclude
+from helloscope.sniffer.handshake.correlation import certificate_summary, conclude
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption, summarize
 from helloscope.sniffer.handshake.hygiene import certificate_findings
 from helloscope.sniffer.handshake.tracker import MAX_KEPT_LEAF_BYTES, ConnectionTracker, server_certificate_seen
@@ -109,10 +109,8 @@ def server_certificate_finding(handshake: Handshake, decryption: Decryption) -> 
     if seen.leaf is None:
         too_large = (f"certificate 0: over {MAX_KEPT_LEAF_BYTES} bytes",) if seen.chain_sha256 else ()
         return ServerCertificateFinding(evidence, seen.chain_sha256, None, too_large)
-    from helloscope.parsers.x509 import summarize_x509  # cryptography loads with the first certificate
-
     try:
-        leaf = summarize_x509(seen.leaf)
+        leaf = certificate_summary(seen.leaf)
     except ParseError as error:
         return ServerCertificateFinding(evidence, seen.chain_sha256, None, (f"certificate 0: {error.what}",))
     return ServerCertificateFinding(evidence, seen.chain_sha256, leaf)
