@@ -86,3 +86,44 @@ def test_what_a_run_uses_is_loaded_when_it_is_used(tmp_path) -> None:
 @pytest.mark.parametrize("command", ["live", "summary"])
 def test_help_loads_no_sensor_network_udp_or_cipher_code(command: str) -> None:
     assert _absent(_loaded(command, "--help"), LIVE_AND_WORKERS + NETWORK_OUTPUTS + UDP + CIPHERS) == []
+
+
+# After load_deferred_modules(), a run that meets every kind of traffic, key and output imports nothing.
+_NOTHING_LEFT = """
+import io, json, sys
+from pathlib import Path
+from helloscope.sniffer.run.live import load_deferred_modules
+from helloscope.parsers.keylog import KeyLog
+from helloscope.sniffer.capture.files import open_capture
+from helloscope.sniffer.outputs import DeliveryOptions, open_outputs
+from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.report.summary import Summary
+from helloscope.sniffer.run.pipeline import analyze_files
+load_deferred_modules()
+before = set(sys.modules)
+summary = Summary()
+for capture in sorted(Path("pcaps").rglob("*.pcap")):
+    keys = KeyLog()
+    if capture.with_suffix(".keylog").exists():
+        keys.feed(capture.with_suffix(".keylog").read_text())
+        keys.finish()
+    events, _ = analyze_files([open_capture(str(capture))], Observer("test"), keys=keys)
+    for event in events:
+        summary.add(event)
+from helloscope.sniffer.report.render import connection_line, connections_table, print_summary
+from rich.console import Console
+console = Console(file=io.StringIO(), width=100)
+console.print(connection_line(events[0], ">"))
+connections_table(events).print(console)
+print_summary(console, summary, {})
+outputs = open_outputs(["syslog+udp://127.0.0.1:9", "http://127.0.0.1:9/_bulk"], DeliveryOptions())
+outputs.write(events[0])
+outputs.close(0.1)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_a_sensor_that_drops_root_has_loaded_everything_it_may_import_later() -> None:
+    run = subprocess.run([sys.executable, "-c", _NOTHING_LEFT], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []

@@ -687,7 +687,7 @@ def live(
     and the --write-pcap file. Counters go to stderr every --stats-interval seconds and at exit.
     """
     from helloscope.sniffer.capture.rings import CaptureOptions
-    from helloscope.sniffer.run.live import SensorSettings, Signals, run_sensor_workers
+    from helloscope.sniffer.run.live import SensorSettings, Signals, load_deferred_modules, run_sensor_workers
     from helloscope.sniffer.run.parallel import WorkerError
 
     _route_warnings(False)
@@ -728,6 +728,7 @@ def live(
             for _ in range(workers):
                 sources.append(_capture(capture))
             if user is not None:
+                load_deferred_modules()  # what a lazy import would read later may be root's alone
                 _drop_privileges(user)  # the sockets are open; nothing else is yet
             for path in keylogs:
                 _check_readable(path)

@@ -17,6 +17,8 @@ The final stats event (written to the outputs after the last connection) is shap
 
 from __future__ import annotations
 
+import importlib
+import io
 import multiprocessing
 import os
 import signal
@@ -39,6 +41,38 @@ from helloscope.sniffer.run.pipeline import Frame, feed_frames
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
+
+# What runs import when they first need it (start-up time, issue 13). A sensor that gives up root loads it
+# all first: after the drop, the interpreter's own files may be unreadable (a venv in /root).
+DEFERRED_MODULES: Final = (
+    "helloscope.sniffer.transport.quic",
+    "helloscope.sniffer.transport.dtls",
+    "helloscope.parsers.dtls",
+    "helloscope.parsers.x509",
+    "helloscope.sniffer.report.render",
+    "helloscope.sniffer.outputs.http",
+    "helloscope.sniffer.outputs.syslog",
+    "helloscope.sniffer.outputs.spool",
+    "cryptography.exceptions",
+    "cryptography.hazmat.primitives.ciphers",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.hashes",
+    "cryptography.hazmat.primitives.kdf.hkdf",
+    "cryptography.utils",
+    "encodings.idna",  # a network output's host name
+)
+
+
+def load_deferred_modules() -> None:
+    """Import every module a run may import later (call it before dropping privileges)."""
+    for name in DEFERRED_MODULES:
+        importlib.import_module(name)
+    # rich loads its emoji and Unicode width tables when it first draws them (module names that change
+    # with its version): draw once, to nowhere
+    from rich.console import Console
+
+    Console(file=io.StringIO(), width=80).print(":a: ─ →")
+
 
 POLL_SECONDS: Final = 0.25  # longest wait for frames: bounds how late a signal or an idle sweep is seen
 EXPIRE_SECONDS: Final = 1.0  # idle sweeps on a quiet link
