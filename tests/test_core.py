@@ -26,6 +26,7 @@ import subprocess
 import sys
 import sysconfig
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +399,17 @@ def test_pipeline_events_identical_with_and_without_core_on_corpus(corpus: Path)
 # ----- which worker owns a frame ----------------------------------------------------------------
 
 
+def fixture_frames() -> Iterator[tuple[int, bytes]]:
+    """(linktype, frame) of every frame of every fixture the reader opens."""
+    for capture in ALL_FIXTURES:
+        try:
+            reader = open_capture(str(capture))
+        except CaptureError:
+            continue
+        for _, linktype, frame in reader:
+            yield linktype, frame
+
+
 def _python_owner(linktype: int, frame: bytes, workers: int) -> int:
     """run.parallel's flow hash computed from decode.py's segment, as it is without the C core."""
     segment = decode(linktype, frame)
@@ -410,17 +422,12 @@ def _python_owner(linktype: int, frame: bytes, workers: int) -> int:
 def test_flow_owner_is_the_python_hash_on_every_fixture_frame_and_garbage() -> None:
     rng = random.Random(7)
     compared = 0
-    for capture in ALL_FIXTURES:
-        try:
-            reader = open_capture(str(capture))
-        except CaptureError:
-            continue
-        for _, linktype, frame in reader:
-            for workers in (1, 2, 3, 7, 64, 1 << 40):
-                owner = fast.core.flow_owner(linktype, frame, workers)
-                if owner is not NOT_MINE:
-                    assert owner == _python_owner(linktype, frame, workers), capture.name
-                    compared += 1
+    for linktype, frame in fixture_frames():
+        for workers in (1, 2, 3, 7, 64, 1 << 40):
+            owner = fast.core.flow_owner(linktype, frame, workers)
+            if owner is not NOT_MINE:
+                assert owner == _python_owner(linktype, frame, workers), frame.hex()
+                compared += 1
     assert compared > 5_000
     for _ in range(3000):
         garbage = rng.randbytes(rng.randrange(100))
@@ -649,17 +656,13 @@ def exercise() -> None:
     assert fast.core is not None and Path(fast.core.__file__).parent != REPO / "sniffer" / "capture"
     rng = random.Random(1)
     streams: list[bytes] = []
-    for capture in ALL_FIXTURES:
-        try:
-            reader = open_capture(str(capture))
-        except CaptureError:
-            continue
-        for _, linktype, frame in reader:
-            segment = fast.decode(linktype, frame)
-            for cut in (0, 1, 13, 14, 15, 33, 34, 35, 53, 54, len(frame) - 1):
-                fast.decode(linktype, frame[:cut])
-            if segment is not NOT_MINE and segment is not None and segment.payload:
-                streams.append(segment.payload)
+    for linktype, frame in fixture_frames():
+        segment = fast.decode(linktype, frame)
+        for cut in (0, 1, 13, 14, 15, 33, 34, 35, 53, 54, len(frame) - 1):
+            fast.decode(linktype, frame[:cut])
+        fast.core.flow_owner(linktype, frame, 3)
+        if segment is not NOT_MINE and segment is not None and segment.payload:
+            streams.append(segment.payload)
     samples = [(1, frame) for frame in streams[:1]]
     for data in [
         (PCAPS / "tls12-noauth.pcap").read_bytes(),
@@ -689,10 +692,6 @@ def exercise() -> None:
     for capture in ALL_FIXTURES:
         for limits in _SKIM_LIMITS.values():
             _skimmed_run(capture, limits, skim=True)
-    for capture in ALL_FIXTURES[:20]:
-        with contextlib.suppress(CaptureError):
-            for _, linktype, frame in open_capture(str(capture)):
-                fast.core.flow_owner(linktype, frame, 3)
     skim = ConnectionTables(lambda report: None, RunStats()).skim
     assert skim is not None
     for _ in range(2000):
