@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -99,6 +100,17 @@ def _named(value: int, names: dict[int, str]) -> str:
     if is_grease(value):
         return "GREASE"
     return names.get(value, f"0x{value:04x}")
+
+
+# A link carries a few hundred ClientHello shapes over and over: their name lists are made once each.
+@lru_cache(maxsize=2048)
+def _cipher_names(suites: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(_named(suite, CIPHER_SUITE_NAMES) for suite in suites)
+
+
+@lru_cache(maxsize=2048)
+def _extension_names(types: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(_named(kind, EXTENSION_NAMES) for kind in types)
 
 
 def build_event(report: ConnectionReport, observer: Observer) -> dict[str, Any]:
@@ -225,7 +237,7 @@ def _tls_client(
         "server_name": text_of(hello.server_name) if hello and hello.server_name is not None else None,
     }
     if hello is not None and fingerprints is not None:
-        client["supported_ciphers"] = [_named(suite, CIPHER_SUITE_NAMES) for suite in hello.cipher_suites]
+        client["supported_ciphers"] = list(_cipher_names(hello.cipher_suites))
         client["ja3"] = fingerprints.ja3
         client["ja4"] = fingerprints.ja4.ja4
     if leaf is not None:
@@ -370,13 +382,14 @@ def _alert(alert: AlertFinding) -> dict[str, Any]:
 
 def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[str, Any]:
     ech = hello.ech
+    extension_types = hello.extension_types  # a property that builds the tuple: once
     return {
         "legacy_version": hello.legacy_version,
         "max_version": version_text(hello.max_version)[0],
         "supported_versions": list(hello.supported_versions),
         "cipher_suites": list(hello.cipher_suites),
-        "extensions": list(hello.extension_types),
-        "extension_names": [_named(kind, EXTENSION_NAMES) for kind in hello.extension_types],
+        "extensions": list(extension_types),
+        "extension_names": list(_extension_names(extension_types)),
         "supported_groups": list(hello.supported_groups),
         "key_share_groups": list(hello.key_share_groups),
         "signature_algorithms": list(hello.signature_algorithms),
@@ -399,7 +412,7 @@ def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[s
         "padding_length": hello.padding_length,
         "session_id_length": len(hello.session_id),
         "compression_methods": list(hello.compression_methods),
-        "grease": any(is_grease(value) for value in (*hello.cipher_suites, *hello.extension_types)),
+        "grease": any(is_grease(value) for value in (*hello.cipher_suites, *extension_types)),
         "sslv2": hello.sslv2,
         "ja3_full": fingerprints.ja3_full,
         # FoxIO's JA4.N numbering is client_hello (1) and second_client_hello (2).
