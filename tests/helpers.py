@@ -21,6 +21,15 @@ CORPUS = Path(os.environ.get("HELLOSCOPE_CORPUS") or REPO.parent / "shared" / "c
 CORPUS_ABSENT = f"{CORPUS} is absent (the public corpus: see README, Tests)"
 # Each kind of event helloscope writes, by event.dataset, and the JSON Schema that describes it.
 SCHEMAS = {"helloscope.tls": "event.schema.json", "helloscope.stats": "stats.schema.json"}
+# How a report lists a server alert seen without keys: sent under encryption, so no level or code.
+ENCRYPTED_SERVER_ALERT = {
+    "sender": "server",
+    "level": None,
+    "description": None,
+    "code": None,
+    "evidence": "plaintext",
+    "encrypted": True,
+}
 
 
 def need_corpus(path: Path) -> Path:

@@ -16,7 +16,7 @@ from helloscope.sniffer.capture.files import open_capture
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.run.pipeline import analyze_files
 
-from tests.helpers import PCAPS, analyze, assert_schema_valid
+from tests.helpers import ENCRYPTED_SERVER_ALERT, PCAPS, analyze, assert_schema_valid
 
 NAMES = ["tls12-renegotiation-authenticated", "tls12-renegotiation-declined", "tls12-renegotiation-rejected"]
 
@@ -50,16 +50,7 @@ def test_without_keys_a_renegotiation_leaves_the_certificate_request_unknown(nam
 
 def test_without_keys_the_alert_that_ends_a_renegotiation_is_listed() -> None:
     (event,) = analyze(PCAPS / "tls12-renegotiation-rejected.pcap")
-    assert event["helloscope"]["alerts"] == [
-        {
-            "sender": "server",
-            "level": None,
-            "description": None,
-            "code": None,
-            "evidence": "plaintext",
-            "encrypted": True,
-        }
-    ]
+    assert event["helloscope"]["alerts"] == [ENCRYPTED_SERVER_ALERT]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -24,7 +24,7 @@ from helloscope.sniffer.run.pipeline import analyze_files
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.tables import ConnectionTables
 
-from tests.helpers import PCAPS, assert_schema_valid
+from tests.helpers import ENCRYPTED_SERVER_ALERT, PCAPS, assert_schema_valid
 
 TCP = 6
 FIN = 0x01
@@ -103,14 +103,6 @@ def _findings(event: dict) -> dict:
 # ----- 13: later encrypted alerts, whatever the segmentation ---------------------------------------
 
 CCS_TLS12 = b"\x14\x03\x03\x00\x01\x01"
-ENCRYPTED_SERVER_ALERT = {
-    "sender": "server",
-    "level": None,
-    "description": None,
-    "code": None,
-    "evidence": "plaintext",
-    "encrypted": True,
-}
 
 
 @pytest.mark.parametrize("name", ["tls12-noauth", "tls12-optional-missing", "tls12-resumed"])

@@ -56,12 +56,11 @@ from helloscope.parsers.registry import (
     TLS13,
     tls_equivalent,
 )
-from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption, Session
+from helloscope.sniffer.handshake.decryption import NULL_COMPRESSION, DecryptedMessage, Decryption, Session
 from helloscope.sniffer.report.model import AlertFinding
 from helloscope.sniffer.vocabulary import DecryptionStatus, Evidence, Phase, Sender
 
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
-NULL_COMPRESSION: Final = 0
 _DTLS12_EPOCH: Final = 1  # the only DTLS 1.2 epoch opened: the handshake's key block
 _EPOCH_BITS: Final = 2  # a unified header carries the epoch's two low bits
 # DTLS 1.3 epochs (RFC 9147 §6.1) by their two low bits: phase, then the key-log labels to try in order.

@@ -87,7 +87,11 @@ def to_json_line(event: dict[str, Any]) -> str:
 
 def iso_time(timestamp: float) -> str:
     """ECS timestamp text: UTC, microseconds, Z."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return _iso(datetime.fromtimestamp(timestamp, UTC))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def event_id(observer: Observer, community_id: str, start: str) -> str:
@@ -294,7 +298,7 @@ def _ecs_x509(summary: X509Summary) -> dict[str, Any]:
 
 
 def _date(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return None if moment is None else _iso(moment)
 
 
 def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
