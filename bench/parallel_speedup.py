@@ -80,7 +80,8 @@ def main() -> None:
                 cpu["bound"].append(max(max(seconds), (sum(seconds) + cpu["parent"][-1]) / workers))
         print(
             f"load {os.getloadavg()[0]:.1f}: wall 1 process {wall['one'][-1]:.2f} s, "
-            f"{workers} workers {wall['many'][-1]:.2f} s"
+            f"{workers} workers {wall['many'][-1]:.2f} s (CPU: 1 process {cpu['one'][-1]:.2f} s, "
+            f"workers {', '.join(f'{seconds:.2f}' for seconds in seconds)} s)"
         )
     w = {name: statistics.median(values) for name, values in wall.items()}
     c = {name: statistics.median(values) for name, values in cpu.items()}

@@ -54,7 +54,7 @@ from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line
 from helloscope.sniffer.run.parallel import owner_of
-from helloscope.sniffer.run.pipeline import feed_frames
+from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
@@ -244,7 +244,8 @@ def _capture(data: bytes, accelerated: bool) -> Any:
 
 def core_capture(data: bytes) -> None:
     """A capture file: C frame splitting and decode give exactly the Python reader's frames and segments,
-    and the flow tables give the same events and statistics with the C skimmer as without."""
+    the flow tables give the same events and statistics with the C skimmer and the reader's sieve as
+    without, and a worker's sieve yields exactly the frames its flow hash gives it."""
     reference = _capture(data, accelerated=False)
     if _capture(data, accelerated=True) != reference:
         raise AssertionError("C frame splitting differs from CaptureReader")
@@ -256,31 +257,62 @@ def core_capture(data: bytes) -> None:
         if segment is not fast.NOT_MINE and segment != reference_segment:
             raise AssertionError(f"C decode differs from decode.py on link type {linktype}: {frame.hex()}")
         owner = fast.NOT_MINE if fast.flow_owner is None else fast.flow_owner(linktype, frame, 3)
-        if owner is not fast.NOT_MINE and owner != (
-            0
-            if reference_segment is None
-            else owner_of(
-                int.from_bytes(reference_segment.src, "big") ^ int.from_bytes(reference_segment.dst, "big"),
-                reference_segment.sport ^ reference_segment.dport,
-                3,
-            )
-        ):
+        if owner is not fast.NOT_MINE and owner != _owner(linktype, frame):
             raise AssertionError(f"C flow_owner differs from run.parallel's hash: {frame.hex()}")
-    frames = [(float.fromhex(ts), linktype, frame) for ts, linktype, frame, *_ in reference[0]]
     for limits in (Limits(), Limits(idle_timeout=0.001, max_flows=4)):
-        if _flow_tables(frames, limits, skim=True) != _flow_tables(frames, limits, skim=False):
-            raise AssertionError("the C flow skimmer changed the flow table's events or statistics")
+        python = _flow_tables(data, limits, "python")
+        if _flow_tables(data, limits, "skimmer") != python or _flow_tables(data, limits, "sieve") != python:
+            raise AssertionError("the C flow skimmer or sieve changed the flow table's events or statistics")
+    if fast.Sieve is not None:
+        _check_worker_sieve(data, [(ts, linktype, frame) for ts, linktype, frame, *_ in reference[0]])
 
 
-def _flow_tables(frames: list[tuple[float, int, bytes]], limits: Limits, skim: bool) -> Any:
-    """Events and statistics of the frames through the flow tables, with the C skimmer or without it."""
+class _Share:
+    """What a worker's sieve reads its sweep clock from: never due, so every foreign frame may be taken."""
+
+    __slots__ = ("tick",)
+
+    def __init__(self) -> None:
+        self.tick = float("inf")
+
+
+def _owner(linktype: int, frame: bytes) -> int:
+    segment = decode(linktype, frame)
+    if segment is None:
+        return 0
+    addresses = int.from_bytes(segment.src, "big") ^ int.from_bytes(segment.dst, "big")
+    return owner_of(addresses, segment.sport ^ segment.dport, 3)
+
+
+def _check_worker_sieve(data: bytes, frames: list[tuple[str, int, bytes]]) -> None:
+    """Worker 1 of 3 reads the capture with its sieve (and an empty flow table, so only foreign frames
+    can go): what it passes over is all and only foreign, and the rest comes in order."""
+    reader = CaptureReader(io.BytesIO(data), "fuzz")
+    reader.sieve = sieve = ConnectionTables(lambda report: None, RunStats()).sieve(_Share(), 1, 3)
+    met = iter([(ts.hex(), linktype, frame) for ts, linktype, frame in reader])
+    passed_over = 0
+    following = next(met, None)
+    for frame in frames:
+        if frame == following:
+            following = next(met, None)
+        elif _owner(frame[1], frame[2]) != 1:
+            passed_over += 1
+        else:
+            raise AssertionError(f"a worker's sieve passed over its own frame: {frame[2].hex()}")
+    if following is not None or passed_over != sieve.foreign or reader.packets != len(frames):
+        raise AssertionError("a worker's sieve yields other frames than the reader reads")
+
+
+def _flow_tables(data: bytes, limits: Limits, path: str) -> Any:
+    """Events and statistics of a capture through the flow tables: every packet through the Python table
+    ("python"), or the C skimmer taking what it can ("skimmer"), or the reader's sieve and then the skimmer."""
     events: list[str] = []
     stats = RunStats()
     observer = Observer("fuzz")
     tables = ConnectionTables(lambda report: events.append(to_json_line(build_event(report, observer))), stats, limits)
-    if not skim:
+    if path == "python":
         tables.skim = None
-    feed_frames(frames, tables, stats)
+    feed_capture(CaptureReader(io.BytesIO(data), "fuzz"), tables, stats, sieved=path == "sieve")
     tables.flush()
     return events, stats.as_dict()
 

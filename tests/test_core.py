@@ -37,7 +37,7 @@ from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import SUPPORTED_LINKTYPES, decode
 from helloscope.sniffer.capture.files import CaptureError, CaptureReader, open_capture
 from helloscope.sniffer.report.events import Observer, build_event
-from helloscope.sniffer.run.parallel import owner_of
+from helloscope.sniffer.run.parallel import flow_owner, owner_of
 from helloscope.sniffer.run.pipeline import feed_capture
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import Limits
@@ -450,14 +450,21 @@ _SKIM_LIMITS = {
 }
 
 
-def _skimmed_run(capture: Path, limits: Limits, skim: bool) -> tuple[str, dict[str, int], int]:
-    """Events, statistics, and how many packets the skimmer took whole (0 when it is off)."""
+# Where the packets of reported connections that only keep them alive are taken: nowhere (each through
+# TcpTable.packet), by the skimmer the pipeline calls, or by the reader's sieve before they are objects.
+_SKIM_PATHS = ("python", "skimmer", "sieve")
+
+
+def _skimmed_run(capture: Path, limits: Limits, path: str) -> tuple[str, dict[str, int], int]:
+    """Events, statistics, and how many packets were taken whole on ``path`` (0 on "python")."""
     stats = RunStats()
     events: list[dict[str, Any]] = []
     observer = Observer("test")
     tables = ConnectionTables(lambda report: events.append(build_event(report, observer)), stats, limits)
     taken = 0
-    if skim:
+    if path == "python":
+        tables.skim = None
+    else:
         assert tables.skim is not None
         inner = tables.skim
 
@@ -468,27 +475,51 @@ def _skimmed_run(capture: Path, limits: Limits, skim: bool) -> tuple[str, dict[s
             return answer
 
         tables.skim = counting
-    else:
-        tables.skim = None
     with open_capture(str(capture)) as reader:
-        feed_capture(reader, tables, stats, None)
+        feed_capture(reader, tables, stats, None, sieved=path == "sieve")
+        if reader.sieve is not None:
+            taken += reader.sieve.skimmed
     tables.flush()
     return json.dumps(events, sort_keys=True), stats.as_dict(), taken
 
 
 @pytest.mark.parametrize("limits", _SKIM_LIMITS, ids=str)
-def test_skimmer_gives_the_flow_tables_events_and_statistics(limits: str) -> None:
-    """Every fixture with the skimmer and without it (each packet through TcpTable.packet): the same."""
-    taken = 0
+def test_skimmer_and_sieve_give_the_flow_tables_events_and_statistics(limits: str) -> None:
+    """Every fixture through each path: the same events and statistics."""
+    taken = dict.fromkeys(_SKIM_PATHS, 0)
     for capture in ALL_FIXTURES:
-        with_skim = _skimmed_run(capture, _SKIM_LIMITS[limits], skim=True)
-        without = _skimmed_run(capture, _SKIM_LIMITS[limits], skim=False)
-        assert with_skim[:2] == without[:2], capture.name
-        taken += with_skim[2]
+        runs = {path: _skimmed_run(capture, _SKIM_LIMITS[limits], path) for path in _SKIM_PATHS}
+        for path in _SKIM_PATHS:
+            assert runs[path][:2] == runs["python"][:2], (capture.name, path)
+            taken[path] += runs[path][2]
     if limits == "default":
-        assert taken >= 10  # packets after the fixtures' reports (ACKs, data) were taken whole
+        # packets after the fixtures' reports (ACKs, data) were taken whole, by the sieve before the skimmer
+        assert taken["skimmer"] >= 10
+        assert taken["sieve"] >= taken["skimmer"] * 0.9
     elif limits == "memory":
-        assert taken == 0  # a table over its bound sheds connections first: every packet went to Python
+        # a table over its bound sheds connections first: every packet went to Python
+        assert taken["skimmer"] == taken["sieve"] == 0
+
+
+def test_sieve_takes_a_workers_foreign_frames_unless_its_sweep_clock_is_due() -> None:
+    """A worker's sieve passes over the frames another worker owns, except those at or past its ``tick``."""
+
+    capture = PCAPS / "tls13-resumed-psk.pcap"  # two connections, one per worker of two
+    owners = [flow_owner(linktype, frame, 2) for _, linktype, frame in open_capture(str(capture))]
+    assert 0 < owners.count(0) < len(owners)
+    tables = ConnectionTables(lambda report: None, RunStats())
+    for worker in (0, 1):
+        for tick, foreign in ((float("inf"), owners.count(1 - worker)), (0.0, 0)):
+            with open_capture(str(capture)) as reader:
+                reader.sieve = sieve = tables.sieve(_Share(tick), worker, 2)
+                yielded = [flow_owner(linktype, frame, 2) for _, linktype, frame in reader]
+            assert reader.packets == len(owners)
+            assert sieve.foreign == foreign
+            assert yielded.count(1 - worker) == owners.count(1 - worker) - foreign
+    with pytest.raises(ValueError, match="below"):
+        tables.sieve(_Share(0.0), 2, 2)
+    with pytest.raises(TypeError, match="slot"):
+        tables.sieve(object(), 0, 2)
 
 
 def test_skimmer_refuses_a_flow_type_without_the_lifecycle_slots() -> None:
@@ -651,6 +682,24 @@ print("exercised")
 """
 
 
+class _Share:
+    """A worker's share as its sieve reads it: the float ``tick`` past which foreign frames go to Python."""
+
+    __slots__ = ("tick",)
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+
+
+def _read_sieved(data: bytes, tick: float) -> None:
+    """A capture read by worker 1 of 3 through its sieve."""
+    with contextlib.suppress(CaptureError):
+        reader = CaptureReader(io.BytesIO(data), "mem")
+        reader.sieve = ConnectionTables(lambda report: None, RunStats()).sieve(_Share(tick), 1, 3)
+        for _ in reader:
+            pass
+
+
 def exercise() -> None:
     """Every fixture and many damaged inputs through every C entry point (run under the sanitizers)."""
     assert fast.core is not None and Path(fast.core.__file__).parent != REPO / "sniffer" / "capture"
@@ -675,14 +724,15 @@ def exercise() -> None:
             damaged = bytearray(data)
             damaged[rng.randrange(len(damaged))] = rng.randrange(256)
             _read_bytes(bytes(damaged), True, rng.choice([0, 5]))
+            _read_sieved(bytes(damaged), rng.choice([0.0, 1e9]))
     for _ in range(2000):
         garbage = rng.randbytes(rng.randrange(200))
         _read_bytes(b"\xd4\xc3\xb2\xa1" + garbage, True)
         _read_bytes(b"\x0a\x0d\x0d\x0a" + garbage[:4] + b"\x4d\x3c\x2b\x1a" + garbage, True)
         for linktype in (0, 1, 12, 101, 108, 113, 228, 229, 276):
             fast.decode(linktype, garbage)
-        fast.core.split_pcap(garbage, 0, rng.random() < 0.5, 1000000, 1, rng.randrange(300))
-        fast.core.split_pcapng(garbage, 0, True, [(1, 0, 1e6, 0.0)], 0.0)
+        list(fast.core.split_pcap(garbage, 0, rng.random() < 0.5, 1000000, 1, rng.randrange(300)))
+        list(fast.core.split_pcapng(garbage, 0, True, [(1, 0, 1e6, 0.0)], 0.0))
         reader = CoreRecordReader(rng.choice([18432, 0, 10]))
         for piece in (garbage[:7], garbage[7:50], garbage[50:]):
             try:
@@ -691,7 +741,7 @@ def exercise() -> None:
                 break
     for capture in ALL_FIXTURES:
         for limits in _SKIM_LIMITS.values():
-            _skimmed_run(capture, limits, skim=True)
+            _skimmed_run(capture, limits, "sieve")
     skim = ConnectionTables(lambda report: None, RunStats()).skim
     assert skim is not None
     for _ in range(2000):

@@ -48,221 +48,6 @@ rd16(const unsigned char *p, int little)
     return little ? (uint32_t)p[1] << 8 | p[0] : be16(p);
 }
 
-/* ----- frame splitting ------------------------------------------------------------------------- */
-
-/* A batch ends once it holds this many frame bytes: the reader promises bounded memory, and a batch
-   is a copy of its part of the buffer until the caller has consumed it. */
-#define BATCH_BYTES (64 << 10)
-
-/* Appends (timestamp, linktype, frame) to frames and the record's end to stops; -1 on memory error. */
-static int
-emit_frame(PyObject *frames, PyObject *stops, double timestamp, PyObject *linktype, const unsigned char *data,
-           Py_ssize_t length, Py_ssize_t stop)
-{
-    PyObject *ts = PyFloat_FromDouble(timestamp);
-    PyObject *frame = PyBytes_FromStringAndSize((const char *)data, length);
-    PyObject *end = PyLong_FromSsize_t(stop);
-    PyObject *item = NULL;
-    int rc = -1;
-    if (ts != NULL && frame != NULL && end != NULL && (item = PyTuple_New(3)) != NULL) {
-        Py_INCREF(linktype);
-        PyTuple_SET_ITEM(item, 0, ts);
-        PyTuple_SET_ITEM(item, 1, linktype);
-        PyTuple_SET_ITEM(item, 2, frame);
-        ts = frame = NULL; /* owned by item now */
-        if (PyList_Append(frames, item) == 0 && PyList_Append(stops, end) == 0)
-            rc = 0;
-    }
-    Py_XDECREF(ts);
-    Py_XDECREF(frame);
-    Py_XDECREF(end);
-    Py_XDECREF(item);
-    return rc;
-}
-
-PyDoc_STRVAR(split_pcap_doc,
-"split_pcap(buf, pos, little, units, linktype, limit) -> (frames, stops, pos)\n\n"
-"The classic pcap records wholly inside buf from pos on, as CaptureReader yields them, and the end of\n"
-"each; stops before an incomplete record or one longer than limit (the reader reports those), and\n"
-"after about 64 KiB of frames (call again while frames come back).");
-
-static PyObject *
-split_pcap(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    Py_buffer view;
-    Py_ssize_t pos, limit;
-    int little;
-    long long units;
-    PyObject *linktype;
-    if (!PyArg_ParseTuple(args, "y*npLO!n:split_pcap", &view, &pos, &little, &units, &PyLong_Type, &linktype,
-                          &limit))
-        return NULL;
-    PyObject *frames = NULL, *stops = NULL, *result = NULL;
-    if (pos < 0 || pos > view.len || units <= 0) {
-        PyErr_SetString(PyExc_ValueError, "split_pcap: position or timestamp units out of range");
-        goto done;
-    }
-    frames = PyList_New(0);
-    stops = PyList_New(0);
-    if (frames == NULL || stops == NULL)
-        goto done;
-    const unsigned char *buf = view.buf;
-    const Py_ssize_t end = view.len;
-    Py_ssize_t batch = 0;
-    while (end - pos >= 16 && batch < BATCH_BYTES) {
-        const unsigned char *header = buf + pos;
-        uint32_t sec = rd32(header, little), frac = rd32(header + 4, little), caplen = rd32(header + 8, little);
-        if ((uint64_t)caplen > (uint64_t)limit || (uint64_t)caplen > (uint64_t)(end - pos - 16))
-            break;
-        /* sec + frac / units in Python: int true division of values below 2**53 is one correctly
-           rounded double division, and the int + float addition converts sec exactly. */
-        double timestamp = (double)sec + (double)frac / (double)units;
-        Py_ssize_t stop = pos + 16 + (Py_ssize_t)caplen;
-        if (emit_frame(frames, stops, timestamp, linktype, header + 16, (Py_ssize_t)caplen, stop) < 0)
-            goto done;
-        batch += (Py_ssize_t)caplen;
-        pos = stop;
-    }
-    result = Py_BuildValue("(OOn)", frames, stops, pos);
-done:
-    Py_XDECREF(frames);
-    Py_XDECREF(stops);
-    PyBuffer_Release(&view);
-    return result;
-}
-
-#define SHB 0x0A0D0D0Au
-#define IDB 1u
-#define PB 2u
-#define SPB 3u
-#define EPB 6u
-#define DSB 0x0Au
-#define MAX_RECORD (16u << 20)
-
-typedef struct {
-    PyObject *linktype; /* borrowed: the private tuple of interfaces keeps it alive during the call */
-    uint32_t snaplen;
-    double units;
-    double offset;
-    int usable;
-} Interface;
-
-PyDoc_STRVAR(split_pcapng_doc,
-"split_pcapng(buf, pos, little, interfaces, timestamp) -> (frames, stops, pos, timestamp)\n\n"
-"The pcapng packet blocks (EPB, PB, SPB) wholly inside buf from pos on, as CaptureReader yields them,\n"
-"and the end of each; blocks the reader ignores are passed over. Stops at anything the reader must\n"
-"see itself: a section header, an interface or secrets block, a packet of an undeclared interface,\n"
-"an incomplete block or any inconsistent length, and after about 64 KiB of frames (call again while\n"
-"frames come back). interfaces are the reader's (linktype, snaplen, units, offset) tuples; timestamp\n"
-"is the last packet's, which a Simple Packet Block inherits.");
-
-static PyObject *
-split_pcapng(PyObject *Py_UNUSED(module), PyObject *args)
-{
-    Py_buffer view;
-    Py_ssize_t pos;
-    int little;
-    PyObject *interface_list;
-    double timestamp;
-    if (!PyArg_ParseTuple(args, "y*npOd:split_pcapng", &view, &pos, &little, &interface_list, &timestamp))
-        return NULL;
-    PyObject *frames = NULL, *stops = NULL, *result = NULL;
-    Interface *interfaces = NULL;
-    /* A private tuple: the reader's list cannot change under us while objects are being allocated. */
-    PyObject *described = PySequence_Tuple(interface_list);
-    if (described == NULL)
-        goto done;
-    if (pos < 0 || pos > view.len) {
-        PyErr_SetString(PyExc_ValueError, "split_pcapng: position out of range");
-        goto done;
-    }
-    Py_ssize_t count = PyTuple_GET_SIZE(described);
-    interfaces = PyMem_New(Interface, count ? count : 1);
-    if (interfaces == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *entry = PyTuple_GET_ITEM(described, i);
-        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 4 || !PyLong_Check(PyTuple_GET_ITEM(entry, 0))) {
-            PyErr_SetString(PyExc_TypeError, "split_pcapng: interfaces must be (linktype, snaplen, units, offset)");
-            goto done;
-        }
-        Interface *it = &interfaces[i];
-        it->linktype = PyTuple_GET_ITEM(entry, 0);
-        unsigned long snaplen = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(entry, 1));
-        it->units = PyFloat_AsDouble(PyTuple_GET_ITEM(entry, 2));
-        it->offset = PyFloat_AsDouble(PyTuple_GET_ITEM(entry, 3));
-        if (PyErr_Occurred())
-            goto done;
-        if (snaplen > UINT32_MAX) {
-            PyErr_SetString(PyExc_ValueError, "split_pcapng: snaplen out of range");
-            goto done;
-        }
-        it->snaplen = (uint32_t)snaplen;
-        /* Python would raise ZeroDivisionError on such an interface's packets: leave them to it. */
-        it->usable = it->units != 0.0;
-    }
-    frames = PyList_New(0);
-    stops = PyList_New(0);
-    if (frames == NULL || stops == NULL)
-        goto done;
-    const unsigned char *buf = view.buf;
-    const Py_ssize_t end = view.len;
-    Py_ssize_t batch = 0;
-    while (end - pos >= 12 && batch < BATCH_BYTES) {
-        const unsigned char *block = buf + pos;
-        uint32_t btype = rd32(block, little), blen = rd32(block + 4, little);
-        if (btype == SHB || btype == IDB || btype == DSB)
-            break;
-        if (blen < 12 || blen & 3 || blen > MAX_RECORD || (uint64_t)blen > (uint64_t)(end - pos))
-            break;
-        Py_ssize_t stop = pos + (Py_ssize_t)blen;
-        if (rd32(buf + stop - 4, little) != blen)
-            break;
-        if (btype == EPB || btype == PB) {
-            if (blen < 32)
-                break;
-            /* the obsolete Packet Block has a 16-bit interface id and a 16-bit drop count */
-            uint32_t ifid = btype == EPB ? rd32(block + 8, little) : rd16(block + 8, little);
-            uint32_t high = rd32(block + 12, little), low = rd32(block + 16, little);
-            uint32_t caplen = rd32(block + 20, little);
-            if (caplen > blen - 32 || (uint64_t)ifid >= (uint64_t)count || !interfaces[ifid].usable)
-                break;
-            const Interface *it = &interfaces[ifid];
-            /* (high * 4294967296.0 + low) / units + offset, each step a double operation as in
-               Python; the build disables contraction into fused multiply-add, which would round once
-               where Python rounds twice. */
-            double ticks = (double)high * 4294967296.0 + (double)low;
-            timestamp = ticks / it->units + it->offset;
-            if (emit_frame(frames, stops, timestamp, it->linktype, block + 28, (Py_ssize_t)caplen, stop) < 0)
-                goto done;
-            batch += (Py_ssize_t)caplen;
-        }
-        else if (btype == SPB) {
-            if (count == 0 || blen < 16 || !interfaces[0].usable)
-                break;
-            uint32_t caplen = rd32(block + 8, little);
-            if (caplen > blen - 16)
-                caplen = blen - 16;
-            if (interfaces[0].snaplen && caplen > interfaces[0].snaplen)
-                caplen = interfaces[0].snaplen;
-            if (emit_frame(frames, stops, timestamp, interfaces[0].linktype, block + 12, (Py_ssize_t)caplen, stop) < 0)
-                goto done;
-            batch += (Py_ssize_t)caplen;
-        }
-        pos = stop;
-    }
-    result = Py_BuildValue("(OOnd)", frames, stops, pos, timestamp);
-done:
-    PyMem_Free(interfaces);
-    Py_XDECREF(described);
-    Py_XDECREF(frames);
-    Py_XDECREF(stops);
-    PyBuffer_Release(&view);
-    return result;
-}
-
 /* ----- fixed-offset decode --------------------------------------------------------------------- */
 
 #define NONE() Py_NewRef(Py_None)
@@ -434,18 +219,10 @@ network(const unsigned char *f, Py_ssize_t n, uint32_t ethertype, Py_ssize_t off
     return SHAPE_FOUND;
 }
 
-/* The link layer of one frame, then network(): what decode() and its companions share. */
+/* The link layer of the n bytes of a frame at f, then network(): what decode() and its companions share. */
 static enum shape
-decode_frame(PyObject *linktype_obj, PyObject *frame, Headers *h)
+decode_raw(long linktype, const unsigned char *f, Py_ssize_t n, Headers *h)
 {
-    if (!PyLong_CheckExact(linktype_obj) || !PyBytes_CheckExact(frame))
-        return SHAPE_NOT_MINE;
-    int overflow;
-    long linktype = PyLong_AsLongAndOverflow(linktype_obj, &overflow);
-    if (overflow)
-        return SHAPE_NOT_MINE;
-    const unsigned char *f = (const unsigned char *)PyBytes_AS_STRING(frame);
-    const Py_ssize_t n = PyBytes_GET_SIZE(frame);
     switch (linktype) {
     case 1: /* Ethernet */
         return n < 14 ? SHAPE_NONE : network(f, n, be16(f + 12), 14, h);
@@ -480,6 +257,26 @@ decode_frame(PyObject *linktype_obj, PyObject *frame, Headers *h)
     default: /* PPP, and link types decode.py may add */
         return SHAPE_NOT_MINE;
     }
+}
+
+/* The link type as decode_raw takes it; 0 when it is not an int decode.py could treat as one of its own. */
+static int
+link_number(PyObject *linktype, long *number)
+{
+    if (!PyLong_CheckExact(linktype))
+        return 0;
+    int overflow;
+    *number = PyLong_AsLongAndOverflow(linktype, &overflow);
+    return !overflow && !(*number == -1 && PyErr_Occurred());
+}
+
+static enum shape
+decode_frame(PyObject *linktype, PyObject *frame, Headers *h)
+{
+    long number;
+    if (!PyBytes_CheckExact(frame) || !link_number(linktype, &number))
+        return SHAPE_NOT_MINE;
+    return decode_raw(number, (const unsigned char *)PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), h);
 }
 
 /* decode()'s answer for what decode_frame found. */
@@ -520,31 +317,16 @@ PyDoc_STRVAR(flow_owner_doc,
 "over the frame's addresses and ports as big integers, for the frames decode() takes; 0 for a frame it\n"
 "answers None; NOT_MINE for the rest.");
 
-static PyObject *
-flow_owner(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+/* run.parallel's owner_of over the addresses and ports of h: (src ^ dst) << 16 | sport ^ dport as a big
+   integer, times the mixing constant, shifted right by 40, modulo workers. */
+static unsigned long
+owner_hash(const Headers *h, unsigned long workers)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "flow_owner() takes exactly 3 arguments (linktype, frame, workers)");
-        return NULL;
-    }
-    unsigned long workers = PyLong_AsUnsignedLong(args[2]);
-    if (workers == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
-    if (workers == 0) {
-        PyErr_SetString(PyExc_ZeroDivisionError, "flow_owner() with no workers");
-        return NULL;
-    }
-    Headers h;
-    enum shape shape = decode_frame(args[0], args[1], &h);
-    if (shape == SHAPE_NOT_MINE)
-        return NOT_MINE();
-    if (shape == SHAPE_NONE)
-        return PyLong_FromLong(0);
     /* src ^ dst (4 or 16 bytes, big-endian) shifted left by 16 with the ports below: three 64-bit limbs,
        least significant first */
-    const unsigned char *a = h.src, *b = h.dst;
-    Py_ssize_t length = h.addr_len;
-    uint32_t ports = h.sport ^ h.dport;
+    const unsigned char *a = h->src, *b = h->dst;
+    Py_ssize_t length = h->addr_len;
+    uint32_t ports = h->sport ^ h->dport;
     uint64_t addresses[2] = {0, 0}; /* low, high */
     for (Py_ssize_t i = 0; i < length; i++) {
         Py_ssize_t bit = 8 * (length - 1 - i);
@@ -569,7 +351,28 @@ flow_owner(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         uint64_t limb = product[i] >> 40 | (i < 3 ? product[i + 1] << 24 : 0);
         remainder = ((remainder << 64) | limb) % workers;
     }
-    return PyLong_FromUnsignedLong((unsigned long)remainder);
+    return (unsigned long)remainder;
+}
+
+static PyObject *
+flow_owner(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "flow_owner() takes exactly 3 arguments (linktype, frame, workers)");
+        return NULL;
+    }
+    unsigned long workers = PyLong_AsUnsignedLong(args[2]);
+    if (workers == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (workers == 0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "flow_owner() with no workers");
+        return NULL;
+    }
+    Headers h;
+    enum shape shape = decode_frame(args[0], args[1], &h);
+    if (shape == SHAPE_NOT_MINE)
+        return NOT_MINE();
+    return PyLong_FromUnsignedLong(shape == SHAPE_NONE ? 0 : owner_hash(&h, workers));
 }
 
 /* ----- skimming reported TCP connections ----------------------------------------------------------
@@ -619,18 +422,15 @@ flow_key(const unsigned char *src, const unsigned char *dst, Py_ssize_t addr_len
     return key;
 }
 
-/* 1 when the TCP segment h of frame was taken whole (its flow's last-seen time moved), 0 when the flow
-   table must see it, -1 on error. */
+/* 1 when the TCP segment h of the n-byte frame f was taken whole (its flow's last-seen time moved to
+   timestamp), 0 when the flow table must see it, -1 on error. */
 static int
-skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, PyObject *frame, const Headers *h)
+skim_tcp(FlowSkimmerObject *skim, double timestamp, const unsigned char *f, Py_ssize_t n, const Headers *h)
 {
-    const Py_ssize_t size = PyBytes_GET_SIZE(frame);
     if (h->flags & 0x07) /* FIN, SYN, RST */
         return 0;
-    if (h->start < size && h->end > h->start && (unsigned char)PyBytes_AS_STRING(frame)[h->start] == 0x16)
+    if (h->start < n && h->end > h->start && f[h->start] == 0x16)
         return 0; /* a handshake record: maybe a new ClientHello on the same ports */
-    if (!PyFloat_CheckExact(timestamp))
-        return 0;
     PyObject *key = flow_key(h->src, h->dst, h->addr_len, h->sport, h->dport);
     if (key == NULL)
         return -1;
@@ -641,25 +441,26 @@ skim_tcp(FlowSkimmerObject *skim, PyObject *timestamp, PyObject *frame, const He
     if (!PyObject_TypeCheck(flow, skim->flow_type) || SLOT(flow, skim->done_offset) != Py_True)
         return 0;
     PyObject *last_seen = SLOT(flow, skim->last_seen_offset);
-    if (last_seen == NULL || !PyFloat_CheckExact(last_seen) ||
-        PyFloat_AS_DOUBLE(timestamp) - PyFloat_AS_DOUBLE(last_seen) > skim->idle)
+    if (last_seen == NULL || !PyFloat_CheckExact(last_seen) || timestamp - PyFloat_AS_DOUBLE(last_seen) > skim->idle)
         return 0;
+    Py_INCREF(flow); /* the memory look-ups below could run Python code that drops it from the table */
+    int result = -1;
     PyObject *memory = PyObject_GetAttr(skim->table, memory_name);
-    if (memory == NULL)
-        return -1;
-    PyObject *max_memory = PyObject_GetAttr(skim->table, max_memory_name);
-    if (max_memory == NULL) {
-        Py_DECREF(memory);
-        return -1;
+    PyObject *max_memory = memory == NULL ? NULL : PyObject_GetAttr(skim->table, max_memory_name);
+    if (max_memory != NULL) {
+        int over = PyObject_RichCompareBool(memory, max_memory, Py_GT);
+        PyObject *seen = over == 0 ? PyFloat_FromDouble(timestamp) : NULL;
+        if (seen != NULL) {
+            Py_XSETREF(SLOT(flow, skim->last_seen_offset), seen);
+            result = 1;
+        }
+        else if (over > 0)
+            result = 0;
     }
-    int over = PyObject_RichCompareBool(memory, max_memory, Py_GT);
-    Py_DECREF(memory);
-    Py_DECREF(max_memory);
-    if (over != 0)
-        return over < 0 ? -1 : 0;
-    SLOT(flow, skim->last_seen_offset) = Py_NewRef(timestamp);
-    Py_DECREF(last_seen);
-    return 1;
+    Py_XDECREF(memory);
+    Py_XDECREF(max_memory);
+    Py_DECREF(flow);
+    return result;
 }
 
 /* The offset of a slot (a T_OBJECT_EX member) of type, or -1 with TypeError set. */
@@ -667,8 +468,13 @@ static Py_ssize_t
 slot_offset(PyTypeObject *type, const char *name)
 {
     PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
-    if (descr == NULL)
+    if (descr == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s has no slot %s", type->tp_name, name);
+        }
         return -1;
+    }
     Py_ssize_t offset = -1;
     if (Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX)
         offset = ((PyMemberDescrObject *)descr)->d_member->offset;
@@ -741,8 +547,9 @@ skimmer_decode(FlowSkimmerObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Headers h;
     enum shape shape = decode_frame(args[0], args[1], &h);
-    if (shape == SHAPE_FOUND && h.proto == 6) {
-        int skimmed = skim_tcp(self, args[2], args[1], &h);
+    if (shape == SHAPE_FOUND && h.proto == 6 && PyFloat_CheckExact(args[2])) {
+        int skimmed = skim_tcp(self, PyFloat_AS_DOUBLE(args[2]), (const unsigned char *)PyBytes_AS_STRING(args[1]),
+                               PyBytes_GET_SIZE(args[1]), &h);
         if (skimmed < 0)
             return NULL;
         if (skimmed)
@@ -773,6 +580,509 @@ static PyTypeObject FlowSkimmerType = {
     .tp_dealloc = (destructor)skimmer_dealloc,
     .tp_methods = skimmer_methods,
 };
+
+/* ----- reading frames, through a sieve ------------------------------------------------------------
+ *
+ * split_pcap and split_pcapng give CaptureReader an iterator over the records wholly inside its buffer,
+ * read one at a time as the caller asks for the next frame. A sieve, when given, sees each frame first
+ * and takes the ones the Python side would only drop or skim: a worker's foreign frames that do not
+ * move its sweep clock, and packets that only keep a reported TCP connection alive (the skimmer's test)
+ * and do not move the tables' sweep clock. A taken frame is never made into Python objects. Because a
+ * frame is judged only when the previous one has been handled, the sieve sees the flow table exactly as
+ * the Python loop would.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    FlowSkimmerObject *skimmer; /* NULL: no own frame is taken */
+    PyObject *clock;            /* the tables' Sweeper: an own frame at or past its _next is not taken */
+    Py_ssize_t clock_offset;
+    PyObject *share;            /* with workers: a foreign frame at or past its tick is not taken */
+    Py_ssize_t share_offset;
+    unsigned long worker, workers;
+    Py_ssize_t skimmed, skimmed_bytes, foreign;
+} SieveObject;
+
+static PyTypeObject SieveType;
+
+/* timestamp < the float in owner's slot; 0 when the slot holds anything else (Python then decides) */
+static inline int
+before(PyObject *owner, Py_ssize_t offset, double timestamp)
+{
+    PyObject *deadline = SLOT(owner, offset);
+    return deadline != NULL && PyFloat_CheckExact(deadline) && timestamp < PyFloat_AS_DOUBLE(deadline);
+}
+
+/* 1 when the sieve takes the n-byte frame f, 0 when it goes to Python, -1 on error. */
+static int
+sieve_take(SieveObject *sieve, double timestamp, int link_ok, long link, const unsigned char *f, Py_ssize_t n)
+{
+    if (!link_ok)
+        return 0;
+    Headers h;
+    enum shape shape = decode_raw(link, f, n, &h);
+    if (shape == SHAPE_NOT_MINE)
+        return 0;
+    if (sieve->workers > 1 && (shape == SHAPE_NONE ? 0 : owner_hash(&h, sieve->workers)) != sieve->worker) {
+        if (!before(sieve->share, sieve->share_offset, timestamp))
+            return 0;
+        sieve->foreign++;
+        return 1;
+    }
+    if (shape != SHAPE_FOUND || h.proto != 6 || sieve->skimmer == NULL ||
+        !before(sieve->clock, sieve->clock_offset, timestamp))
+        return 0;
+    int taken = skim_tcp(sieve->skimmer, timestamp, f, n, &h);
+    if (taken > 0) {
+        sieve->skimmed++;
+        sieve->skimmed_bytes += n;
+    }
+    return taken;
+}
+
+/* The offset of the slot called name of object's type, or -1 with TypeError set. */
+static Py_ssize_t
+object_slot(PyObject *object, const char *name)
+{
+    return slot_offset(Py_TYPE(object), name);
+}
+
+static int
+sieve_init(SieveObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"skimmer", "clock", "share", "worker", "workers", NULL};
+    PyObject *skimmer, *clock, *share = Py_None;
+    unsigned long worker = 0, workers = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|Okk", keywords, &skimmer, &clock, &share, &worker, &workers))
+        return -1;
+    if (skimmer != Py_None && !PyObject_TypeCheck(skimmer, &FlowSkimmerType)) {
+        PyErr_SetString(PyExc_TypeError, "Sieve: skimmer must be a FlowSkimmer or None");
+        return -1;
+    }
+    if (skimmer != Py_None && ((FlowSkimmerObject *)skimmer)->flows == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Sieve: the FlowSkimmer was not initialised");
+        return -1;
+    }
+    if (workers == 0 || worker >= workers) {
+        PyErr_SetString(PyExc_ValueError, "Sieve: worker must be below workers");
+        return -1;
+    }
+    Py_ssize_t clock_offset = object_slot(clock, "_next");
+    if (clock_offset < 0)
+        return -1;
+    Py_ssize_t share_offset = 0;
+    if (workers > 1 && (share_offset = object_slot(share, "tick")) < 0)
+        return -1;
+    Py_XSETREF(self->skimmer, skimmer == Py_None ? NULL : (FlowSkimmerObject *)Py_NewRef(skimmer));
+    Py_XSETREF(self->clock, Py_NewRef(clock));
+    Py_XSETREF(self->share, Py_NewRef(share));
+    self->clock_offset = clock_offset;
+    self->share_offset = share_offset;
+    self->worker = worker;
+    self->workers = workers;
+    return 0;
+}
+
+static int
+sieve_traverse(SieveObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->skimmer);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->share);
+    return 0;
+}
+
+static int
+sieve_clear(SieveObject *self)
+{
+    Py_CLEAR(self->skimmer);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->share);
+    return 0;
+}
+
+static void
+sieve_dealloc(SieveObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    sieve_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef sieve_members[] = {
+    {"skimmed", T_PYSSIZET, offsetof(SieveObject, skimmed), READONLY, "own TCP packets taken whole (skimmed)"},
+    {"skimmed_bytes", T_PYSSIZET, offsetof(SieveObject, skimmed_bytes), READONLY, "their frames' bytes"},
+    {"foreign", T_PYSSIZET, offsetof(SieveObject, foreign), READONLY, "other workers' frames passed over"},
+    {NULL},
+};
+
+static PyTypeObject SieveType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "helloscope.sniffer.capture._core.Sieve",
+    .tp_doc = PyDoc_STR("Sieve(skimmer, clock, share=None, worker=0, workers=1): what split_pcap and split_pcapng "
+                        "take before Python sees it (see the module's reading section)."),
+    .tp_basicsize = sizeof(SieveObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)sieve_init,
+    .tp_traverse = (traverseproc)sieve_traverse,
+    .tp_clear = (inquiry)sieve_clear,
+    .tp_dealloc = (destructor)sieve_dealloc,
+    .tp_members = sieve_members,
+};
+
+#define SHB 0x0A0D0D0Au
+#define IDB 1u
+#define PB 2u
+#define SPB 3u
+#define EPB 6u
+#define DSB 0x0Au
+#define MAX_RECORD (16u << 20)
+
+typedef struct {
+    PyObject *linktype; /* borrowed: the iterator's private tuple of interfaces keeps it alive */
+    long link;          /* the link type as decode_raw takes it, when link_ok */
+    int link_ok;
+    uint32_t snaplen;
+    double units;
+    double offset;
+    int usable;
+} Interface;
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view; /* the reader's buffer, held while its frames are read */
+    int pcapng, little;
+    Py_ssize_t pos, count;
+    double timestamp; /* the last frame's; pcapng: what a Simple Packet Block inherits */
+    /* classic pcap */
+    double units;
+    Py_ssize_t limit;
+    PyObject *linktype;
+    long link;
+    int link_ok;
+    /* pcapng */
+    PyObject *described;
+    Interface *interfaces;
+    Py_ssize_t ninterfaces;
+    SieveObject *sieve;
+} FramesObject;
+
+static PyTypeObject FramesType;
+
+static FramesObject *
+new_frames(PyObject *sieve)
+{
+    if (sieve != Py_None && !PyObject_TypeCheck(sieve, &SieveType)) {
+        PyErr_SetString(PyExc_TypeError, "split: sieve must be a Sieve or None");
+        return NULL;
+    }
+    if (sieve != Py_None && ((SieveObject *)sieve)->clock == NULL) {
+        PyErr_SetString(PyExc_ValueError, "split: the Sieve was not initialised");
+        return NULL;
+    }
+    FramesObject *self = PyObject_GC_New(FramesObject, &FramesType);
+    if (self == NULL)
+        return NULL;
+    memset((char *)self + sizeof(PyObject), 0, sizeof(FramesObject) - sizeof(PyObject));
+    self->sieve = sieve == Py_None ? NULL : (SieveObject *)Py_NewRef(sieve);
+    PyObject_GC_Track(self);
+    return self;
+}
+
+/* The next classic pcap record wholly inside the buffer: 1 with its frame, 0 at anything else. */
+static int
+next_pcap(FramesObject *self, const unsigned char **data, Py_ssize_t *length, PyObject **linktype)
+{
+    const unsigned char *buf = self->view.buf;
+    const Py_ssize_t end = self->view.len, pos = self->pos;
+    if (end - pos < 16)
+        return 0;
+    const unsigned char *header = buf + pos;
+    const int little = self->little;
+    uint32_t sec = rd32(header, little), frac = rd32(header + 4, little), caplen = rd32(header + 8, little);
+    if ((uint64_t)caplen > (uint64_t)self->limit || (uint64_t)caplen > (uint64_t)(end - pos - 16))
+        return 0;
+    /* sec + frac / units in Python: int true division of values below 2**53 is one correctly rounded
+       double division, and the int + float addition converts sec exactly. */
+    self->timestamp = (double)sec + (double)frac / self->units;
+    *data = header + 16;
+    *length = (Py_ssize_t)caplen;
+    *linktype = self->linktype;
+    self->pos = pos + 16 + (Py_ssize_t)caplen;
+    return 1;
+}
+
+/* The next pcapng packet block (EPB, PB, SPB) wholly inside the buffer, passing over the blocks the
+   reader ignores: 1 with its frame, 0 at anything the reader must see itself (a section header, an
+   interface or secrets block, a packet of an undeclared interface, an incomplete block, any
+   inconsistent length). */
+static int
+next_pcapng(FramesObject *self, const unsigned char **data, Py_ssize_t *length, const Interface **interface)
+{
+    const unsigned char *buf = self->view.buf;
+    const Py_ssize_t end = self->view.len;
+    const int little = self->little;
+    const Py_ssize_t count = self->ninterfaces;
+    const Interface *interfaces = self->interfaces;
+    for (;;) {
+        const Py_ssize_t pos = self->pos;
+        if (end - pos < 12)
+            return 0;
+        const unsigned char *block = buf + pos;
+        uint32_t btype = rd32(block, little), blen = rd32(block + 4, little);
+        if (btype == SHB || btype == IDB || btype == DSB)
+            return 0;
+        if (blen < 12 || blen & 3 || blen > MAX_RECORD || (uint64_t)blen > (uint64_t)(end - pos))
+            return 0;
+        Py_ssize_t stop = pos + (Py_ssize_t)blen;
+        if (rd32(buf + stop - 4, little) != blen)
+            return 0;
+        if (btype == EPB || btype == PB) {
+            if (blen < 32)
+                return 0;
+            /* the obsolete Packet Block has a 16-bit interface id and a 16-bit drop count */
+            uint32_t ifid = btype == EPB ? rd32(block + 8, little) : rd16(block + 8, little);
+            uint32_t high = rd32(block + 12, little), low = rd32(block + 16, little);
+            uint32_t caplen = rd32(block + 20, little);
+            if (caplen > blen - 32 || (uint64_t)ifid >= (uint64_t)count || !interfaces[ifid].usable)
+                return 0;
+            const Interface *it = &interfaces[ifid];
+            /* (high * 4294967296.0 + low) / units + offset, each step a double operation as in
+               Python; the build disables contraction into fused multiply-add, which would round once
+               where Python rounds twice. */
+            double ticks = (double)high * 4294967296.0 + (double)low;
+            self->timestamp = ticks / it->units + it->offset;
+            *data = block + 28;
+            *length = (Py_ssize_t)caplen;
+            *interface = it;
+            self->pos = stop;
+            return 1;
+        }
+        if (btype == SPB) {
+            if (count == 0 || blen < 16 || !interfaces[0].usable)
+                return 0;
+            uint32_t caplen = rd32(block + 8, little);
+            if (caplen > blen - 16)
+                caplen = blen - 16;
+            if (interfaces[0].snaplen && caplen > interfaces[0].snaplen)
+                caplen = interfaces[0].snaplen;
+            *data = block + 12;
+            *length = (Py_ssize_t)caplen;
+            *interface = &interfaces[0];
+            self->pos = stop;
+            return 1;
+        }
+        self->pos = stop;
+    }
+}
+
+static PyObject *
+frames_next(FramesObject *self)
+{
+    for (;;) {
+        const unsigned char *data;
+        Py_ssize_t length;
+        PyObject *linktype;
+        long link;
+        int link_ok;
+        if (self->pcapng) {
+            const Interface *it;
+            if (!next_pcapng(self, &data, &length, &it))
+                return NULL;
+            linktype = it->linktype;
+            link = it->link;
+            link_ok = it->link_ok;
+        }
+        else {
+            if (!next_pcap(self, &data, &length, &linktype))
+                return NULL;
+            link = self->link;
+            link_ok = self->link_ok;
+        }
+        self->count++;
+        if (self->sieve != NULL) {
+            int taken = sieve_take(self->sieve, self->timestamp, link_ok, link, data, length);
+            if (taken < 0)
+                return NULL;
+            if (taken)
+                continue;
+        }
+        PyObject *ts = PyFloat_FromDouble(self->timestamp);
+        PyObject *frame = PyBytes_FromStringAndSize((const char *)data, length);
+        PyObject *item = ts != NULL && frame != NULL ? PyTuple_New(3) : NULL;
+        if (item == NULL) {
+            Py_XDECREF(ts);
+            Py_XDECREF(frame);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(item, 0, ts);
+        PyTuple_SET_ITEM(item, 1, Py_NewRef(linktype));
+        PyTuple_SET_ITEM(item, 2, frame);
+        return item;
+    }
+}
+
+static int
+frames_traverse(FramesObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->sieve);
+    Py_VISIT(self->described);
+    Py_VISIT(self->linktype);
+    return 0;
+}
+
+static int
+frames_clear(FramesObject *self)
+{
+    Py_CLEAR(self->sieve);
+    Py_CLEAR(self->described);
+    Py_CLEAR(self->linktype);
+    return 0;
+}
+
+static void
+frames_dealloc(FramesObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    frames_clear(self);
+    PyMem_Free(self->interfaces);
+    PyBuffer_Release(&self->view); /* does nothing when no buffer was taken */
+    PyObject_GC_Del(self);
+}
+
+static PyMemberDef frames_members[] = {
+    {"pos", T_PYSSIZET, offsetof(FramesObject, pos), READONLY, "where the next record starts"},
+    {"count", T_PYSSIZET, offsetof(FramesObject, count), READONLY, "records read: yielded or taken by the sieve"},
+    {"timestamp", T_DOUBLE, offsetof(FramesObject, timestamp), READONLY,
+     "the last frame's timestamp (the one given when none was read)"},
+    {NULL},
+};
+
+static PyTypeObject FramesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "helloscope.sniffer.capture._core.Frames",
+    .tp_doc = PyDoc_STR("The frames of a capture buffer, as split_pcap or split_pcapng reads them."),
+    .tp_basicsize = sizeof(FramesObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)frames_traverse,
+    .tp_clear = (inquiry)frames_clear,
+    .tp_dealloc = (destructor)frames_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)frames_next,
+    .tp_members = frames_members,
+};
+
+PyDoc_STRVAR(split_pcap_doc,
+"split_pcap(buf, pos, little, units, linktype, limit, sieve=None) -> Frames\n\n"
+"An iterator of (timestamp, linktype, frame) for the classic pcap records wholly inside buf from pos on,\n"
+"as CaptureReader yields them; it stops before an incomplete record or one longer than limit (the reader\n"
+"reports those). Its pos, count and timestamp say how far it read. Frames the sieve takes are read but\n"
+"not yielded.");
+
+static PyObject *
+split_pcap(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos, limit;
+    int little;
+    long long units;
+    PyObject *linktype, *sieve = Py_None;
+    if (!PyArg_ParseTuple(args, "y*npLO!n|O:split_pcap", &view, &pos, &little, &units, &PyLong_Type, &linktype,
+                          &limit, &sieve))
+        return NULL;
+    if (pos < 0 || pos > view.len || units <= 0) {
+        PyErr_SetString(PyExc_ValueError, "split_pcap: position or timestamp units out of range");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    FramesObject *self = new_frames(sieve);
+    if (self == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    self->view = view;
+    self->little = little;
+    self->pos = pos;
+    self->units = (double)units;
+    self->limit = limit;
+    self->linktype = Py_NewRef(linktype);
+    self->link_ok = link_number(linktype, &self->link);
+    return (PyObject *)self;
+}
+
+PyDoc_STRVAR(split_pcapng_doc,
+"split_pcapng(buf, pos, little, interfaces, timestamp, sieve=None) -> Frames\n\n"
+"An iterator of (timestamp, linktype, frame) for the pcapng packet blocks (EPB, PB, SPB) wholly inside\n"
+"buf from pos on, as CaptureReader yields them; blocks the reader ignores are passed over. It stops at\n"
+"anything the reader must see itself: a section header, an interface or secrets block, a packet of an\n"
+"undeclared interface, an incomplete block or any inconsistent length. interfaces are the reader's\n"
+"(linktype, snaplen, units, offset) tuples; timestamp is the last packet's, which a Simple Packet Block\n"
+"inherits. Its pos, count and timestamp say how far it read. Frames the sieve takes are read but not\n"
+"yielded.");
+
+static PyObject *
+split_pcapng(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t pos;
+    int little;
+    PyObject *interface_list, *sieve = Py_None;
+    double timestamp;
+    if (!PyArg_ParseTuple(args, "y*npOd|O:split_pcapng", &view, &pos, &little, &interface_list, &timestamp, &sieve))
+        return NULL;
+    if (pos < 0 || pos > view.len) {
+        PyErr_SetString(PyExc_ValueError, "split_pcapng: position out of range");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    FramesObject *self = new_frames(sieve);
+    if (self == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    self->view = view;
+    self->pcapng = 1;
+    self->little = little;
+    self->pos = pos;
+    self->timestamp = timestamp;
+    /* A private tuple: the reader's list cannot change under us while frames are read. */
+    PyObject *described = self->described = PySequence_Tuple(interface_list);
+    if (described == NULL)
+        goto fail;
+    Py_ssize_t count = self->ninterfaces = PyTuple_GET_SIZE(described);
+    Interface *interfaces = self->interfaces = PyMem_New(Interface, count ? count : 1);
+    if (interfaces == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *entry = PyTuple_GET_ITEM(described, i);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) < 4 || !PyLong_Check(PyTuple_GET_ITEM(entry, 0))) {
+            PyErr_SetString(PyExc_TypeError, "split_pcapng: interfaces must be (linktype, snaplen, units, offset)");
+            goto fail;
+        }
+        Interface *it = &interfaces[i];
+        it->linktype = PyTuple_GET_ITEM(entry, 0);
+        it->link_ok = link_number(it->linktype, &it->link);
+        unsigned long snaplen = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(entry, 1));
+        it->units = PyFloat_AsDouble(PyTuple_GET_ITEM(entry, 2));
+        it->offset = PyFloat_AsDouble(PyTuple_GET_ITEM(entry, 3));
+        if (PyErr_Occurred())
+            goto fail;
+        if (snaplen > UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "split_pcapng: snaplen out of range");
+            goto fail;
+        }
+        it->snaplen = (uint32_t)snaplen;
+        /* Python would raise ZeroDivisionError on such an interface's packets: leave them to it. */
+        it->usable = it->units != 0.0;
+    }
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
 
 /* ----- TLS record framing ---------------------------------------------------------------------- */
 
@@ -1174,14 +1484,16 @@ PyInit__core(void)
         return NULL;
     if (max_memory_name == NULL && (max_memory_name = PyUnicode_InternFromString("_max_memory")) == NULL)
         return NULL;
-    if (PyType_Ready(&RecordReaderType) < 0 || PyType_Ready(&FlowSkimmerType) < 0)
+    if (PyType_Ready(&RecordReaderType) < 0 || PyType_Ready(&FlowSkimmerType) < 0 || PyType_Ready(&SieveType) < 0 ||
+        PyType_Ready(&FramesType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&core_module);
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "NOT_MINE", NotMine) < 0 || PyModule_AddObjectRef(module, "SKIMMED", Skimmed) < 0 ||
         PyModule_AddObjectRef(module, "RecordReader", (PyObject *)&RecordReaderType) < 0 ||
-        PyModule_AddObjectRef(module, "FlowSkimmer", (PyObject *)&FlowSkimmerType) < 0) {
+        PyModule_AddObjectRef(module, "FlowSkimmer", (PyObject *)&FlowSkimmerType) < 0 ||
+        PyModule_AddObjectRef(module, "Sieve", (PyObject *)&SieveType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

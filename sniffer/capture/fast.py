@@ -5,7 +5,10 @@ without it) and ``HELLOSCOPE_PURE`` is unset, empty or ``0``. The choice is made
 paths give identical frames, segments, records and events; the C functions hand everything outside the
 common shapes back to the Python code, so the pure path stays the reference for all behaviour.
 
-- :data:`split_pcap` / :data:`split_pcapng`: batches of frames for :class:`~.files.CaptureReader`, or None.
+- :data:`split_pcap` / :data:`split_pcapng`: iterators over the frames of :class:`~.files.CaptureReader`'s
+  buffer (their ``pos``, ``count`` and ``timestamp`` say how far they read), or None.
+- :data:`Sieve`: what those iterators let take the frames Python would only drop or skim (a worker's
+  foreign frames, the skimmer's packets) before they are made into objects; None without the C core.
 - :func:`decode`: a :class:`~.decode.Segment`, None, or :data:`NOT_MINE` (then call ``decode.decode``).
 - :data:`RecordReader`: the record framer the flow table should make per direction.
 - :data:`flow_owner`: run.parallel's flow hash of a frame, or NOT_MINE; None without the C core.
@@ -39,14 +42,11 @@ core = _load()
 # The pure path's decode never returns this object, so a caller's "is NOT_MINE" test costs it nothing.
 NOT_MINE: object = object() if core is None else core.NOT_MINE
 decode: Callable[[int, bytes], Any] = pure_decode if core is None else core.decode
-split_pcap: Callable[..., tuple[list[tuple[float, int, bytes]], list[int], int]] | None = (
-    None if core is None else core.split_pcap
-)
-split_pcapng: Callable[..., tuple[list[tuple[float, int, bytes]], list[int], int, float]] | None = (
-    None if core is None else core.split_pcapng
-)
+split_pcap: Callable[..., Any] | None = None if core is None else core.split_pcap
+split_pcapng: Callable[..., Any] | None = None if core is None else core.split_pcapng
 RecordReader: type[PureRecordReader] = PureRecordReader if core is None else core.RecordReader
 flow_owner: Callable[[int, bytes, int], Any] | None = None if core is None else core.flow_owner
 FlowSkimmer: Callable[..., Any] | None = None if core is None else core.FlowSkimmer
+Sieve: Any = None if core is None else core.Sieve
 # The pure path's decoders never return this object.
 SKIMMED: object = object() if core is None else core.SKIMMED

@@ -19,10 +19,10 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Final, NamedTuple, Self
+from typing import Any, BinaryIO, Final, NamedTuple, Self
 
 from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
-from helloscope.sniffer.capture.fast import split_pcap, split_pcapng
+from helloscope.sniffer.capture.fast import Sieve, split_pcap, split_pcapng
 
 _CHUNK = 1 << 20
 # Longer than any frame a capture tool writes (pcap snaplen tops out at 262144, jumbo frames at 64 KiB):
@@ -86,21 +86,31 @@ class CaptureReader:
     strictly forward (pipes work). When the iteration ends the stream is closed if ``close_stream`` was
     given, which :func:`open_capture` does for files it opened.
 
-    Attributes, current as each packet is yielded: ``packets`` yielded so far; ``bytes_read`` (file
-    offset consumed); ``secrets``, the payloads of pcapng TLS key log Decryption Secrets Blocks met so far
-    (a DSB precedes the packets it decrypts); ``skipped_secrets``, DSBs longer than 16 MiB, passed over
-    unread; ``skipped``, pcapng packets of undeclared interfaces;
-    ``truncation``, set when iteration stopped at damage. ``format`` ("pcap" or "pcapng") is known once
-    the reader is made: only pcapng can carry secrets, so a caller may seal its key log for pcap input.
+    Attributes, current as each packet is yielded: ``packets`` read so far; ``bytes_read`` (file offset
+    consumed); ``last_timestamp``, the last packet's (None before the first); ``secrets``, the payloads
+    of pcapng TLS key log Decryption Secrets Blocks met so far (a DSB precedes the packets it decrypts);
+    ``skipped_secrets``, DSBs longer than 16 MiB, passed over unread; ``skipped``, pcapng packets of
+    undeclared interfaces; ``truncation``, set when iteration stopped at damage. ``format`` ("pcap" or
+    "pcapng") is known once the reader is made: only pcapng can carry secrets, so a caller may seal its
+    key log for pcap input.
 
     ``accelerated=False`` keeps the C core out of this reader (tests and fuzzing compare the two).
+
+    ``sieve``, set before iterating (C core only), sees each packet of the ordinary records first and
+    takes what it can account for itself (``helloscope.sniffer.transport.tables.ConnectionTables.sieve``):
+    those packets are read and counted here but not yielded.
     """
 
     def __init__(self, stream: BinaryIO, name: str, *, close_stream: bool = False, accelerated: bool = True) -> None:
         self.name = name
         self.truncation: Truncation | None = None
         self.secrets: list[bytes] = []
-        self.packets = 0
+        self._packets = 0
+        self._last: float | None = None
+        self.sieve: Sieve | None = None
+        # The C core's iterator over the buffer while the reader is in it: position, packets read and last
+        # timestamp are its own until it is done.
+        self._batch: Any = None
         # pcapng packet blocks naming an interface that was never described: nothing to decode them with
         self.skipped = 0
         # Decryption Secrets Blocks longer than a record may be, passed over unread (the rest is still read)
@@ -126,7 +136,30 @@ class CaptureReader:
     @property
     def bytes_read(self) -> int:
         """File offset up to which records have been consumed (uncompressed offset for compressed input)."""
-        return self._base + self._pos
+        batch = self._batch
+        return self._base + (self._pos if batch is None else batch.pos)
+
+    @property
+    def packets(self) -> int:
+        """Packets read so far: yielded, or taken by the sieve."""
+        batch = self._batch
+        return self._packets if batch is None else self._packets + batch.count
+
+    @property
+    def last_timestamp(self) -> float | None:
+        """The timestamp of the last packet read (yielded or taken by the sieve); None before the first."""
+        batch = self._batch
+        return self._last if batch is None or not batch.count else batch.timestamp
+
+    def _batch_done(self, batch: Any) -> bool:
+        """Take over the position, packet count and timestamp of a finished C batch: whether it read any."""
+        self._batch = None
+        self._pos = batch.pos
+        if not batch.count:
+            return False
+        self._packets += batch.count
+        self._last = batch.timestamp
+        return True
 
     def _start(self) -> Iterator[tuple[float, int, bytes]]:
         """Check the file header and pick the record parser for the format."""
@@ -259,12 +292,10 @@ class CaptureReader:
         split = self._split_pcap
         while True:
             if split is not None:
-                frames, stops, pos = split(buf, pos, little, units, linktype, limit)
-                if frames:
-                    for item, stop in zip(frames, stops, strict=True):
-                        self._pos = stop
-                        self.packets += 1
-                        yield item
+                batch = self._batch = split(buf, pos, little, units, linktype, limit, self.sieve)
+                yield from batch
+                pos = batch.pos
+                if self._batch_done(batch):
                     continue
             if end - pos >= hlen:
                 sec, frac, caplen = header(buf, pos)
@@ -274,8 +305,9 @@ class CaptureReader:
                 stop = pos + hlen + caplen
                 if stop <= end:
                     self._pos = stop
-                    self.packets += 1
-                    yield sec + frac / units, linktype, buf[pos + hlen : stop]
+                    self._packets += 1
+                    self._last = timestamp = sec + frac / units
+                    yield timestamp, linktype, buf[pos + hlen : stop]
                     pos = stop
                     continue
                 need, what = hlen + caplen, f"packet data (caplen {caplen})"
@@ -300,12 +332,10 @@ class CaptureReader:
         split = self._split_pcapng
         while True:
             if split is not None:
-                frames, stops, pos, timestamp = split(buf, pos, endian == "<", interfaces, timestamp)
-                if frames:
-                    for item, stop in zip(frames, stops, strict=True):
-                        self._pos = stop
-                        self.packets += 1
-                        yield item
+                batch = self._batch = split(buf, pos, endian == "<", interfaces, timestamp, self.sieve)
+                yield from batch
+                pos, timestamp = batch.pos, batch.timestamp
+                if self._batch_done(batch):
                     continue
             if end - pos < 12:
                 need, what = 12, "pcapng block header"
@@ -360,9 +390,9 @@ class CaptureReader:
                     linktype, _, units, offset = interfaces[ifid]
                     # float arithmetic: exact for microsecond counts, and within the ~0.2 µs a float
                     # holds for an epoch timestamp anyway at finer resolutions; big-int division costs more
-                    timestamp = (high * 4294967296.0 + low) / units + offset
+                    self._last = timestamp = (high * 4294967296.0 + low) / units + offset
                     self._pos = stop
-                    self.packets += 1
+                    self._packets += 1
                     yield timestamp, linktype, buf[pos + 28 : pos + 28 + caplen]
                 else:
                     self.skipped += 1
@@ -374,8 +404,9 @@ class CaptureReader:
                     caplen = min(u32(buf, pos + 8)[0], blen - 16)
                     if snaplen:
                         caplen = min(caplen, snaplen)
+                    self._last = timestamp
                     self._pos = stop
-                    self.packets += 1
+                    self._packets += 1
                     yield timestamp, linktype, buf[pos + 12 : pos + 12 + caplen]
             elif btype == _IDB:
                 if blen < 20:

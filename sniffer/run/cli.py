@@ -530,7 +530,7 @@ def _analyze_here(
 
                         frames = filtered(frames, matches)
                     packets, undecoded = stats.packets, stats.undecoded_frames
-                    truncation = feed_capture(reader, table, stats, keys, frames)
+                    truncation = feed_capture(reader, table, stats, keys, frames, sieved=matches is None)
                     if truncation is not None:
                         _warn(damage_note(reader, truncation))
                     read = stats.packets - packets

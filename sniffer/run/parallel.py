@@ -57,7 +57,7 @@ from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureReader, open_capture
 from helloscope.sniffer.capture.filter import frame_filter
 from helloscope.sniffer.report.events import Observer
-from helloscope.sniffer.run.pipeline import CaptureEvents, absorb_secrets, damage_note, feed_frames
+from helloscope.sniffer.run.pipeline import CaptureEvents, absorb_secrets, count_sieved, damage_note, feed_frames
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
@@ -470,7 +470,11 @@ def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split
             emit.reading(path)
             with open_capture(path) as reader:
                 share = _Share(reader, worker, settings.keys, split, table, settings.limits.idle_timeout, matches)
-                feed_frames(share, table, stats)  # the share adds embedded secrets to the keys itself
+                try:
+                    feed_frames(share, table, stats)  # the share adds embedded secrets to the keys itself
+                finally:
+                    if reader.sieve is not None:
+                        count_sieved(reader.sieve, stats)
                 share.report_progress()
                 if counts:
                     stats.files += 1
@@ -487,7 +491,25 @@ class _Share:
     Embedded key log secrets are added to the key log here, before the next frame of the file whoever
     owns it, so every worker knows a key when its packets need it, and only worker 0 counts them. It also
     sends the worker's progress now and then.
+
+    Without a filter, the reader's sieve (the C core) takes the others' frames that do not move ``tick``
+    and the own packets the flow table would only skim, so this loop meets only the rest.
     """
+
+    __slots__ = (
+        "_counted",
+        "_keys",
+        "_matches",
+        "_packets",
+        "_reader",
+        "_reported_bytes",
+        "_reported_packets",
+        "_split",
+        "_step",
+        "_table",
+        "_worker",
+        "tick",
+    )
 
     def __init__(
         self,
@@ -510,6 +532,10 @@ class _Share:
         self._reported_bytes = 0
         self._reported_packets = 0
         self._packets = 0
+        # When the others' frames next move this worker's sweep clock (the sieve reads it too).
+        self.tick = 0.0
+        if matches is None:
+            reader.sieve = table.sieve(self, worker.index, worker.count) if split else table.sieve()
 
     def __iter__(self) -> Iterator[tuple[float, int, bytes]]:
         reader = self._reader
@@ -518,27 +544,29 @@ class _Share:
         me, count = self._worker.index, self._worker.count
         owner = flow_owner if self._split else None
         owned = 0
-        tick, step, expire = 0.0, self._step, self._table.expire
-        matches = self._matches
-        item = last = None
+        step, expire = self._step, self._table.expire
+        matches, sieve = self._matches, reader.sieve
+        last: float | None = None
         for frames, item in enumerate(reader, 1):
             if len(secrets) != absorbed:
                 absorbed = absorb_secrets(secrets, absorbed, self._keys, self._worker.stats if self._counted else None)
             if not frames % _PROGRESS_EVERY:
-                self._packets = owned
+                self._packets = owned + (sieve.skimmed if sieve is not None else 0)
                 self.report_progress()
             if matches is not None and not matches(item[1], item[2]):
                 continue  # as if the frame were not in the file, as with one process
-            last = item
+            last = item[0]
             if owner is None or owner(item[1], item[2], count) == me:
                 owned += 1
                 yield item
-            elif item[0] >= tick:  # the clock moves on the others' packets too: sweep as one process would
-                tick = item[0] + step
+            elif item[0] >= self.tick:  # the clock moves on the others' packets too: sweep as one process would
+                self.tick = item[0] + step
                 expire(item[0])
+        if sieve is not None:  # the last frames may be ones it took
+            last = reader.last_timestamp
         if last is not None:  # at the capture's last frame, whoever owns it, as pipeline.feed_capture does
-            expire(last[0])
-        self._packets = owned
+            expire(last)
+        self._packets = owned + (sieve.skimmed if sieve is not None else 0)
 
     def report_progress(self) -> None:
         """Send the bytes and packets since the last report (bytes by one worker when all read the file)."""

@@ -53,15 +53,26 @@ def feed_capture(
     stats: RunStats,
     keys: KeyLog | None = None,
     frames: Iterable[Frame] | None = None,
+    *,
+    sieved: bool = True,
 ) -> Truncation | None:
     """Run every packet of one capture through the flow table; return where the file was damaged.
 
     Secrets embedded in the capture (pcapng Decryption Secrets Blocks) join ``keys`` as they are met,
     before the packets that follow them. ``frames`` stands for the reader's own iteration when something
-    must watch the frames pass (a progress bar).
+    must watch the frames pass (a progress bar). ``sieved``: the reader's sieve takes the packets the
+    table would only skim (:meth:`ConnectionTables.sieve`); False when ``frames`` leaves some out (a
+    filter), since the sieve would take packets the table must never see.
     """
     stats.files += 1
-    last = feed_frames(reader if frames is None else frames, table, stats, keys, reader.secrets)
+    reader.sieve = sieve = table.sieve() if sieved else None
+    try:
+        last = feed_frames(reader if frames is None else frames, table, stats, keys, reader.secrets)
+    finally:
+        if sieve is not None:
+            count_sieved(sieve, stats)
+    if sieve is not None:  # the last packets may be ones it took
+        last = reader.last_timestamp
     if last is not None:
         # A flow silent for longer than the timeout when the capture ends ended then, not with the capture.
         table.expire(last)
@@ -132,6 +143,13 @@ def feed_frames(
         stats.tcp_segments += tcp
         stats.udp_datagrams += udp
     return timestamp
+
+
+def count_sieved(sieve: Any, stats: RunStats) -> None:
+    """Count the packets a reader's sieve skimmed as :func:`feed_frames` counts what it skims itself."""
+    stats.packets += sieve.skimmed
+    stats.bytes += sieve.skimmed_bytes
+    stats.tcp_segments += sieve.skimmed
 
 
 def damage_note(reader: CaptureReader, truncation: Truncation) -> str:

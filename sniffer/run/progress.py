@@ -147,12 +147,12 @@ def progress_bar(paths: Sequence[str], *, quiet: bool, console: Console | None =
 
 
 def with_progress(reader: CaptureReader, bar: ProgressBar | NoProgress) -> Iterator[tuple[float, int, bytes]]:
-    """The reader's frames, advancing ``bar`` with the bytes and packets read as they pass."""
-    reported = 0
-    count = 0
+    """The reader's frames, advancing ``bar`` with the bytes and packets read as they pass (the packets
+    its sieve took included)."""
+    size = packets = 0
     for count, item in enumerate(reader, 1):
         if not count % _EVERY:
-            bar.advance(size=reader.bytes_read - reported, packets=_EVERY)
-            reported = reader.bytes_read
+            bar.advance(size=reader.bytes_read - size, packets=reader.packets - packets)
+            size, packets = reader.bytes_read, reader.packets
         yield item
-    bar.advance(size=reader.bytes_read - reported, packets=count % _EVERY)
+    bar.advance(size=reader.bytes_read - size, packets=reader.packets - packets)

@@ -7,10 +7,11 @@ when the capture's time passes, whichever transport's packet moved it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from helloscope.parsers.keylog import KeyLog
 from helloscope.parsers.registry import IP_PROTOCOL_TCP, IP_PROTOCOL_UDP
+from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Emit, Limits, Sweeper
@@ -44,6 +45,19 @@ class ConnectionTables:
         self.tcp_segment = self.tcp.packet
         self.tick = self._sweeper.tick
         self.skim = self.tcp.skim
+
+    def sieve(self, share: object = None, worker: int = 0, workers: int = 1) -> Any:
+        """A sieve for a capture reader that feeds these tables (:class:`~.capture.files.CaptureReader`),
+        or None where there is none (no C core, or the reference path: ``Limits(fast_path=False)``).
+
+        It takes the packets the skimmer would take, unless the sweep clock is due. With ``workers``, it
+        also takes the frames another worker owns (run.parallel's flow hash), unless the worker's
+        ``share`` must move its own sweep clock on them (its float ``tick``). What it takes never reaches
+        the pipeline: :func:`~helloscope.sniffer.run.pipeline.count_sieved` adds those packets to the counts.
+        """
+        if fast.Sieve is None or self.tcp.skimmer is None:
+            return None
+        return fast.Sieve(self.tcp.skimmer, self._sweeper, share, worker, workers)
 
     def __len__(self) -> int:
         return len(self.tcp) + sum(len(table) for table in self._udp or ())

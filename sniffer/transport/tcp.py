@@ -178,10 +178,13 @@ class TcpTable(ConnectionTable[_Flow]):
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
         self._max_memory = limits.max_memory
         # With the C core, the packets of reported flows that only keep them alive never reach packet():
-        # the skimmer does what packet() would (look-up, last-seen time) and the pipeline calls it first.
+        # the skimmer does what packet() would (look-up, last-seen time); the pipeline calls it first, or
+        # a capture reader's sieve does before the packet is even made into objects.
+        self.skimmer: Any = None
         self.skim: Callable[[int, bytes, float], Any] | None = None
         if fast.FlowSkimmer is not None and limits.fast_path:
-            self.skim = fast.FlowSkimmer(self._flows, self, _Flow, float(limits.idle_timeout)).decode
+            self.skimmer = fast.FlowSkimmer(self._flows, self, _Flow, float(limits.idle_timeout))
+            self.skim = self.skimmer.decode
 
     # ----- packets -------------------------------------------------------------------------------
 
