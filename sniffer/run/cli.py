@@ -524,7 +524,8 @@ def _analyze_here(
             for path in captures:
                 emit.reading(path)
                 with _open(path) as reader:
-                    frames = with_progress(reader, bar)
+                    # without a bar the reader is iterated directly: one generator less per packet
+                    frames = reader if isinstance(bar, NoProgress) else with_progress(reader, bar)
                     if matches is not None:
                         from helloscope.sniffer.capture.filter import filtered
 
