@@ -375,6 +375,291 @@ flow_owner(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromUnsignedLong(shape == SHAPE_NONE ? 0 : owner_hash(&h, workers));
 }
 
+/* ----- TLS record framing ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    unsigned char *tail; /* a partial record carried to the next feed */
+    Py_ssize_t tail_len, tail_cap;
+    uint64_t base;       /* stream offset of tail[0] */
+    Py_ssize_t max_fragment;
+    PyObject *error;     /* the ParseError that poisoned the reader */
+    int busy;            /* inside feed(): a re-entrant call would see the tail being rewritten */
+} RecordReaderObject;
+
+static int
+tail_reserve(RecordReaderObject *self, Py_ssize_t extra)
+{
+    if (extra > PY_SSIZE_T_MAX - self->tail_len) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t need = self->tail_len + extra;
+    if (need <= self->tail_cap)
+        return 0;
+    Py_ssize_t cap = self->tail_cap > PY_SSIZE_T_MAX / 2 ? need : self->tail_cap * 2;
+    if (cap < need)
+        cap = need;
+    unsigned char *grown = PyMem_Realloc(self->tail, (size_t)cap);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->tail = grown;
+    self->tail_cap = cap;
+    return 0;
+}
+
+/* After the front was consumed: give memory back as bytearray does, so idle flows stay small. */
+static void
+tail_trim(RecordReaderObject *self)
+{
+    if (self->tail_len == 0) {
+        PyMem_Free(self->tail);
+        self->tail = NULL;
+        self->tail_cap = 0;
+    }
+    else if (self->tail_cap > 2 * self->tail_len) {
+        unsigned char *smaller = PyMem_Realloc(self->tail, (size_t)self->tail_len);
+        if (smaller != NULL) { /* keeping the larger block is harmless */
+            self->tail = smaller;
+            self->tail_cap = self->tail_len;
+        }
+    }
+}
+
+static PyObject *
+new_record(unsigned content_type, unsigned version, const unsigned char *payload, Py_ssize_t length,
+           uint64_t offset)
+{
+    PyObject *values[4] = {
+        PyLong_FromUnsignedLong(content_type),
+        PyLong_FromUnsignedLong(version),
+        PyBytes_FromStringAndSize((const char *)payload, length),
+        PyLong_FromUnsignedLongLong(offset),
+    };
+    PyObject *record = NULL;
+    if (values[0] && values[1] && values[2] && values[3])
+        record = Record->tp_alloc(Record, 0);
+    if (record == NULL) {
+        for (int i = 0; i < 4; i++)
+            Py_XDECREF(values[i]);
+        return NULL;
+    }
+    /* The frozen dataclass's __init__ does only these four object.__setattr__ calls. */
+    for (int i = 0; i < 4; i++)
+        *(PyObject **)((char *)record + record_offset[i]) = values[i];
+    return record;
+}
+
+/* Stores ParseError(what, offset) as the reader's error; what is stolen. -1 if it could not be built. */
+static int
+poison(RecordReaderObject *self, PyObject *what, uint64_t offset)
+{
+    if (what == NULL)
+        return -1;
+    PyObject *error = PyObject_CallFunction(ParseError, "NK", what, (unsigned long long)offset);
+    if (error == NULL)
+        return -1;
+    Py_XSETREF(self->error, error);
+    return 0;
+}
+
+/* What a walk hands each complete record to: its header, its body's length and its stream offset;
+   -1 with an exception set ends the walk. */
+typedef int (*RecordSink)(void *context, const unsigned char *header, Py_ssize_t length, uint64_t offset);
+
+/* feed()'s sink: a Record appended to the list context. */
+static int
+append_record(void *records, const unsigned char *h, Py_ssize_t length, uint64_t offset)
+{
+    PyObject *record = new_record(h[0], be16(h + 1), h + 5, length, offset);
+    if (record == NULL)
+        return -1;
+    int appended = PyList_Append((PyObject *)records, record);
+    Py_DECREF(record);
+    return appended;
+}
+
+/* The records complete in v[0:end], handed to sink; returns where the first incomplete one starts, or
+   -1 with an exception set. A bad header poisons the reader and ends the walk. */
+static Py_ssize_t
+walk(RecordReaderObject *self, const unsigned char *v, Py_ssize_t end, RecordSink sink, void *context)
+{
+    Py_ssize_t pos = 0;
+    while (end - pos >= 5) {
+        const unsigned char *h = v + pos;
+        uint64_t offset = self->base + (uint64_t)pos;
+        uint32_t length = be16(h + 3);
+        if (h[0] < 20 || h[0] > 24)  /* change_cipher_spec .. heartbeat */
+            return poison(self, PyUnicode_FromFormat("record content type %u is not TLS", (unsigned)h[0]), offset)
+                   < 0 ? -1 : pos;
+        if (h[1] != 3)
+            return poison(self, PyUnicode_FromFormat("record major version %u is not 3", (unsigned)h[1]), offset)
+                   < 0 ? -1 : pos;
+        if ((Py_ssize_t)length > self->max_fragment)
+            return poison(self,
+                          PyUnicode_FromFormat("record_overflow: %u bytes > %zd", (unsigned)length, self->max_fragment),
+                          offset) < 0 ? -1 : pos;
+        if (end - pos - 5 < (Py_ssize_t)length)
+            break;
+        if (sink(context, h, (Py_ssize_t)length, offset) < 0)
+            return -1;
+        pos += 5 + (Py_ssize_t)length;
+    }
+    return pos;
+}
+
+/* A fresh ParseError like the one that poisoned the reader, raised; always NULL. */
+static PyObject *
+raise_poison(PyObject *error)
+{
+    PyObject *what = PyObject_GetAttrString(error, "what");
+    PyObject *offset = what ? PyObject_GetAttrString(error, "offset") : NULL;
+    PyObject *again = offset ? PyObject_CallFunctionObjArgs(ParseError, what, offset, NULL) : NULL;
+    if (again != NULL)
+        PyErr_SetObject(ParseError, again);
+    Py_XDECREF(what);
+    Py_XDECREF(offset);
+    Py_XDECREF(again);
+    return NULL;
+}
+
+/* The n bytes at data appended to the stream: complete records to sink, the rest kept as the tail.
+   Returns how far the stream advanced, or -1 with an exception set. */
+static Py_ssize_t
+advance(RecordReaderObject *self, const unsigned char *data, Py_ssize_t n, RecordSink sink, void *context)
+{
+    self->busy = 1;
+    Py_ssize_t pos;
+    if (self->tail_len) {
+        if (tail_reserve(self, n) < 0) {
+            pos = -1;
+        }
+        else {
+            memcpy(self->tail + self->tail_len, data, (size_t)n);
+            self->tail_len += n;
+            pos = walk(self, self->tail, self->tail_len, sink, context);
+            if (pos > 0) {
+                memmove(self->tail, self->tail + pos, (size_t)(self->tail_len - pos));
+                self->tail_len -= pos;
+                tail_trim(self);
+            }
+        }
+    }
+    else {
+        /* Nothing pending (the usual case): records come straight out of the caller's bytes. */
+        pos = walk(self, data, n, sink, context);
+        if (pos >= 0 && pos < n) {
+            if (tail_reserve(self, n - pos) < 0) {
+                pos = -1;
+            }
+            else {
+                memcpy(self->tail, data + pos, (size_t)(n - pos));
+                self->tail_len = n - pos;
+            }
+        }
+    }
+    self->busy = 0;
+    if (pos >= 0)
+        self->base += (uint64_t)pos;
+    return pos;
+}
+
+static PyObject *
+reader_feed(RecordReaderObject *self, PyObject *data)
+{
+    if (self->error != NULL)
+        return raise_poison(self->error);
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "RecordReader.feed() called re-entrantly");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *records = PyList_New(0);
+    if (records == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_ssize_t pos = advance(self, view.buf, view.len, append_record, records);
+    PyBuffer_Release(&view);
+    if (pos < 0) {
+        Py_DECREF(records);
+        return NULL;
+    }
+    if (self->error != NULL && PyList_GET_SIZE(records) == 0) {
+        Py_DECREF(records);
+        return raise_poison(self->error);
+    }
+    return records;
+}
+
+static int
+reader_init(RecordReaderObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"max_fragment", NULL};
+    Py_ssize_t max_fragment = max_ciphertext;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:RecordReader", keywords, &max_fragment))
+        return -1;
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "RecordReader re-initialised inside feed()");
+        return -1;
+    }
+    PyMem_Free(self->tail);
+    self->tail = NULL;
+    self->tail_len = self->tail_cap = 0;
+    self->base = 0;
+    self->max_fragment = max_fragment;
+    Py_CLEAR(self->error);
+    return 0;
+}
+
+static void
+reader_dealloc(RecordReaderObject *self)
+{
+    PyMem_Free(self->tail);
+    Py_XDECREF(self->error);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+reader_error(RecordReaderObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->error ? self->error : Py_None);
+}
+
+static PyObject *
+reader_buffered(RecordReaderObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->tail_len);
+}
+
+static PyMethodDef reader_methods[] = {
+    {"feed", (PyCFunction)reader_feed, METH_O, "Every record completed by data; a partial record stays buffered."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef reader_getset[] = {
+    {"error", (getter)reader_error, NULL, "The framing error that poisoned this reader, if any.", NULL},
+    {"buffered", (getter)reader_buffered, NULL, "Bytes held while waiting for the rest of a record.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject RecordReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "helloscope.sniffer.capture._core.RecordReader",
+    .tp_doc = PyDoc_STR("parsers.records.RecordReader in C: split a byte stream into TLS records."),
+    .tp_basicsize = sizeof(RecordReaderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)reader_init,
+    .tp_dealloc = (destructor)reader_dealloc,
+    .tp_methods = reader_methods,
+    .tp_getset = reader_getset,
+};
+
 /* ----- skimming reported TCP connections ----------------------------------------------------------
  *
  * Most packets of a long capture belong to TCP connections already reported (settled): for each, the
@@ -384,7 +669,36 @@ flow_owner(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
  * (a handshake record), the flow not idle past the timeout, and the table within its memory bound (it
  * sheds connections before the look-up otherwise). Anything else gets the segment, and the Python
  * table decides as it always did.
+ *
+ * Given a trace configuration, it also takes the most common packet of a connection not yet reported:
+ * the next in-order bytes of a keyless TLS 1.3 connection past its ServerHello, which only lengthen the
+ * record trace the inference reads. TcpTable.packet, the stream reassembler, the record reader and
+ * ConnectionTracker.record_all would deliver the bytes, frame the records and append one RecordTrace
+ * each; trace_tcp does the same on their objects' slots, and only where every condition under which
+ * they would do anything else is known to be false (listed in trace_tcp). The layouts of those objects
+ * are read by slot name; an object of another layout is left to Python.
  */
+
+/* Slot offsets of one class, by the names a layout lists; type is NULL until resolved. */
+#define MAX_SLOTS 10
+#define MAX_TRACED 256 /* the most traced records a trace configuration may ask for */
+typedef struct {
+    PyTypeObject *type;
+    Py_ssize_t at[MAX_SLOTS];
+} Layout;
+
+enum { F_KEYS, F_SIDES, F_TRACKER, F_CLIENT, F_COST, F_TRACKED, F_SLOTS };
+static const char *const flow_slots[F_SLOTS] = {"keys", "sides", "tracker", "client", "cost", "tracked"};
+enum { D_BROKEN, D_SUSPECT, D_FIN, D_BASE, D_VERIFIED, D_RECORDS, D_STREAM, D_PENDING, D_SLOTS };
+static const char *const direction_slots[D_SLOTS] = {"broken", "suspect", "fin", "base", "verified", "records",
+                                                     "stream", "pending"};
+enum { S_CAPPED, S_PENDING, S_BASE, S_DELIVERED, S_MAX_BYTES, S_RECENT, S_HELD_COST, S_SLOTS };
+static const char *const stream_slots[S_SLOTS] = {"capped", "_pending", "_base", "delivered", "max_bytes", "_recent",
+                                                  "_held_cost"};
+enum { T_TLS13, T_KEEP_PROTECTED, T_SETTLED, T_HANDSHAKE_OVER, T_BROKEN, T_RECORDS, T_PROTECTED_SEEN,
+       T_PROTECTED_BYTES, T_SLOTS };
+static const char *const tracker_slots[T_SLOTS] = {"tls13", "keep_protected", "_settled", "handshake_over",
+                                                   "_broken", "records", "protected_seen", "_protected_bytes"};
 
 typedef struct {
     PyObject_HEAD
@@ -393,6 +707,14 @@ typedef struct {
     PyTypeObject *flow_type;
     Py_ssize_t done_offset, last_seen_offset;  /* slots of lifecycle.Connection */
     double idle;
+    /* the trace configuration: NULL trace_type when none was given */
+    PyObject *trace_type;              /* RecordTrace */
+    PyObject *client, *server;         /* Sender.CLIENT, Sender.SERVER */
+    PyObject *application_data;        /* the int 23 every trace of this path carries */
+    Py_ssize_t max_traces, flow_cost;  /* settlement.MAX_TRACED_RECORDS, tcp.FLOW_COST */
+    Py_ssize_t recent_window;          /* reassembly.RECENT_WINDOW */
+    Layout flow, direction, stream, tracker;
+    Py_ssize_t traced;                 /* packets taken by trace_tcp */
 } FlowSkimmerObject;
 
 static PyObject *memory_name, *max_memory_name;
@@ -422,28 +744,17 @@ flow_key(const unsigned char *src, const unsigned char *dst, Py_ssize_t addr_len
     return key;
 }
 
-/* 1 when the TCP segment h of the n-byte frame f was taken whole (its flow's last-seen time moved to
+/* A packet of a reported flow: 1 when it only keeps the flow alive (its last-seen time moved to
    timestamp), 0 when the flow table must see it, -1 on error. */
 static int
-skim_tcp(FlowSkimmerObject *skim, double timestamp, const unsigned char *f, Py_ssize_t n, const Headers *h)
+skim_reported(FlowSkimmerObject *skim, PyObject *flow, double timestamp, const unsigned char *f, Py_ssize_t n,
+              const Headers *h)
 {
-    if (h->flags & 0x07) /* FIN, SYN, RST */
-        return 0;
     if (h->start < n && h->end > h->start && f[h->start] == 0x16)
         return 0; /* a handshake record: maybe a new ClientHello on the same ports */
-    PyObject *key = flow_key(h->src, h->dst, h->addr_len, h->sport, h->dport);
-    if (key == NULL)
-        return -1;
-    PyObject *flow = PyDict_GetItemWithError(skim->flows, key); /* borrowed */
-    Py_DECREF(key);
-    if (flow == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    if (!PyObject_TypeCheck(flow, skim->flow_type) || SLOT(flow, skim->done_offset) != Py_True)
-        return 0;
     PyObject *last_seen = SLOT(flow, skim->last_seen_offset);
     if (last_seen == NULL || !PyFloat_CheckExact(last_seen) || timestamp - PyFloat_AS_DOUBLE(last_seen) > skim->idle)
         return 0;
-    Py_INCREF(flow); /* the memory look-ups below could run Python code that drops it from the table */
     int result = -1;
     PyObject *memory = PyObject_GetAttr(skim->table, memory_name);
     PyObject *max_memory = memory == NULL ? NULL : PyObject_GetAttr(skim->table, max_memory_name);
@@ -459,7 +770,36 @@ skim_tcp(FlowSkimmerObject *skim, double timestamp, const unsigned char *f, Py_s
     }
     Py_XDECREF(memory);
     Py_XDECREF(max_memory);
+    return result;
+}
+
+static int trace_tcp(FlowSkimmerObject *skim, PyObject *flow, PyObject *key, double timestamp,
+                     const unsigned char *f, Py_ssize_t n, const Headers *h);
+
+/* 1 when the TCP segment h of the n-byte frame f was taken whole (a reported flow kept alive, or the
+   trace of a followed one lengthened), 0 when the flow table must see it, -1 on error. */
+static int
+skim_tcp(FlowSkimmerObject *skim, double timestamp, const unsigned char *f, Py_ssize_t n, const Headers *h)
+{
+    if (h->flags & 0x07) /* FIN, SYN, RST */
+        return 0;
+    PyObject *key = flow_key(h->src, h->dst, h->addr_len, h->sport, h->dport);
+    if (key == NULL)
+        return -1;
+    PyObject *flow = PyDict_GetItemWithError(skim->flows, key); /* borrowed */
+    if (flow == NULL || !PyObject_TypeCheck(flow, skim->flow_type)) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    Py_INCREF(flow); /* the look-ups below could run Python code that drops it from the table */
+    PyObject *done = SLOT(flow, skim->done_offset);
+    int result = 0;
+    if (done == Py_True)
+        result = skim_reported(skim, flow, timestamp, f, n, h);
+    else if (done == Py_False && skim->trace_type != NULL)
+        result = trace_tcp(skim, flow, key, timestamp, f, n, h);
     Py_DECREF(flow);
+    Py_DECREF(key);
     return result;
 }
 
@@ -484,15 +824,314 @@ slot_offset(PyTypeObject *type, const char *name)
     return offset;
 }
 
+/* The offsets of the slots listed, in type: 0, or -1 with TypeError set when one is not a slot. */
+static int
+layout_for(Layout *layout, PyTypeObject *type, const char *const *names, int count)
+{
+    Py_ssize_t at[MAX_SLOTS];
+    for (int i = 0; i < count; i++)
+        if ((at[i] = slot_offset(type, names[i])) < 0)
+            return -1;
+    Py_XSETREF(layout->type, (PyTypeObject *)Py_NewRef(type));
+    memcpy(layout->at, at, sizeof(Py_ssize_t) * (size_t)count);
+    return 0;
+}
+
+/* The layout of object's class: 1 when it has every slot listed (resolved once per class), 0 when not. */
+static int
+layout_of(Layout *layout, PyObject *object, const char *const *names, int count)
+{
+    if (layout->type == Py_TYPE(object))
+        return 1;
+    if (layout_for(layout, Py_TYPE(object), names, count) < 0) {
+        PyErr_Clear(); /* another layout: Python handles its packets */
+        return 0;
+    }
+    return 1;
+}
+
+/* The value of an int slot; 0 when the slot holds something else. */
+static int
+size_slot(PyObject *value, Py_ssize_t *size)
+{
+    if (value == NULL || !PyLong_CheckExact(value))
+        return 0;
+    *size = PyLong_AsSsize_t(value);
+    if (*size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* How many records the n bytes at data complete in reader, all application_data with sound headers,
+   their body lengths in lengths[0 .. room - 1]; -1 when a header would be anything else or more than
+   room records would complete. Nothing is changed. */
+static Py_ssize_t
+application_records(const RecordReaderObject *reader, const unsigned char *data, Py_ssize_t n, Py_ssize_t *lengths,
+                    Py_ssize_t room)
+{
+    const unsigned char *tail = reader->tail;
+    const Py_ssize_t held = reader->tail_len, total = held + n;
+#define BYTE_AT(i) ((i) < held ? tail[(i)] : data[(i) - held])
+    Py_ssize_t pos = 0, count = 0;
+    while (total - pos >= 5) {
+        Py_ssize_t length = (Py_ssize_t)BYTE_AT(pos + 3) << 8 | BYTE_AT(pos + 4);
+        if (BYTE_AT(pos) != 23 || BYTE_AT(pos + 1) != 3 || length > reader->max_fragment)
+            return -1;
+        if (total - pos - 5 < length)
+            break;
+        if (count == room)
+            return -1;
+        lengths[count++] = length;
+        pos += 5 + length;
+    }
+#undef BYTE_AT
+    return count;
+}
+
+/* advance()'s sink when the records were counted beforehand (application_records) */
+static int
+ignore_record(void *Py_UNUSED(context), const unsigned char *Py_UNUSED(header), Py_ssize_t Py_UNUSED(length),
+              uint64_t Py_UNUSED(offset))
+{
+    return 0;
+}
+
+/* The stream's window of recently delivered bytes after n more at data (reassembly._deliver): a new
+   object for slot to hold, or the bytearray it holds grown in place (then a new reference to it). */
+static PyObject *
+recent_after(PyObject *recent, const unsigned char *data, Py_ssize_t n, Py_ssize_t window)
+{
+    Py_ssize_t held = PyBytes_CheckExact(recent) ? PyBytes_GET_SIZE(recent) : PyByteArray_GET_SIZE(recent);
+    if (held == 0) /* the first delivery is kept as it is, up to the window */
+        return PyBytes_FromStringAndSize((const char *)data + (n > window ? n - window : 0), n > window ? window : n);
+    Py_ssize_t total = held + n, keep = total < window ? total : window, drop = total - keep;
+    if (PyBytes_CheckExact(recent)) { /* the second grows a bytearray */
+        PyObject *grown = PyByteArray_FromStringAndSize(NULL, keep);
+        if (grown == NULL)
+            return NULL;
+        char *out = PyByteArray_AS_STRING(grown);
+        Py_ssize_t old = drop < held ? held - drop : 0;
+        memcpy(out, PyBytes_AS_STRING(recent) + held - old, (size_t)old);
+        memcpy(out + old, data + (n - (keep - old)), (size_t)(keep - old));
+        return grown;
+    }
+    if (PyByteArray_Resize(recent, keep > held ? keep : held) < 0)
+        return NULL;
+    char *buf = PyByteArray_AS_STRING(recent);
+    Py_ssize_t old = drop < held ? held - drop : 0;
+    memmove(buf, buf + held - old, (size_t)old);
+    memcpy(buf + old, data + (n - (keep - old)), (size_t)(keep - old));
+    if (PyByteArray_Resize(recent, keep) < 0)
+        return NULL;
+    return Py_NewRef(recent);
+}
+
+/* What a direction's buffers hold (tcp._cost's terms for one direction); -1 when not readable here. */
+static Py_ssize_t
+direction_cost(FlowSkimmerObject *skim, PyObject *direction)
+{
+    const Py_ssize_t *d = skim->direction.at, *s = skim->stream.at;
+    PyObject *stream = SLOT(direction, d[D_STREAM]), *pending = SLOT(direction, d[D_PENDING]);
+    PyObject *records = SLOT(direction, d[D_RECORDS]);
+    if (stream == NULL || pending == NULL || records == NULL || !PyByteArray_CheckExact(pending) ||
+        !layout_of(&skim->stream, stream, stream_slots, S_SLOTS))
+        return -1;
+    PyObject *recent = SLOT(stream, s[S_RECENT]);
+    Py_ssize_t held_cost;
+    if (recent == NULL || !(PyBytes_CheckExact(recent) || PyByteArray_CheckExact(recent)) ||
+        !size_slot(SLOT(stream, s[S_HELD_COST]), &held_cost))
+        return -1;
+    Py_ssize_t buffered;
+    if (records == Py_None)
+        buffered = 0;
+    else if (Py_IS_TYPE(records, &RecordReaderType))
+        buffered = ((RecordReaderObject *)records)->tail_len;
+    else
+        return -1;
+    return held_cost + Py_SIZE(recent) + PyByteArray_GET_SIZE(pending) + buffered;
+}
+
+/* 1 when the TCP segment h (no SYN, FIN or RST) of the n-byte frame f, on flow (keyed key, not reported)
+   was taken as TcpTable.packet would take it, 0 when the flow table must see it, -1 on error.
+
+   Taken only when every one of these holds, each a branch of TcpTable.packet and what it calls that
+   would otherwise do more than deliver the bytes and trace their records:
+   - the table is within its memory bound and the flow is not idle past the timeout, admitted, with
+     stream state and a tracker; the whole payload was captured;
+   - no FIN waits in either direction and no segment with a wrong checksum is held; the sending
+     direction is framing records (with the C reader, not poisoned) and past the bytes whose TCP
+     checksums are verified;
+   - the segment starts exactly where the stream is delivered up to, nothing is held beyond a hole,
+     and the stream stays below its byte cap;
+   - the tracker follows keyless TLS 1.3 past the ServerHello (not kept for keys, not settled, the
+     sender's direction not broken) and every record the bytes complete is application_data with a
+     sound header, fewer than the trace still has room for before it settles. */
+static int
+trace_tcp(FlowSkimmerObject *skim, PyObject *flow, PyObject *key, double timestamp, const unsigned char *f,
+          Py_ssize_t n, const Headers *h)
+{
+    if (h->end > n || h->end <= h->start)
+        return 0;
+    const unsigned char *payload = f + h->start;
+    const Py_ssize_t length = h->end - h->start;
+    PyObject *last_seen = SLOT(flow, skim->last_seen_offset);
+    if (last_seen == NULL || !PyFloat_CheckExact(last_seen) || timestamp - PyFloat_AS_DOUBLE(last_seen) > skim->idle)
+        return 0;
+    const Py_ssize_t *fl = skim->flow.at;
+    PyObject *keys = SLOT(flow, fl[F_KEYS]), *sides = SLOT(flow, fl[F_SIDES]), *tracker = SLOT(flow, fl[F_TRACKER]);
+    PyObject *client = SLOT(flow, fl[F_CLIENT]);
+    Py_ssize_t old_cost;
+    if (keys == NULL || sides == NULL || tracker == NULL || client == NULL || SLOT(flow, fl[F_TRACKED]) != Py_True ||
+        !PyTuple_CheckExact(keys) || PyTuple_GET_SIZE(keys) != 2 || !PyTuple_CheckExact(sides) ||
+        PyTuple_GET_SIZE(sides) != 2 || !size_slot(SLOT(flow, fl[F_COST]), &old_cost))
+        return 0;
+    int first = PyObject_RichCompareBool(key, PyTuple_GET_ITEM(keys, 0), Py_EQ);
+    if (first < 0)
+        return -1;
+    const int side = first ? 0 : 1;
+    PyObject *direction = PyTuple_GET_ITEM(sides, side), *other = PyTuple_GET_ITEM(sides, 1 - side);
+    if (!layout_of(&skim->direction, direction, direction_slots, D_SLOTS) || Py_TYPE(other) != Py_TYPE(direction))
+        return 0;
+    const Py_ssize_t *d = skim->direction.at;
+    if (SLOT(direction, d[D_BROKEN]) != Py_False || SLOT(direction, d[D_SUSPECT]) != Py_None ||
+        SLOT(direction, d[D_FIN]) != Py_None || SLOT(other, d[D_FIN]) != Py_None ||
+        SLOT(other, d[D_SUSPECT]) != Py_None)
+        return 0;
+    PyObject *reader_object = SLOT(direction, d[D_RECORDS]);
+    Py_ssize_t base, verified;
+    if (reader_object == NULL || !Py_IS_TYPE(reader_object, &RecordReaderType) ||
+        !size_slot(SLOT(direction, d[D_BASE]), &base) || !size_slot(SLOT(direction, d[D_VERIFIED]), &verified) ||
+        (Py_ssize_t)((h->seq - (uint32_t)base) & 0xFFFFFFFFu) < verified)
+        return 0;
+    RecordReaderObject *reader = (RecordReaderObject *)reader_object;
+    if (reader->error != NULL || reader->busy)
+        return 0;
+    PyObject *stream = SLOT(direction, d[D_STREAM]);
+    if (stream == NULL || !layout_of(&skim->stream, stream, stream_slots, S_SLOTS))
+        return 0;
+    const Py_ssize_t *s = skim->stream.at;
+    PyObject *held = SLOT(stream, s[S_PENDING]), *recent = SLOT(stream, s[S_RECENT]);
+    Py_ssize_t stream_base, delivered, max_bytes;
+    if (SLOT(stream, s[S_CAPPED]) != Py_False || held == NULL || !PyDict_CheckExact(held) || PyDict_GET_SIZE(held) ||
+        recent == NULL || !(PyBytes_CheckExact(recent) || PyByteArray_CheckExact(recent)) ||
+        !size_slot(SLOT(stream, s[S_BASE]), &stream_base) || !size_slot(SLOT(stream, s[S_DELIVERED]), &delivered) ||
+        !size_slot(SLOT(stream, s[S_MAX_BYTES]), &max_bytes) ||
+        (Py_ssize_t)((h->seq - (uint32_t)stream_base) & 0xFFFFFFFFu) != delivered || length >= max_bytes - delivered)
+        return 0;
+    if (!layout_of(&skim->tracker, tracker, tracker_slots, T_SLOTS))
+        return 0;
+    const Py_ssize_t *t = skim->tracker.at;
+    PyObject *broken = SLOT(tracker, t[T_BROKEN]), *traces = SLOT(tracker, t[T_RECORDS]);
+    Py_ssize_t protected_bytes;
+    if (SLOT(tracker, t[T_TLS13]) != Py_True || SLOT(tracker, t[T_KEEP_PROTECTED]) != Py_False ||
+        SLOT(tracker, t[T_SETTLED]) != Py_False || SLOT(tracker, t[T_HANDSHAKE_OVER]) != Py_False ||
+        broken == NULL || !PyDict_CheckExact(broken) || traces == NULL || !PyList_CheckExact(traces) ||
+        !size_slot(SLOT(tracker, t[T_PROTECTED_BYTES]), &protected_bytes))
+        return 0;
+    PyObject *role = PyLong_CheckExact(client) && PyLong_AsLong(client) == side ? skim->client : skim->server;
+    PyObject *sender_broken = PyDict_GetItemWithError(broken, role);
+    if (sender_broken != Py_False)
+        return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t lengths[MAX_TRACED];
+    Py_ssize_t room = skim->max_traces - PyList_GET_SIZE(traces) - 1; /* the record that settles goes to Python */
+    if (room < 0)
+        return 0;
+    Py_ssize_t count = application_records(reader, payload, length, lengths, room);
+    if (count < 0)
+        return 0;
+    Py_ssize_t other_cost = direction_cost(skim, other);
+    if (other_cost < 0 || direction_cost(skim, direction) < 0)
+        return 0;
+    PyObject *memory = PyObject_GetAttr(skim->table, memory_name);
+    PyObject *max_memory = memory == NULL ? NULL : PyObject_GetAttr(skim->table, max_memory_name);
+    int over = max_memory == NULL ? -1 : PyObject_RichCompareBool(memory, max_memory, Py_GT);
+    Py_XDECREF(max_memory);
+    if (over != 0) {
+        Py_XDECREF(memory);
+        return over < 0 ? -1 : 0;
+    }
+    /* Every condition holds: what Python would have done, in its order of effect. */
+    int result = -1;
+    PyObject *added = PyList_New(count), *seen = PyFloat_FromDouble(timestamp), *now_delivered = NULL;
+    PyObject *window = NULL, *cost = NULL, *now_memory = NULL;
+    if (added == NULL || seen == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *size = PyLong_FromSsize_t(lengths[i]);
+        if (size == NULL)
+            goto done;
+        PyObject *args[4] = {role, skim->application_data, size, seen};
+        PyObject *trace = PyObject_Vectorcall(skim->trace_type, args, 4, NULL);
+        Py_DECREF(size);
+        if (trace == NULL)
+            goto done;
+        PyList_SET_ITEM(added, i, trace);
+    }
+    if ((now_delivered = PyLong_FromSsize_t(delivered + length)) == NULL ||
+        (window = recent_after(recent, payload, length, skim->recent_window)) == NULL)
+        goto done;
+    if (advance(reader, payload, length, ignore_record, NULL) < 0)
+        goto done;
+    Py_XSETREF(SLOT(stream, s[S_DELIVERED]), Py_NewRef(now_delivered));
+    Py_XSETREF(SLOT(stream, s[S_RECENT]), Py_NewRef(window));
+    if (count) {
+        if (PyList_SetSlice(traces, PyList_GET_SIZE(traces), PyList_GET_SIZE(traces), added) < 0)
+            goto done;
+        Py_XSETREF(SLOT(tracker, t[T_PROTECTED_SEEN]), Py_NewRef(Py_True));
+    }
+    Py_XSETREF(SLOT(flow, skim->last_seen_offset), Py_NewRef(seen));
+    Py_ssize_t mine = direction_cost(skim, direction);
+    if (mine < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "FlowSkimmer: a direction changed layout while traced");
+        goto done;
+    }
+    Py_ssize_t flow_cost = skim->flow_cost + mine + other_cost + protected_bytes;
+    if ((cost = PyLong_FromSsize_t(flow_cost)) == NULL)
+        goto done;
+    PyObject *change = PyLong_FromSsize_t(flow_cost - old_cost);
+    now_memory = change == NULL ? NULL : PyNumber_Add(memory, change);
+    Py_XDECREF(change);
+    if (now_memory == NULL || PyObject_SetAttr(skim->table, memory_name, now_memory) < 0)
+        goto done;
+    Py_XSETREF(SLOT(flow, fl[F_COST]), Py_NewRef(cost));
+    skim->traced++;
+    result = 1;
+done:
+    Py_XDECREF(memory);
+    Py_XDECREF(added);
+    Py_XDECREF(seen);
+    Py_XDECREF(now_delivered);
+    Py_XDECREF(window);
+    Py_XDECREF(cost);
+    Py_XDECREF(now_memory);
+    return result;
+}
+
 static int
 skimmer_init(FlowSkimmerObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"flows", "table", "flow_type", "idle", NULL};
-    PyObject *flows, *table, *flow_type;
+    static char *keywords[] = {"flows", "table", "flow_type", "idle", "trace", NULL};
+    PyObject *flows, *table, *flow_type, *trace = Py_None;
     double idle;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!d", keywords, &PyDict_Type, &flows, &table, &PyType_Type,
-                                     &flow_type, &idle))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!d|O", keywords, &PyDict_Type, &flows, &table, &PyType_Type,
+                                     &flow_type, &idle, &trace))
         return -1;
+    PyObject *trace_type = NULL, *client = NULL, *server = NULL;
+    Py_ssize_t max_traces = 0, flow_cost = 0, recent_window = 0;
+    if (trace != Py_None) {
+        if (!PyArg_ParseTuple(trace, "OOOnnn:FlowSkimmer trace (RecordTrace, CLIENT, SERVER, max traces, flow cost, "
+                                     "recent window)", &trace_type, &client, &server, &max_traces, &flow_cost,
+                              &recent_window))
+            return -1;
+        if (max_traces < 1 || max_traces > MAX_TRACED || recent_window < 1) {
+            PyErr_SetString(PyExc_ValueError, "FlowSkimmer: trace limits out of range");
+            return -1;
+        }
+        if (layout_for(&self->flow, (PyTypeObject *)flow_type, flow_slots, F_SLOTS) < 0)
+            return -1;
+    }
     Py_ssize_t done = slot_offset((PyTypeObject *)flow_type, "done");
     if (done < 0)
         return -1;
@@ -505,6 +1144,15 @@ skimmer_init(FlowSkimmerObject *self, PyObject *args, PyObject *kwargs)
     self->done_offset = done;
     self->last_seen_offset = last_seen;
     self->idle = idle;
+    Py_XSETREF(self->trace_type, Py_XNewRef(trace_type));
+    Py_XSETREF(self->client, Py_XNewRef(client));
+    Py_XSETREF(self->server, Py_XNewRef(server));
+    self->max_traces = max_traces;
+    self->flow_cost = flow_cost;
+    self->recent_window = recent_window;
+    if (trace_type != NULL && self->application_data == NULL &&
+        (self->application_data = PyLong_FromLong(23)) == NULL)
+        return -1;
     return 0;
 }
 
@@ -514,6 +1162,13 @@ skimmer_traverse(FlowSkimmerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->flows);
     Py_VISIT(self->table);
     Py_VISIT(self->flow_type);
+    Py_VISIT(self->trace_type);
+    Py_VISIT(self->client);
+    Py_VISIT(self->server);
+    Py_VISIT(self->flow.type);
+    Py_VISIT(self->direction.type);
+    Py_VISIT(self->stream.type);
+    Py_VISIT(self->tracker.type);
     return 0;
 }
 
@@ -523,6 +1178,14 @@ skimmer_clear(FlowSkimmerObject *self)
     Py_CLEAR(self->flows);
     Py_CLEAR(self->table);
     Py_CLEAR(self->flow_type);
+    Py_CLEAR(self->trace_type);
+    Py_CLEAR(self->client);
+    Py_CLEAR(self->server);
+    Py_CLEAR(self->application_data);
+    Py_CLEAR(self->flow.type);
+    Py_CLEAR(self->direction.type);
+    Py_CLEAR(self->stream.type);
+    Py_CLEAR(self->tracker.type);
     return 0;
 }
 
@@ -558,6 +1221,12 @@ skimmer_decode(FlowSkimmerObject *self, PyObject *const *args, Py_ssize_t nargs)
     return segment_of(shape, args[1], &h);
 }
 
+static PyMemberDef skimmer_members[] = {
+    {"traced", T_PYSSIZET, offsetof(FlowSkimmerObject, traced), READONLY,
+     "packets of followed connections whose records only lengthened the trace, taken"},
+    {NULL},
+};
+
 static PyMethodDef skimmer_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))skimmer_decode, METH_FASTCALL,
      "decode(linktype, frame, timestamp) -> SKIMMED | Segment | None | NOT_MINE\n\n"
@@ -579,6 +1248,7 @@ static PyTypeObject FlowSkimmerType = {
     .tp_clear = (inquiry)skimmer_clear,
     .tp_dealloc = (destructor)skimmer_dealloc,
     .tp_methods = skimmer_methods,
+    .tp_members = skimmer_members,
 };
 
 /* ----- reading frames, through a sieve ------------------------------------------------------------
@@ -1083,270 +1753,6 @@ fail:
     Py_DECREF(self);
     return NULL;
 }
-
-/* ----- TLS record framing ---------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    unsigned char *tail; /* a partial record carried to the next feed */
-    Py_ssize_t tail_len, tail_cap;
-    uint64_t base;       /* stream offset of tail[0] */
-    Py_ssize_t max_fragment;
-    PyObject *error;     /* the ParseError that poisoned the reader */
-    int busy;            /* inside feed(): a re-entrant call would see the tail being rewritten */
-} RecordReaderObject;
-
-static int
-tail_reserve(RecordReaderObject *self, Py_ssize_t extra)
-{
-    if (extra > PY_SSIZE_T_MAX - self->tail_len) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_ssize_t need = self->tail_len + extra;
-    if (need <= self->tail_cap)
-        return 0;
-    Py_ssize_t cap = self->tail_cap > PY_SSIZE_T_MAX / 2 ? need : self->tail_cap * 2;
-    if (cap < need)
-        cap = need;
-    unsigned char *grown = PyMem_Realloc(self->tail, (size_t)cap);
-    if (grown == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->tail = grown;
-    self->tail_cap = cap;
-    return 0;
-}
-
-/* After the front was consumed: give memory back as bytearray does, so idle flows stay small. */
-static void
-tail_trim(RecordReaderObject *self)
-{
-    if (self->tail_len == 0) {
-        PyMem_Free(self->tail);
-        self->tail = NULL;
-        self->tail_cap = 0;
-    }
-    else if (self->tail_cap > 2 * self->tail_len) {
-        unsigned char *smaller = PyMem_Realloc(self->tail, (size_t)self->tail_len);
-        if (smaller != NULL) { /* keeping the larger block is harmless */
-            self->tail = smaller;
-            self->tail_cap = self->tail_len;
-        }
-    }
-}
-
-static PyObject *
-new_record(unsigned content_type, unsigned version, const unsigned char *payload, Py_ssize_t length,
-           uint64_t offset)
-{
-    PyObject *values[4] = {
-        PyLong_FromUnsignedLong(content_type),
-        PyLong_FromUnsignedLong(version),
-        PyBytes_FromStringAndSize((const char *)payload, length),
-        PyLong_FromUnsignedLongLong(offset),
-    };
-    PyObject *record = NULL;
-    if (values[0] && values[1] && values[2] && values[3])
-        record = Record->tp_alloc(Record, 0);
-    if (record == NULL) {
-        for (int i = 0; i < 4; i++)
-            Py_XDECREF(values[i]);
-        return NULL;
-    }
-    /* The frozen dataclass's __init__ does only these four object.__setattr__ calls. */
-    for (int i = 0; i < 4; i++)
-        *(PyObject **)((char *)record + record_offset[i]) = values[i];
-    return record;
-}
-
-/* Stores ParseError(what, offset) as the reader's error; what is stolen. -1 if it could not be built. */
-static int
-poison(RecordReaderObject *self, PyObject *what, uint64_t offset)
-{
-    if (what == NULL)
-        return -1;
-    PyObject *error = PyObject_CallFunction(ParseError, "NK", what, (unsigned long long)offset);
-    if (error == NULL)
-        return -1;
-    Py_XSETREF(self->error, error);
-    return 0;
-}
-
-/* The records complete in v[0:end], appended to records; returns where the first incomplete one
-   starts, or -1 with an exception set. A bad header poisons the reader and ends the walk. */
-static Py_ssize_t
-walk(RecordReaderObject *self, const unsigned char *v, Py_ssize_t end, PyObject *records)
-{
-    Py_ssize_t pos = 0;
-    while (end - pos >= 5) {
-        const unsigned char *h = v + pos;
-        uint64_t offset = self->base + (uint64_t)pos;
-        uint32_t length = be16(h + 3);
-        if (h[0] < 20 || h[0] > 24)  /* change_cipher_spec .. heartbeat */
-            return poison(self, PyUnicode_FromFormat("record content type %u is not TLS", (unsigned)h[0]), offset)
-                   < 0 ? -1 : pos;
-        if (h[1] != 3)
-            return poison(self, PyUnicode_FromFormat("record major version %u is not 3", (unsigned)h[1]), offset)
-                   < 0 ? -1 : pos;
-        if ((Py_ssize_t)length > self->max_fragment)
-            return poison(self,
-                          PyUnicode_FromFormat("record_overflow: %u bytes > %zd", (unsigned)length, self->max_fragment),
-                          offset) < 0 ? -1 : pos;
-        if (end - pos - 5 < (Py_ssize_t)length)
-            break;
-        PyObject *record = new_record(h[0], be16(h + 1), h + 5, (Py_ssize_t)length, offset);
-        if (record == NULL)
-            return -1;
-        int appended = PyList_Append(records, record);
-        Py_DECREF(record);
-        if (appended < 0)
-            return -1;
-        pos += 5 + (Py_ssize_t)length;
-    }
-    return pos;
-}
-
-/* A fresh ParseError like the one that poisoned the reader, raised; always NULL. */
-static PyObject *
-raise_poison(PyObject *error)
-{
-    PyObject *what = PyObject_GetAttrString(error, "what");
-    PyObject *offset = what ? PyObject_GetAttrString(error, "offset") : NULL;
-    PyObject *again = offset ? PyObject_CallFunctionObjArgs(ParseError, what, offset, NULL) : NULL;
-    if (again != NULL)
-        PyErr_SetObject(ParseError, again);
-    Py_XDECREF(what);
-    Py_XDECREF(offset);
-    Py_XDECREF(again);
-    return NULL;
-}
-
-static PyObject *
-reader_feed(RecordReaderObject *self, PyObject *data)
-{
-    if (self->error != NULL)
-        return raise_poison(self->error);
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "RecordReader.feed() called re-entrantly");
-        return NULL;
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    PyObject *records = PyList_New(0);
-    if (records == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    self->busy = 1;
-    Py_ssize_t pos;
-    if (self->tail_len) {
-        if (tail_reserve(self, view.len) < 0) {
-            pos = -1;
-        }
-        else {
-            memcpy(self->tail + self->tail_len, view.buf, (size_t)view.len);
-            self->tail_len += view.len;
-            pos = walk(self, self->tail, self->tail_len, records);
-            if (pos > 0) {
-                memmove(self->tail, self->tail + pos, (size_t)(self->tail_len - pos));
-                self->tail_len -= pos;
-                tail_trim(self);
-            }
-        }
-    }
-    else {
-        /* Nothing pending (the usual case): records come straight out of the caller's bytes. */
-        pos = walk(self, view.buf, view.len, records);
-        if (pos >= 0 && pos < view.len) {
-            if (tail_reserve(self, view.len - pos) < 0) {
-                pos = -1;
-            }
-            else {
-                memcpy(self->tail, (const unsigned char *)view.buf + pos, (size_t)(view.len - pos));
-                self->tail_len = view.len - pos;
-            }
-        }
-    }
-    self->busy = 0;
-    PyBuffer_Release(&view);
-    if (pos < 0) {
-        Py_DECREF(records);
-        return NULL;
-    }
-    self->base += (uint64_t)pos;
-    if (self->error != NULL && PyList_GET_SIZE(records) == 0) {
-        Py_DECREF(records);
-        return raise_poison(self->error);
-    }
-    return records;
-}
-
-static int
-reader_init(RecordReaderObject *self, PyObject *args, PyObject *kwargs)
-{
-    static char *keywords[] = {"max_fragment", NULL};
-    Py_ssize_t max_fragment = max_ciphertext;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:RecordReader", keywords, &max_fragment))
-        return -1;
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError, "RecordReader re-initialised inside feed()");
-        return -1;
-    }
-    PyMem_Free(self->tail);
-    self->tail = NULL;
-    self->tail_len = self->tail_cap = 0;
-    self->base = 0;
-    self->max_fragment = max_fragment;
-    Py_CLEAR(self->error);
-    return 0;
-}
-
-static void
-reader_dealloc(RecordReaderObject *self)
-{
-    PyMem_Free(self->tail);
-    Py_XDECREF(self->error);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *
-reader_error(RecordReaderObject *self, void *Py_UNUSED(closure))
-{
-    return Py_NewRef(self->error ? self->error : Py_None);
-}
-
-static PyObject *
-reader_buffered(RecordReaderObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromSsize_t(self->tail_len);
-}
-
-static PyMethodDef reader_methods[] = {
-    {"feed", (PyCFunction)reader_feed, METH_O, "Every record completed by data; a partial record stays buffered."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyGetSetDef reader_getset[] = {
-    {"error", (getter)reader_error, NULL, "The framing error that poisoned this reader, if any.", NULL},
-    {"buffered", (getter)reader_buffered, NULL, "Bytes held while waiting for the rest of a record.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject RecordReaderType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "helloscope.sniffer.capture._core.RecordReader",
-    .tp_doc = PyDoc_STR("parsers.records.RecordReader in C: split a byte stream into TLS records."),
-    .tp_basicsize = sizeof(RecordReaderObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)reader_init,
-    .tp_dealloc = (destructor)reader_dealloc,
-    .tp_methods = reader_methods,
-    .tp_getset = reader_getset,
-};
 
 /* ----- module ---------------------------------------------------------------------------------- */
 

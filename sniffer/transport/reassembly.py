@@ -18,7 +18,7 @@ from typing import Final
 _SEQ_MOD: Final = 1 << 32
 _HALF: Final = 1 << 31
 # Delivered bytes kept to compare retransmissions against; older retransmissions are only counted.
-_RECENT_WINDOW: Final = 16384
+RECENT_WINDOW: Final = 16384
 # Bytes a held segment costs beyond its payload: the bytes object header, the int offset, its dict slot
 # and heap slot. Measured with tracemalloc on CPython 3.11 (bench/resource_bounds.py --only held-cost):
 # 68-125 bytes depending on how many are held (dict and heap growth) and whether the payload is a cached
@@ -208,11 +208,11 @@ class StreamReassembler:
         self.delivered += len(data)
         recent = self._recent
         if not recent:
-            self._recent = data[-_RECENT_WINDOW:] if len(data) > _RECENT_WINDOW else data
+            self._recent = data[-RECENT_WINDOW:] if len(data) > RECENT_WINDOW else data
             return data
         if isinstance(recent, bytes):
             self._recent = recent = bytearray(recent)
         recent += data
-        if len(recent) > _RECENT_WINDOW:
-            del recent[: len(recent) - _RECENT_WINDOW]  # CPython moves the start, not the bytes
+        if len(recent) > RECENT_WINDOW:
+            del recent[: len(recent) - RECENT_WINDOW]  # CPython moves the start, not the bytes
         return data

@@ -56,12 +56,12 @@ from helloscope.sniffer.capture import fast
 from helloscope.sniffer.capture.decode import Segment
 from helloscope.sniffer.handshake.decryption import decryption_of
 from helloscope.sniffer.handshake.finish import TransportEnd, finish_connection
-from helloscope.sniffer.handshake.settlement import keys_can_follow
+from helloscope.sniffer.handshake.settlement import MAX_TRACED_RECORDS, keys_can_follow
 from helloscope.sniffer.handshake.tracker import ConnectionTracker
-from helloscope.sniffer.report.model import ConnectionReport, Endpoints, Preamble, TcpSummary
+from helloscope.sniffer.report.model import ConnectionReport, Endpoints, Preamble, RecordTrace, TcpSummary
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Connection, ConnectionTable, Emit, Limits
-from helloscope.sniffer.transport.reassembly import StreamReassembler
+from helloscope.sniffer.transport.reassembly import RECENT_WINDOW, StreamReassembler
 from helloscope.sniffer.vocabulary import EndReason, Sender, Transport
 
 FIN: Final = 0x01
@@ -183,7 +183,10 @@ class TcpTable(ConnectionTable[_Flow]):
         self.skimmer: Any = None
         self.skim: Callable[[int, bytes, float], Any] | None = None
         if fast.FlowSkimmer is not None and limits.fast_path:
-            self.skimmer = fast.FlowSkimmer(self._flows, self, _Flow, float(limits.idle_timeout))
+            # It also takes the in-order bytes of keyless TLS 1.3 past the ServerHello that only lengthen
+            # the record trace (most packets of a handshake-heavy capture), as packet() would take them.
+            trace = (RecordTrace, Sender.CLIENT, Sender.SERVER, MAX_TRACED_RECORDS, FLOW_COST, RECENT_WINDOW)
+            self.skimmer = fast.FlowSkimmer(self._flows, self, _Flow, float(limits.idle_timeout), trace)
             self.skim = self.skimmer.decode
 
     # ----- packets -------------------------------------------------------------------------------
