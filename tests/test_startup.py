@@ -19,6 +19,8 @@ LIVE_AND_WORKERS = (
     "helloscope.sniffer.run.live",
     "helloscope.sniffer.run.parallel",
     "helloscope.sniffer.capture.filter",
+    "helloscope.sniffer.capture.rings",
+    "ctypes",
 )
 NETWORK_OUTPUTS = ("helloscope.sniffer.outputs.http", "helloscope.sniffer.outputs.syslog", "ssl")
 TERMINAL = ("rich",)
