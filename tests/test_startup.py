@@ -22,7 +22,13 @@ LIVE_AND_WORKERS = (
     "helloscope.sniffer.capture.rings",
     "ctypes",
 )
-NETWORK_OUTPUTS = ("helloscope.sniffer.outputs.http", "helloscope.sniffer.outputs.syslog", "ssl")
+NETWORK_OUTPUTS = (
+    "helloscope.sniffer.outputs.http",
+    "helloscope.sniffer.outputs.syslog",
+    "helloscope.sniffer.outputs.delivery",
+    "helloscope.sniffer.outputs.spool",
+    "ssl",
+)
 TERMINAL = ("rich",)
 UDP = (
     "helloscope.sniffer.transport.quic",

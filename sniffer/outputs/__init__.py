@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from helloscope.sniffer.outputs.delivery import COUNTERS, BatchLimits, QueuedDestination, Transport, warn
+from helloscope.sniffer.outputs.common import COUNTERS, warn
 from helloscope.sniffer.report.events import to_json_line
 
 if TYPE_CHECKING:
     import ssl
 
+    from helloscope.sniffer.outputs.delivery import QueuedDestination, Transport
     from helloscope.sniffer.outputs.spool import Spool
 
 __all__ = ["DeliveryOptions", "OutputError", "Outputs", "open_outputs"]
@@ -179,10 +180,16 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
                 f"no spool directory: events for {', '.join(names)} wait in memory only "
                 "and are lost if undelivered at exit"
             )
-        limits = BatchLimits(options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds)
-        for network in parsed:
-            spool = _open_spool(network.transport.name, options)
-            opened.append((QueuedDestination(network.transport, limits, spool), network.encode))
+        if parsed:
+            # The sender threads' code, like the transports', loads with the first network output.
+            from helloscope.sniffer.outputs.delivery import BatchLimits, QueuedDestination
+
+            limits = BatchLimits(
+                options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds
+            )
+            for network in parsed:
+                spool = _open_spool(network.transport.name, options)
+                opened.append((QueuedDestination(network.transport, limits, spool), network.encode))
     except OutputError:
         for stream in streams:
             stream.close()

@@ -16,16 +16,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from helloscope.sniffer.outputs.spool import Position, Spool
+from helloscope.sniffer.outputs.common import COUNTERS, warn
 
-COUNTERS = ("events_written", "outputs_retried", "events_spooled", "events_dropped", "events_rejected", "spool_torn")
+if TYPE_CHECKING:
+    from helloscope.sniffer.outputs.spool import Position, Spool  # opened by the caller, with a --spool-dir
+
 _FIRST_RETRY_SECONDS = 0.25
-
-
-def warn(message: str) -> None:
-    print(f"helloscope: warning: {message}", file=sys.stderr, flush=True)
 
 
 class DeliveryError(Exception):

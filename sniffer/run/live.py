@@ -52,6 +52,7 @@ DEFERRED_MODULES: Final = (
     "helloscope.sniffer.report.render",
     "helloscope.sniffer.outputs.http",
     "helloscope.sniffer.outputs.syslog",
+    "helloscope.sniffer.outputs.delivery",
     "helloscope.sniffer.outputs.spool",
     "cryptography.exceptions",
     "cryptography.hazmat.primitives.ciphers",
