@@ -37,6 +37,7 @@ UDP = (
     "helloscope.parsers.dtls",
 )
 CIPHERS = ("cryptography.hazmat.primitives.ciphers",)
+DECRYPTION = ("helloscope.parsers.decrypt", "helloscope.parsers.tickets")
 X509 = ("cryptography.x509", "helloscope.parsers.x509")
 
 # Runs the CLI in-process, then prints the modules it loaded (SystemExit is how click ends a command).
@@ -66,7 +67,7 @@ def _absent(loaded: set[str], names: tuple[str, ...]) -> list[str]:
 def test_keyless_tls13_analysis_to_a_file_loads_no_sensor_network_terminal_udp_or_cryptography_code(tmp_path) -> None:
     loaded = _loaded("analyze", "-q", "-o", str(tmp_path / "events.jsonl"), "pcaps/tls13-flag62-required-missing.pcap")
     assert "helloscope.sniffer.transport.tcp" in loaded  # the probe sees what the run used
-    assert _absent(loaded, LIVE_AND_WORKERS + NETWORK_OUTPUTS + TERMINAL + UDP) == []
+    assert _absent(loaded, LIVE_AND_WORKERS + NETWORK_OUTPUTS + TERMINAL + UDP + DECRYPTION) == []
     assert not [name for name in loaded if name.startswith("cryptography")]  # no key, no certificate in sight
     assert (tmp_path / "events.jsonl").read_text().count("\n") == 1
 
@@ -86,7 +87,7 @@ def test_what_a_run_uses_is_loaded_when_it_is_used(tmp_path) -> None:
         "pcaps/tls13-flag62-required-missing.keylog",
         "pcaps/tls13-flag62-required-missing.pcap",
     )
-    assert "cryptography.hazmat.primitives.ciphers" in keyed
+    assert set(CIPHERS + DECRYPTION) <= keyed
     certificate = _loaded("analyze", "-q", "-o", str(tmp_path / "c.jsonl"), "pcaps/tls12-noauth.pcap")
     assert set(X509) <= certificate  # the server's certificate, in the clear, is summarised
 

@@ -54,6 +54,8 @@ DEFERRED_MODULES: Final = (
     "helloscope.sniffer.outputs.syslog",
     "helloscope.sniffer.outputs.delivery",
     "helloscope.sniffer.outputs.spool",
+    "helloscope.parsers.decrypt",
+    "helloscope.parsers.tickets",
     "cryptography.exceptions",
     "cryptography.hazmat.primitives.ciphers",
     "cryptography.hazmat.primitives.ciphers.aead",
