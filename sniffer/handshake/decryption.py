@@ -65,6 +65,8 @@ _TLS13_PHASES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class ProtectedRecord:
+    """An encrypted record kept for decryption, as it came from one side."""
+
     sender: Sender
     content_type: int
     version: int
@@ -78,6 +80,8 @@ class ProtectedRecord:
 
 @dataclass(frozen=True, slots=True)
 class DecryptedMessage:
+    """A handshake message read from opened records, with the key phase that opened it."""
+
     sender: Sender
     msg_type: int
     body: bytes
@@ -87,6 +91,8 @@ class DecryptedMessage:
 
 @dataclass(frozen=True, slots=True)
 class Decryption:
+    """What trying the key log on a connection's records gave: a status and what was opened."""
+
     status: DecryptionStatus
     reason: str | None = None
     messages: tuple[DecryptedMessage, ...] = ()

@@ -47,6 +47,8 @@ class OutputError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOptions:
+    """How network outputs queue, batch, retry and spool; files ignore them."""
+
     spool_dir: str | None = None  # where undelivered events wait on disk (per destination subdir)
     spool_limit: int = 1 << 30  # bytes per destination; beyond it events are dropped, counted, logged
     queue_events: int = 10_000  # in-memory queue per destination before spilling to the spool

@@ -55,6 +55,8 @@ class Transport(Protocol):
 
 @dataclass(slots=True)
 class _Batch:
+    """Records sent to the destination together, and what acknowledging them removes."""
+
     records: list[bytes]  # still to be delivered (a retry may resend only some of them)
     from_memory: int  # records it removes from the head of the memory queue once delivered ...
     spool_end: Position | None  # ... or the spool position it acknowledges
@@ -62,6 +64,8 @@ class _Batch:
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
+    """A destination's batch size (events, bytes), memory queue and retry ceiling."""
+
     events: int
     bytes: int
     queue_events: int

@@ -108,6 +108,8 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SensorSettings:
+    """What a live sensor analyses with: limits, observer, ports, the key logs it follows, the handshake pcap."""
+
     limits: Limits
     observer: Observer
     ports: frozenset[int] = frozenset()
