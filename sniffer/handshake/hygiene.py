@@ -56,13 +56,14 @@ def public_ca_names() -> frozenset[str]:
             bundle = Path(path).read_bytes()
         except OSError:
             continue
-        return frozenset(filter(None, map(_subject_of, _PEM_BLOCK.findall(bundle))))
+        return frozenset(filter(None, map(_subject_of, re.findall(_PEM_BLOCK, bundle, re.DOTALL))))
     return frozenset()
 
 
 # One certificate at a time: a single root cryptography dislikes (Debian ships one with a negative
 # serial number, which it warns about now and will refuse later) must not lose the whole store.
-_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+# Compiled when the store is read, which a run without client certificates never does.
+_PEM_BLOCK = rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----"
 
 
 def _subject_of(pem: bytes) -> str | None:
