@@ -19,7 +19,6 @@ import re
 import warnings
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Final
 
 from helloscope.parsers.certs import X509Summary
@@ -53,7 +52,8 @@ def public_ca_names() -> frozenset[str]:
     """
     for path in SYSTEM_TRUST_STORES:
         try:
-            bundle = Path(path).read_bytes()
+            with open(path, "rb") as store:
+                bundle = store.read()
         except OSError:
             continue
         return frozenset(filter(None, map(_subject_of, re.findall(_PEM_BLOCK, bundle, re.DOTALL))))

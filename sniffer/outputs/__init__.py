@@ -16,9 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import parse_qs, unquote, urlsplit
 
 from helloscope.sniffer.outputs.common import COUNTERS, warn
 from helloscope.sniffer.report.events import to_json_line
@@ -205,6 +203,8 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
 def _parse_stream(spec: str) -> _StreamOutput:
     if spec == "-":
         return _StreamOutput(None)
+    from pathlib import Path  # pathlib and urllib.parse (below) load with the first file or network output
+
     path = spec.removeprefix("file:")
     if not path:
         raise OutputError(f"output {spec!r} names no file; accepted forms: {ACCEPTED_FORMS}")
@@ -215,6 +215,8 @@ def _parse_stream(spec: str) -> _StreamOutput:
 
 def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
     # The network transports (ssl, http.client) are imported here: a run writing files does not pay for them.
+    from urllib.parse import parse_qs, unquote, urlsplit
+
     from helloscope.sniffer.outputs.http import (
         HttpTransport,
         bulk_outcome,
@@ -291,6 +293,8 @@ def _tls_context(name: str, query: Mapping[str, str]) -> ssl.SSLContext:
 def _open_spool(name: str, options: DeliveryOptions) -> Spool | None:
     if options.spool_dir is None:
         return None
+    from pathlib import Path
+
     from helloscope.sniffer.outputs.spool import Spool, SpoolBusyError
 
     directory = Path(options.spool_dir) / hashlib.sha256(name.encode()).hexdigest()[:16]

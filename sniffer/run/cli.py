@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeAlias
-from urllib.parse import urlsplit
 
 import click
 from helloscope.parsers.keylog import KeyLog
@@ -478,6 +477,10 @@ def _bpf_filter(expression: str | None) -> Callable[[int, bytes], bool] | None:
 
 def _check_outputs(specs: tuple[str, ...]) -> None:
     """An Elasticsearch output names its ``_bulk`` endpoint: a bare ``http://host:9200/`` is not guessed at."""
+    if not specs:
+        return
+    from urllib.parse import urlsplit  # only with -o: a run writing to stdout does without it
+
     for spec in specs:
         url = urlsplit(spec)
         if url.scheme.lower() in ("http", "https") and not url.path.rstrip("/").endswith("/_bulk"):

@@ -63,6 +63,8 @@ DEFERRED_MODULES: Final = (
     "cryptography.hazmat.primitives.kdf.hkdf",
     "cryptography.utils",
     "encodings.idna",  # a network output's host name
+    "pathlib",  # an output file, a spool directory
+    "urllib.parse",  # a network output's URL
 )
 
 
