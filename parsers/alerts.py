@@ -14,6 +14,8 @@ FATAL: Final = 2
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """One alert of an alert record: its level (warning, fatal) and description code."""
+
     level: int
     description: int
 

@@ -28,6 +28,8 @@ from helloscope.parsers.registry import CERTIFICATE_AUTHORITIES, SIGNATURE_ALGOR
 
 @dataclass(frozen=True, slots=True)
 class CertificateMessage:
+    """A Certificate message: the certificates as sent (DER), with TLS 1.3's request context."""
+
     request_context: bytes
     certificates: tuple[bytes, ...]  # DER, leaf first
 
@@ -39,6 +41,8 @@ class CertificateMessage:
 
 @dataclass(frozen=True, slots=True)
 class CertificateRequest:
+    """A CertificateRequest: what the server asks a client certificate to be, in either version's form."""
+
     request_context: bytes
     certificate_types: tuple[int, ...]
     signature_algorithms: tuple[int, ...]
@@ -129,6 +133,8 @@ def parse_certificate_request(body: bytes, tls13: bool, tls12: bool = True) -> C
 
 @dataclass(frozen=True, slots=True)
 class X509Summary:
+    """What an event reports of an X.509 certificate, read once from its DER by parsers/x509.py."""
+
     subject: str  # RFC 4514, unescaped for display
     issuer: str
     subject_common_names: tuple[str, ...]

@@ -49,6 +49,8 @@ class DecryptError(ParseError):
 
 @dataclass(frozen=True, slots=True)
 class Tls13Suite:
+    """A TLS 1.3 cipher suite: its AEAD, key and tag lengths, and the hash of its key schedule."""
+
     code: int
     name: str
     aead: str  # AES_GCM, AES_CCM or CHACHA20_POLY1305
@@ -75,6 +77,8 @@ TLS13_SUITES: Final[dict[int, Tls13Suite]] = {
 
 @dataclass(frozen=True, slots=True)
 class Tls12Suite:
+    """A TLS 1.2 AEAD cipher suite: how its key block is cut and its nonce built."""
+
     code: int
     name: str
     aead: str  # AES_GCM or CHACHA20_POLY1305
@@ -227,6 +231,8 @@ def _check_header(header: bytes, fragment_length: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Decrypted:
+    """An opened TLS 1.3 or DTLS 1.3 record: the inner content type and the content, padding removed."""
+
     content_type: int  # the real (inner) content type
     plaintext: bytes  # content without type and padding
     padding: int  # zero bytes stripped

@@ -237,6 +237,8 @@ def parse_handshake_fragments(payload: bytes) -> tuple[HandshakeFragment, ...]:
 
 @dataclass(frozen=True, slots=True)
 class DtlsHandshakeMessage:
+    """A DTLS handshake message reassembled from its fragments, with how it arrived."""
+
     msg_type: int
     message_seq: int
     body: bytes
@@ -476,6 +478,8 @@ def parse_dtls_client_hello(body: bytes) -> ClientHello:
 
 @dataclass(frozen=True, slots=True)
 class RecordNumber:
+    """A record an ACK acknowledges: its epoch and sequence number."""
+
     epoch: int
     sequence: int
 

@@ -61,18 +61,17 @@ CLIENT_RANDOM_LENGTH: Final = 32
 # example post-quantum) public key. The cap only bounds what a never-terminated line can make us buffer.
 MAX_LINE_CHARS: Final = 1 << 16
 
-# RFC 9850 §2: CRLF, CR or LF. str.splitlines() would also split on \v, \f, \x1c-\x1e, \x85 and
-# U+2028/9, which are not terminators in this format.
-_TERMINATOR: Final = re.compile(r"\r\n|\r|\n")
 # Texts are split into lines piece by piece, each piece ending at a line feed: a whole key log fed at once
 # then never exists as one list of a million line strings.
 _PIECE_CHARS: Final = 1 << 20
 
-# Explicit ASCII classes: str.isalnum()/isdigit() accept non-ASCII digits, which are not hex.
-_HEX: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
-_LABEL: Final = re.compile(r"[A-Za-z0-9_]+")
+# Patterns for the lines the fast path in _complete_line leaves to _parse_line, compiled (and cached by
+# re) when such a line first comes: most runs never see one. Explicit ASCII classes: str.isalnum() and
+# str.isdigit() accept non-ASCII digits, which are not hex.
+_HEX: Final = r"(?:[0-9A-Fa-f]{2})+"
+_LABEL: Final = r"[A-Za-z0-9_]+"
 # The RFC says a single space; tolerating runs of blanks costs nothing and rescues hand-edited files.
-_BLANKS: Final = re.compile(r"[ \t]+")
+_BLANKS: Final = r"[ \t]+"
 _BOM: Final = "\ufeff"
 
 
@@ -192,6 +191,8 @@ class KeyLog:
             if "\r" in piece:
                 # RFC 9850 terminators are CRLF, CR or LF; made all LF, each still ends exactly one line.
                 piece = piece.replace("\r\n", "\n").replace("\r", "\n")
+            # Not str.splitlines(): it also splits on \v, \f, \x1c-\x1e, \x85 and U+2028/9, which are
+            # not terminators in this format (RFC 9850 §2).
             lines = piece.split("\n")
             pending = lines.pop()  # "" when the piece ended with a terminator
             for line in lines:
@@ -318,15 +319,15 @@ class KeyLog:
         stripped = line.strip(" \t")
         if not stripped or stripped.startswith("#"):
             return None
-        fields = _BLANKS.split(stripped)
+        fields = re.split(_BLANKS, stripped)
         if len(fields) != 3:
             return f"expected 3 fields (label client_random secret), found {len(fields)}"
         label, random_hex, secret_hex = fields
-        if not _LABEL.fullmatch(label):
+        if not re.fullmatch(_LABEL, label):
             return "label is not a word of ASCII letters, digits and underscores"
-        if not _HEX.fullmatch(random_hex):
+        if not re.fullmatch(_HEX, random_hex):
             return "client_random is not an even number of hex digits"
-        if not _HEX.fullmatch(secret_hex):
+        if not re.fullmatch(_HEX, secret_hex):
             return "secret is not an even number of hex digits"
         client_random = bytes.fromhex(random_hex)
         secret = bytes.fromhex(secret_hex)

@@ -220,6 +220,8 @@ def _long_header(datagram: bytes, start: int) -> Header:
 
 @dataclass(frozen=True, slots=True)
 class Packet:
+    """An opened QUIC packet: its header, full packet number and frames."""
+
     header: Header
     packet_number: int  # decoded against the largest packet number seen before (RFC 9000 §A.3)
     payload: bytes  # the frames
@@ -279,12 +281,16 @@ def _header_mask(keys: PacketKeys, sample: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class CryptoFrame:
+    """A CRYPTO frame: handshake bytes at their offset in the packet number space's stream."""
+
     offset: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionClose:
+    """A CONNECTION_CLOSE frame, transport (0x1c) or application (0x1d)."""
+
     error_code: int
     frame_type: int | None  # the frame that triggered a transport error; None for 0x1d (application)
     reason: bytes
@@ -300,6 +306,8 @@ class ConnectionClose:
 
 @dataclass(frozen=True, slots=True)
 class Frames:
+    """What the frames of one packet hold that the observer uses."""
+
     crypto: tuple[CryptoFrame, ...]
     close: ConnectionClose | None
     types: frozenset[int]  # every frame type present: tells what else the packet did (PING, HANDSHAKE_DONE)
@@ -489,6 +497,8 @@ _INTEGER_PARAMETERS: Final = frozenset({0x01, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08
 
 @dataclass(frozen=True, slots=True)
 class TransportParameter:
+    """One QUIC transport parameter of a ClientHello: integer values decoded, the others as sent."""
+
     id: int
     value: int | bytes  # integer parameters decoded, the others raw (empty for flags)
 

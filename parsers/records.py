@@ -32,6 +32,8 @@ _Bytes = bytes | bytearray | memoryview
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """A TLS record as framed: header fields, payload and where it started in the stream."""
+
     content_type: int
     version: int
     payload: bytes
@@ -40,6 +42,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class HandshakeMessage:
+    """A handshake message reassembled across records: type, body and size on the wire."""
+
     msg_type: int
     body: bytes
     raw_length: int  # header included, as it counts towards record sizes

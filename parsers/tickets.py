@@ -12,6 +12,8 @@ from helloscope.parsers.hello import TLS_FLAGS_DECODERS, Extension, decode_exten
 
 @dataclass(frozen=True, slots=True)
 class EncryptedExtensions:
+    """A server's EncryptedExtensions: the extensions TLS 1.3 moved out of the ServerHello."""
+
     extensions: tuple[Extension, ...]
     alpn: bytes | None  # the protocol the server selected
     tls_flags: TlsFlags | None
@@ -20,6 +22,8 @@ class EncryptedExtensions:
 
 @dataclass(frozen=True, slots=True)
 class NewSessionTicket:
+    """A NewSessionTicket, without the ticket itself: its lifetime, size and extensions."""
+
     lifetime: int
     ticket_length: int
     extensions: tuple[Extension, ...]

@@ -264,6 +264,8 @@ class _Tbs:
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
+    """A certificate as cryptography loaded it, and how much of it is the original."""
+
     cert: x509.Certificate | None  # None: not even the copy loaded
     tbs: _Tbs | None  # None only where cryptography reads what the walker here does not
     der: bytes  # what loaded: the certificate, or its copy

@@ -6,6 +6,7 @@ keeps it low: which modules a run has loaded when it ends.
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -19,8 +20,16 @@ LIVE_AND_WORKERS = (
     "helloscope.sniffer.run.live",
     "helloscope.sniffer.run.parallel",
     "helloscope.sniffer.capture.filter",
+    "helloscope.sniffer.capture.rings",
+    "ctypes",
 )
-NETWORK_OUTPUTS = ("helloscope.sniffer.outputs.http", "helloscope.sniffer.outputs.syslog", "ssl")
+NETWORK_OUTPUTS = (
+    "helloscope.sniffer.outputs.http",
+    "helloscope.sniffer.outputs.syslog",
+    "helloscope.sniffer.outputs.delivery",
+    "helloscope.sniffer.outputs.spool",
+    "ssl",
+)
 TERMINAL = ("rich",)
 UDP = (
     "helloscope.sniffer.transport.quic",
@@ -29,6 +38,8 @@ UDP = (
     "helloscope.parsers.dtls",
 )
 CIPHERS = ("cryptography.hazmat.primitives.ciphers",)
+DECRYPTION = ("helloscope.parsers.decrypt", "helloscope.parsers.tickets")
+COMPRESSION = ("gzip", "bz2")  # lzma and zstandard name the errors a damaged stream raises: always there
 X509 = ("cryptography.x509", "helloscope.parsers.x509")
 
 # Runs the CLI in-process, then prints the modules it loaded (SystemExit is how click ends a command).
@@ -58,7 +69,7 @@ def _absent(loaded: set[str], names: tuple[str, ...]) -> list[str]:
 def test_keyless_tls13_analysis_to_a_file_loads_no_sensor_network_terminal_udp_or_cryptography_code(tmp_path) -> None:
     loaded = _loaded("analyze", "-q", "-o", str(tmp_path / "events.jsonl"), "pcaps/tls13-flag62-required-missing.pcap")
     assert "helloscope.sniffer.transport.tcp" in loaded  # the probe sees what the run used
-    assert _absent(loaded, LIVE_AND_WORKERS + NETWORK_OUTPUTS + TERMINAL + UDP) == []
+    assert _absent(loaded, LIVE_AND_WORKERS + NETWORK_OUTPUTS + TERMINAL + UDP + DECRYPTION + COMPRESSION) == []
     assert not [name for name in loaded if name.startswith("cryptography")]  # no key, no certificate in sight
     assert (tmp_path / "events.jsonl").read_text().count("\n") == 1
 
@@ -78,9 +89,12 @@ def test_what_a_run_uses_is_loaded_when_it_is_used(tmp_path) -> None:
         "pcaps/tls13-flag62-required-missing.keylog",
         "pcaps/tls13-flag62-required-missing.pcap",
     )
-    assert "cryptography.hazmat.primitives.ciphers" in keyed
+    assert set(CIPHERS + DECRYPTION) <= keyed
     certificate = _loaded("analyze", "-q", "-o", str(tmp_path / "c.jsonl"), "pcaps/tls12-noauth.pcap")
     assert set(X509) <= certificate  # the server's certificate, in the clear, is summarised
+    compressed = tmp_path / "capture.pcap.gz"
+    compressed.write_bytes(gzip.compress((REPO / "pcaps/tls13-flag62-required-missing.pcap").read_bytes()))
+    assert "gzip" in _loaded("analyze", "-q", "-o", str(tmp_path / "z.jsonl"), str(compressed))
 
 
 @pytest.mark.parametrize("command", ["live", "summary"])

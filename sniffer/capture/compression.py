@@ -5,8 +5,6 @@ gzip, xz and bzip2 come with Python; zstd needs the optional ``zstandard`` packa
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
 import lzma
 import zlib
@@ -87,9 +85,13 @@ def decompressed(stream: BinaryIO, path: str | None) -> tuple[BinaryIO, str | No
     if kind == ZSTD:
         opened = _zstd(stream, path)
     elif kind == GZIP:
+        import gzip  # gzip and bzip2 load with the first such file; lzma and zlib name READ_ERRORS
+
         opened = gzip.open(path, "rb") if path is not None else gzip.GzipFile(fileobj=stream, mode="rb")  # noqa: SIM115
     elif kind == XZ:
         opened = lzma.open(path if path is not None else stream, "rb")  # noqa: SIM115
     else:
+        import bz2
+
         opened = bz2.open(path if path is not None else stream, "rb")  # noqa: SIM115
     return cast(BinaryIO, opened), kind

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
+from helloscope.sniffer.capture.defaults import DEFAULT_BUFFER_MB, DEFAULT_SNAPLEN
+
 # <linux/if_ether.h>, <linux/if_packet.h>, <asm-generic/socket.h>
-DEFAULT_SNAPLEN: Final = 262_144  # as tcpdump's: every frame whole
-DEFAULT_BUFFER_MB: Final = 64
 _ETH_P_ALL: Final = 0x0003
 _SOL_PACKET: Final = 263
 _PACKET_ADD_MEMBERSHIP: Final = 1

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from helloscope.parsers.alerts import parse_alerts
-from helloscope.parsers.decrypt import DecryptError, Tls12RecordDecryptor, Tls13RecordDecryptor
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello
 from helloscope.parsers.keylog import (
@@ -42,9 +41,14 @@ from helloscope.parsers.registry import (
     SERVER_HELLO,
     TLS13,
 )
-from helloscope.parsers.tickets import NewSessionTicket, parse_encrypted_extensions, parse_new_session_ticket
 from helloscope.sniffer.report.model import AlertFinding, DecryptionSummary
 from helloscope.sniffer.vocabulary import DecryptionStatus, Evidence, Phase, Sender
+
+# The record decryptors and the ticket parser are imported by the functions that use them, once a
+# connection has logged secrets: a run without keys never loads them (startup time, issue 13).
+if TYPE_CHECKING:
+    from helloscope.parsers.decrypt import Tls12RecordDecryptor, Tls13RecordDecryptor
+    from helloscope.parsers.tickets import NewSessionTicket
 
 CLIENT, SERVER = Sender.CLIENT, Sender.SERVER
 NULL_COMPRESSION: Final = 0
@@ -61,6 +65,8 @@ _TLS13_PHASES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class ProtectedRecord:
+    """An encrypted record kept for decryption, as it came from one side."""
+
     sender: Sender
     content_type: int
     version: int
@@ -74,6 +80,8 @@ class ProtectedRecord:
 
 @dataclass(frozen=True, slots=True)
 class DecryptedMessage:
+    """A handshake message read from opened records, with the key phase that opened it."""
+
     sender: Sender
     msg_type: int
     body: bytes
@@ -83,6 +91,8 @@ class DecryptedMessage:
 
 @dataclass(frozen=True, slots=True)
 class Decryption:
+    """What trying the key log on a connection's records gave: a status and what was opened."""
+
     status: DecryptionStatus
     reason: str | None = None
     messages: tuple[DecryptedMessage, ...] = ()
@@ -111,6 +121,8 @@ def summarize(decryption: Decryption) -> DecryptionSummary:
     tickets: list[NewSessionTicket] = []
     alpn: bytes | None = None
     anomalies: list[str] = []
+    if messages:  # records were opened
+        from helloscope.parsers.tickets import parse_encrypted_extensions, parse_new_session_ticket
     for message in messages:
         try:
             if message.sender == SERVER and message.msg_type == NEW_SESSION_TICKET:
@@ -223,7 +235,7 @@ def _decrypt_tls13(session: Session, records: Sequence[ProtectedRecord], keys: K
     return _status(reading, failures)
 
 
-Candidates = list[tuple[Tls13RecordDecryptor, str]]  # one per different secret known, with its source
+Candidates: TypeAlias = "list[tuple[Tls13RecordDecryptor, str]]"  # one per different secret known, with its source
 
 
 def _open_tls13(
@@ -233,6 +245,8 @@ def _open_tls13(
 
     The first candidate secret of a phase that opens a record becomes that phase's only one.
     """
+    from helloscope.parsers.decrypt import DecryptError
+
     for index in range(current, len(phases)):
         name, candidates = phases[index]
         for decryptor, source in candidates:
@@ -249,6 +263,8 @@ def _open_tls13(
 
 
 def _tls13_decryptors(cipher_suite: int, keys: KeyLog, label: str, client_random: bytes) -> Candidates:
+    from helloscope.parsers.decrypt import DecryptError, Tls13RecordDecryptor
+
     candidates: Candidates = []
     for secret, source in _secrets(keys, label, client_random):
         try:
@@ -268,6 +284,8 @@ def _finished(reading: _Reading, sender: Sender) -> bool:
 
 
 def _decrypt_tls12(session: Session, records: Sequence[ProtectedRecord], keys: KeyLog) -> Decryption:
+    from helloscope.parsers.decrypt import DecryptError
+
     if not _secrets(keys, CLIENT_RANDOM, session.client_random):
         return Decryption(DecryptionStatus.NO_KEYS)
     if session.compression != NULL_COMPRESSION:
@@ -357,6 +375,8 @@ class _Renegotiation:
 
     def switch(self, direction: _Tls12Direction, keys: KeyLog, sender: Sender) -> str | None:
         """Give ``direction`` the renegotiated keys; return why not, if they cannot be made."""
+        from helloscope.parsers.decrypt import DecryptError
+
         if self.client_random is None or self.server is None:
             return "changed keys without a renegotiation's hellos in the decrypted records"
         server_random, suite = self.server
@@ -372,6 +392,8 @@ class _Renegotiation:
 
 
 def _tls12_candidates(session: Session, keys: KeyLog, sender: Sender) -> list[tuple[Tls12RecordDecryptor, str]]:
+    from helloscope.parsers.decrypt import Tls12RecordDecryptor
+
     return [
         (
             Tls12RecordDecryptor(

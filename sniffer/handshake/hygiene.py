@@ -19,7 +19,6 @@ import re
 import warnings
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Final
 
 from helloscope.parsers.certs import X509Summary
@@ -53,16 +52,18 @@ def public_ca_names() -> frozenset[str]:
     """
     for path in SYSTEM_TRUST_STORES:
         try:
-            bundle = Path(path).read_bytes()
+            with open(path, "rb") as store:
+                bundle = store.read()
         except OSError:
             continue
-        return frozenset(filter(None, map(_subject_of, _PEM_BLOCK.findall(bundle))))
+        return frozenset(filter(None, map(_subject_of, re.findall(_PEM_BLOCK, bundle, re.DOTALL))))
     return frozenset()
 
 
 # One certificate at a time: a single root cryptography dislikes (Debian ships one with a negative
 # serial number, which it warns about now and will refuse later) must not lose the whole store.
-_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+# Compiled when the store is read, which a run without client certificates never does.
+_PEM_BLOCK = rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----"
 
 
 def _subject_of(pem: bytes) -> str | None:

@@ -16,16 +16,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from helloscope.sniffer.outputs.delivery import COUNTERS, BatchLimits, QueuedDestination, Transport, warn
+from helloscope.sniffer.outputs.common import COUNTERS, warn
 from helloscope.sniffer.report.events import to_json_line
 
 if TYPE_CHECKING:
     import ssl
 
+    from helloscope.sniffer.outputs.delivery import QueuedDestination, Transport
     from helloscope.sniffer.outputs.spool import Spool
 
 __all__ = ["DeliveryOptions", "OutputError", "Outputs", "open_outputs"]
@@ -46,6 +45,8 @@ class OutputError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOptions:
+    """How network outputs queue, batch, retry and spool; files ignore them."""
+
     spool_dir: str | None = None  # where undelivered events wait on disk (per destination subdir)
     spool_limit: int = 1 << 30  # bytes per destination; beyond it events are dropped, counted, logged
     queue_events: int = 10_000  # in-memory queue per destination before spilling to the spool
@@ -179,10 +180,16 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
                 f"no spool directory: events for {', '.join(names)} wait in memory only "
                 "and are lost if undelivered at exit"
             )
-        limits = BatchLimits(options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds)
-        for network in parsed:
-            spool = _open_spool(network.transport.name, options)
-            opened.append((QueuedDestination(network.transport, limits, spool), network.encode))
+        if parsed:
+            # The sender threads' code, like the transports', loads with the first network output.
+            from helloscope.sniffer.outputs.delivery import BatchLimits, QueuedDestination
+
+            limits = BatchLimits(
+                options.batch_events, options.batch_bytes, options.queue_events, options.retry_max_seconds
+            )
+            for network in parsed:
+                spool = _open_spool(network.transport.name, options)
+                opened.append((QueuedDestination(network.transport, limits, spool), network.encode))
     except OutputError:
         for stream in streams:
             stream.close()
@@ -196,6 +203,8 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
 def _parse_stream(spec: str) -> _StreamOutput:
     if spec == "-":
         return _StreamOutput(None)
+    from pathlib import Path  # pathlib and urllib.parse (below) load with the first file or network output
+
     path = spec.removeprefix("file:")
     if not path:
         raise OutputError(f"output {spec!r} names no file; accepted forms: {ACCEPTED_FORMS}")
@@ -206,6 +215,8 @@ def _parse_stream(spec: str) -> _StreamOutput:
 
 def _parse_network(spec: str, options: DeliveryOptions) -> _Network:
     # The network transports (ssl, http.client) are imported here: a run writing files does not pay for them.
+    from urllib.parse import parse_qs, unquote, urlsplit
+
     from helloscope.sniffer.outputs.http import (
         HttpTransport,
         bulk_outcome,
@@ -282,6 +293,8 @@ def _tls_context(name: str, query: Mapping[str, str]) -> ssl.SSLContext:
 def _open_spool(name: str, options: DeliveryOptions) -> Spool | None:
     if options.spool_dir is None:
         return None
+    from pathlib import Path
+
     from helloscope.sniffer.outputs.spool import Spool, SpoolBusyError
 
     directory = Path(options.spool_dir) / hashlib.sha256(name.encode()).hexdigest()[:16]

@@ -16,16 +16,14 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from helloscope.sniffer.outputs.spool import Position, Spool
+from helloscope.sniffer.outputs.common import COUNTERS, warn
 
-COUNTERS = ("events_written", "outputs_retried", "events_spooled", "events_dropped", "events_rejected", "spool_torn")
+if TYPE_CHECKING:
+    from helloscope.sniffer.outputs.spool import Position, Spool  # opened by the caller, with a --spool-dir
+
 _FIRST_RETRY_SECONDS = 0.25
-
-
-def warn(message: str) -> None:
-    print(f"helloscope: warning: {message}", file=sys.stderr, flush=True)
 
 
 class DeliveryError(Exception):
@@ -57,6 +55,8 @@ class Transport(Protocol):
 
 @dataclass(slots=True)
 class _Batch:
+    """Records sent to the destination together, and what acknowledging them removes."""
+
     records: list[bytes]  # still to be delivered (a retry may resend only some of them)
     from_memory: int  # records it removes from the head of the memory queue once delivered ...
     spool_end: Position | None  # ... or the spool position it acknowledges
@@ -64,6 +64,8 @@ class _Batch:
 
 @dataclass(frozen=True, slots=True)
 class BatchLimits:
+    """A destination's batch size (events, bytes), memory queue and retry ceiling."""
+
     events: int
     bytes: int
     queue_events: int

@@ -36,6 +36,8 @@ class SpoolBusyError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Position:
+    """A place in the spool: a segment file's number and a byte offset in it."""
+
     segment: int
     offset: int
 

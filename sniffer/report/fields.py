@@ -7,9 +7,7 @@ new list with ``python -m helloscope.sniffer.report.fields schema/*.schema.json`
 
 from __future__ import annotations
 
-import json
 import sys
-import textwrap
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -134,11 +132,15 @@ def schema_paths(schema: Mapping[str, Any]) -> set[str]:
 
 
 def _print_list(paths: Iterable[str]) -> None:
+    import textwrap  # this and json serve the maintainer's command below, not a run
+
     joined = " ".join(sorted(paths))
     print(textwrap.indent(textwrap.fill(joined, 112, break_long_words=False, break_on_hyphens=False), "    "))
 
 
 if __name__ == "__main__":
+    import json
+
     every: set[str] = set()
     for name in sys.argv[1:]:
         with open(name, encoding="utf-8") as handle:

@@ -25,6 +25,8 @@ from helloscope.sniffer.vocabulary import (
 
 @dataclass(frozen=True, slots=True)
 class CertificateRequestFinding:
+    """Whether the server asked for a client certificate, and how that is known."""
+
     seen: bool | None
     evidence: Evidence
     message: CertificateRequest | None = None
@@ -34,6 +36,8 @@ class CertificateRequestFinding:
 
 @dataclass(frozen=True, slots=True)
 class ClientCertificateFinding:
+    """Whether the client sent a certificate and what its chain was, and how that is known."""
+
     state: CertificateState | None
     evidence: Evidence
     chain: tuple[X509Summary, ...] = ()
@@ -53,6 +57,8 @@ class ServerCertificateSeen:
 
 @dataclass(frozen=True, slots=True)
 class ServerCertificateFinding:
+    """The server's certificate as reported: fingerprints and a summary of the leaf."""
+
     evidence: Evidence  # plaintext (TLS <= 1.2, DTLS 1.2) or decrypted (TLS 1.3, QUIC, DTLS 1.3)
     chain_sha256: tuple[str, ...]
     leaf: X509Summary | None
@@ -61,6 +67,8 @@ class ServerCertificateFinding:
 
 @dataclass(frozen=True, slots=True)
 class AlertFinding:
+    """An alert either side sent, seen in the clear, decrypted or inferred."""
+
     sender: Sender
     level: int | None  # None when the alert record is encrypted
     description: int | None
@@ -90,6 +98,8 @@ class RecordTrace:
 
 @dataclass(frozen=True, slots=True)
 class Preamble:
+    """The plaintext protocol that switched to TLS (STARTTLS and similar), and its bytes."""
+
     protocol: str
     client_bytes: int
     server_bytes: int
@@ -97,6 +107,8 @@ class Preamble:
 
 @dataclass(frozen=True, slots=True)
 class TcpSummary:
+    """What the TCP streams of a connection showed: bytes, reordering, gaps and how they ended."""
+
     client_bytes: int
     server_bytes: int
     out_of_order: int
@@ -183,6 +195,8 @@ class Handshake:
 
 @dataclass(frozen=True, slots=True)
 class DecryptionSummary:
+    """The report's view of a decryption: its status and what the opened handshake showed."""
+
     status: DecryptionStatus
     reason: str | None
     records: int
@@ -250,6 +264,8 @@ class HelloFingerprints:
 
 @dataclass(frozen=True, slots=True)
 class ServerFingerprints:
+    """The ServerHello's JA3S, hashed and in full."""
+
     ja3s: str
     ja3s_full: str
 

@@ -8,8 +8,6 @@ traceback.
 
 from __future__ import annotations
 
-import difflib
-import glob
 import json
 import os
 import re
@@ -21,13 +19,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeAlias
-from urllib.parse import urlsplit
 
 import click
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer import __version__
 from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
 from helloscope.sniffer.capture.decode import undecodable_note
+from helloscope.sniffer.capture.defaults import DEFAULT_BUFFER_MB, DEFAULT_SNAPLEN
 from helloscope.sniffer.capture.files import (
     PCAP,
     CaptureError,
@@ -37,7 +35,6 @@ from helloscope.sniffer.capture.files import (
     open_capture,
     open_error,
 )
-from helloscope.sniffer.capture.rings import DEFAULT_BUFFER_MB, DEFAULT_SNAPLEN, LiveCaptureError
 from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
 from helloscope.sniffer.report.events import Observer
 from helloscope.sniffer.report.fields import KNOWN_FIELDS, is_known
@@ -55,8 +52,9 @@ from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
 from helloscope.sniffer.transport.tables import ConnectionTables
 
-# What only some runs use (the live sensor, workers, BPF, rich) is imported where it is used: `analyze`
-# starts in a fraction of the time (issue 13), which cron jobs and `find -exec` loops pay per file.
+# What only some runs use (the live sensor and its capture, workers, BPF, rich; summary's and --fields'
+# helpers) is imported where it is used: `analyze` starts in a fraction of the time (issue 13), which cron
+# jobs and `find -exec` loops pay per file.
 if TYPE_CHECKING:
     from helloscope.sniffer.capture.rings import CaptureOptions, LiveCapture
     from helloscope.sniffer.run.live import SensorSettings, Signals
@@ -92,7 +90,7 @@ class ByteSize(click.ParamType):
 
     name = "size"
     _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    _FORM = re.compile(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+    _FORM = r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*"  # compiled (and cached by re) when a size is first given
 
     def __init__(self, minimum: int = 0) -> None:
         self.minimum = minimum
@@ -101,7 +99,7 @@ class ByteSize(click.ParamType):
         if isinstance(value, int):
             size = value
         else:
-            match = self._FORM.fullmatch(str(value))
+            match = re.fullmatch(self._FORM, str(value), re.IGNORECASE)
             if match is None:
                 self.fail(f"{value!r} is not a size (a number of bytes, or with a unit: 64k, 512M, 1G)", param, ctx)
             size = int(match[1]) * self._UNITS[match[2].lower()]
@@ -467,6 +465,7 @@ def _bpf_filter(expression: str | None) -> Callable[[int, bytes], bool] | None:
     if expression is None:
         return None
     from helloscope.sniffer.capture.filter import frame_filter
+    from helloscope.sniffer.capture.rings import LiveCaptureError
 
     try:
         matches = frame_filter(expression)
@@ -478,6 +477,10 @@ def _bpf_filter(expression: str | None) -> Callable[[int, bytes], bool] | None:
 
 def _check_outputs(specs: tuple[str, ...]) -> None:
     """An Elasticsearch output names its ``_bulk`` endpoint: a bare ``http://host:9200/`` is not guessed at."""
+    if not specs:
+        return
+    from urllib.parse import urlsplit  # only with -o: a run writing to stdout does without it
+
     for spec in specs:
         url = urlsplit(spec)
         if url.scheme.lower() in ("http", "https") and not url.path.rstrip("/").endswith("/_bulk"):
@@ -765,6 +768,7 @@ def _run_in_process(
     signals: Signals,
     stats_interval: float,
 ) -> int:
+    from helloscope.sniffer.capture.rings import LiveCaptureError
     from helloscope.sniffer.run.live import run_sensor
 
     try:
@@ -776,7 +780,7 @@ def _run_in_process(
 
 
 def _capture(options: CaptureOptions) -> LiveCapture:
-    from helloscope.sniffer.capture.rings import LiveCapture
+    from helloscope.sniffer.capture.rings import LiveCapture, LiveCaptureError
 
     try:
         return LiveCapture(options)
@@ -785,7 +789,7 @@ def _capture(options: CaptureOptions) -> LiveCapture:
 
 
 def _drop_privileges(user: str) -> None:
-    from helloscope.sniffer.capture.rings import drop_privileges
+    from helloscope.sniffer.capture.rings import LiveCaptureError, drop_privileges
 
     try:
         drop_privileges(user)
@@ -850,6 +854,8 @@ def summary(paths: tuple[str, ...], as_json: bool, top: int | None) -> None:
 
 def _event_files(paths: tuple[str, ...]) -> list[str]:
     """Paths as given, and globs the shell left alone (quoted) expanded in name order."""
+    import glob
+
     files: list[str] = []
     for path in paths:
         if path == "-" or os.path.exists(path) or not glob.has_magic(path):
@@ -906,6 +912,8 @@ def _field_paths(fields: str | None, output_format: str, outputs: tuple[str, ...
             raise _Fail(f"--fields: {'.'.join(path)} already includes the longer paths under it")
         dotted = ".".join(path)
         if not is_known(dotted):
+            import difflib
+
             close = difflib.get_close_matches(dotted, sorted(KNOWN_FIELDS), n=1)
             hint = f" (did you mean {close[0]}?)" if close else " (see schema/event.schema.json)"
             raise _Fail(f"--fields: {dotted} is not a field of helloscope's events{hint}")

@@ -19,6 +19,8 @@ _READ_CHUNK = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class _Identity:
+    """Which file a path names (device, inode): a rotated key log is a new one."""
+
     device: int
     inode: int
 

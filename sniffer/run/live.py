@@ -52,7 +52,10 @@ DEFERRED_MODULES: Final = (
     "helloscope.sniffer.report.render",
     "helloscope.sniffer.outputs.http",
     "helloscope.sniffer.outputs.syslog",
+    "helloscope.sniffer.outputs.delivery",
     "helloscope.sniffer.outputs.spool",
+    "helloscope.parsers.decrypt",
+    "helloscope.parsers.tickets",
     "cryptography.exceptions",
     "cryptography.hazmat.primitives.ciphers",
     "cryptography.hazmat.primitives.ciphers.aead",
@@ -60,6 +63,8 @@ DEFERRED_MODULES: Final = (
     "cryptography.hazmat.primitives.kdf.hkdf",
     "cryptography.utils",
     "encodings.idna",  # a network output's host name
+    "pathlib",  # an output file, a spool directory
+    "urllib.parse",  # a network output's URL
 )
 
 
@@ -105,6 +110,8 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SensorSettings:
+    """What a live sensor analyses with: limits, observer, ports, the key logs it follows, the handshake pcap."""
+
     limits: Limits
     observer: Observer
     ports: frozenset[int] = frozenset()

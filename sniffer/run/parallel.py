@@ -75,6 +75,8 @@ class WorkerError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """How a run in workers ended: the summed counters and the signal that stopped it."""
+
     stats: RunStats  # every worker's counters, summed
     stopped_by: int | None  # the signal (SIGINT, SIGTERM) that ended the run early, or None
 
@@ -420,6 +422,8 @@ def _stream(path: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Settings:
+    """What each worker analyses with, sent to it when it starts."""
+
     observer: Observer
     limits: Limits
     ports: frozenset[int]

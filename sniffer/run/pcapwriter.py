@@ -32,6 +32,8 @@ FlowKey: TypeAlias = tuple[int, tuple[bytes, int], tuple[bytes, int]]
 
 @dataclass(frozen=True, slots=True)
 class HandshakeBounds:
+    """How much the handshake pcap holds per flow and in all, before it lets packets go."""
+
     packets_per_flow: int = 64
     bytes_per_flow: int = 256 * 1024
     total_bytes: int = 64 << 20
