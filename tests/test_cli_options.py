@@ -94,6 +94,26 @@ def test_an_elasticsearch_output_without_bulk_is_an_error(spec: str) -> None:
     assert "_bulk" in line and "pw" not in line
 
 
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("x" * 300, "cannot open output file"),  # a name longer than the file system allows
+        ("http://[x/_bulk", "is not a valid URL"),
+    ],
+)
+def test_an_output_that_cannot_be_opened_is_one_error_line(tmp_path: Path, spec: str, says: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "helloscope.sniffer", "analyze", "-q", "-o", spec, str(FIXTURE)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert says in line and "Traceback" not in done.stderr
+
+
 def test_library_warnings_never_reach_stderr_under_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     from cryptography.utils import CryptographyDeprecationWarning
 

@@ -203,12 +203,12 @@ def open_outputs(specs: Sequence[str], options: DeliveryOptions) -> Outputs:
 def _parse_stream(spec: str) -> _StreamOutput:
     if spec == "-":
         return _StreamOutput(None)
-    from pathlib import Path  # pathlib and urllib.parse (below) load with the first file or network output
-
     path = spec.removeprefix("file:")
     if not path:
         raise OutputError(f"output {spec!r} names no file; accepted forms: {ACCEPTED_FORMS}")
-    if Path(path).is_dir():
+    # os.path.isdir answers False where the path cannot be looked at (too long a name, no permission):
+    # opening the file then says why, where Path.is_dir raised
+    if os.path.isdir(path):
         raise OutputError(f"output {path} is a directory, not a file")
     return _StreamOutput(path)
 

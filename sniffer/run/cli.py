@@ -482,7 +482,10 @@ def _check_outputs(specs: tuple[str, ...]) -> None:
     from urllib.parse import urlsplit  # only with -o: a run writing to stdout does without it
 
     for spec in specs:
-        url = urlsplit(spec)
+        try:
+            url = urlsplit(spec)
+        except ValueError:
+            continue  # open_outputs says what is wrong with it
         if url.scheme.lower() in ("http", "https") and not url.path.rstrip("/").endswith("/_bulk"):
             where = f"{url.scheme}://{url.hostname or ''}{f':{url.port}' if _port(url) else ''}{url.path}"
             raise _Fail(f"output {where}: name the Elasticsearch _bulk endpoint, e.g. http://HOST:9200/_bulk")
