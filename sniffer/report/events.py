@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from helloscope.parsers.certs import X509Summary
@@ -315,6 +315,9 @@ def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
     return body
 
 
+# A server asks for a certificate naming the same authorities on every connection, and reading a name
+# costs cryptography more than the rest of the event: each distinct name is read once.
+@lru_cache(maxsize=1024)
 def _name_text(der_name: bytes) -> str:
     from helloscope.parsers.x509 import name_to_text  # cryptography loads with the first name to show
 
@@ -461,7 +464,11 @@ def _tcp(report: ConnectionReport) -> dict[str, Any] | None:
 
 def _fields_of(summary: TcpSummary | DtlsSummary) -> dict[str, Any]:
     """A summary whose field names are its event keys, in field order."""
-    return {field.name: getattr(summary, field.name) for field in fields(summary)}
+    return {name: getattr(summary, name) for name in _FIELD_NAMES[type(summary)]}
+
+
+# Read once: dataclasses.fields() builds its list again at every call (once per event).
+_FIELD_NAMES: Final = {kind: tuple(field.name for field in fields(kind)) for kind in (TcpSummary, DtlsSummary)}
 
 
 def _quic(report: ConnectionReport) -> dict[str, Any] | None:
