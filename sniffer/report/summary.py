@@ -86,7 +86,9 @@ class Aggregate:
         for counter, path in ((self.outcomes, "helloscope.outcome"), (self.flag_outcomes, "helloscope.flag_outcome")):
             if facts[path] is not None:
                 counter[facts[path]] += 1
-        self.findings.update(facts["helloscope.client_certificate.findings"] or ())
+        findings = facts["helloscope.client_certificate.findings"]
+        if findings:  # rarely: Counter.update costs as much for nothing as for a few codes
+            self.findings.update(findings)
 
     def as_dict(self) -> dict[str, Any]:
         return {
