@@ -390,13 +390,14 @@ def _alert(alert: AlertFinding) -> dict[str, Any]:
 def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[str, Any]:
     ech = hello.ech
     extension_types = hello.extension_types  # a property that builds the tuple: once
+    extension_names = _extension_names(extension_types)
     return {
         "legacy_version": hello.legacy_version,
         "max_version": version_text(hello.max_version)[0],
         "supported_versions": list(hello.supported_versions),
         "cipher_suites": list(hello.cipher_suites),
         "extensions": list(extension_types),
-        "extension_names": list(_extension_names(extension_types)),
+        "extension_names": list(extension_names),
         "supported_groups": list(hello.supported_groups),
         "key_share_groups": list(hello.key_share_groups),
         "signature_algorithms": list(hello.signature_algorithms),
@@ -419,7 +420,8 @@ def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[s
         "padding_length": hello.padding_length,
         "session_id_length": len(hello.session_id),
         "compression_methods": list(hello.compression_methods),
-        "grease": any(is_grease(value) for value in (*hello.cipher_suites, *extension_types)),
+        # The name lists, cached per shape, name every GREASE value so (no registry name is "GREASE").
+        "grease": "GREASE" in extension_names or "GREASE" in _cipher_names(hello.cipher_suites),
         "sslv2": hello.sslv2,
         "ja3_full": fingerprints.ja3_full,
         # FoxIO's JA4.N numbering is client_hello (1) and second_client_hello (2).
