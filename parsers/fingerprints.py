@@ -34,9 +34,10 @@ _Fingerprint = TypeVar("_Fingerprint")
 
 def _per_shape(fingerprint: _lru_cache_wrapper[_Fingerprint], *shape: object) -> _Fingerprint:
     """``fingerprint(*shape)``, from its cache when every list of the shape is of ordinary length."""
-    if all(len(part) <= _MAX_CACHED_VALUES for part in shape if isinstance(part, tuple)):
-        return fingerprint(*shape)
-    return fingerprint.__wrapped__(*shape)
+    for part in shape:
+        if isinstance(part, tuple) and len(part) > _MAX_CACHED_VALUES:
+            return fingerprint.__wrapped__(*shape)
+    return fingerprint(*shape)
 
 
 def _join(values: Iterable[int]) -> str:
