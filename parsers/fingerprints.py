@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from functools import _lru_cache_wrapper, lru_cache
-from typing import Final, NamedTuple, TypeVar
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
 from helloscope.parsers.hello import ClientHello, ServerHello
 from helloscope.parsers.registry import ALPN, SERVER_NAME
+
+if TYPE_CHECKING:  # functools' private name for what lru_cache returns: for the annotation only
+    from functools import _lru_cache_wrapper
 
 # RFC 8701: 0x?A?A with both bytes equal. A set look-up is what makes the per-value filter cheap.
 _GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))
