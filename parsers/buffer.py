@@ -74,8 +74,13 @@ class Reader:
         return self.pull_bytes(n, what)
 
     def _pull_length(self, length_size: int, what: str) -> int:
-        p = self._need(length_size, f"{what} length")
-        return int.from_bytes(self._data[p : p + length_size], "big")
+        pos = self._pos
+        end = pos + length_size
+        if end > self._end:
+            # _need raises, naming the field; the message is made only here: a hello has dozens of lengths
+            self._need(length_size, f"{what} length")
+        self._pos = end
+        return int.from_bytes(self._data[pos:end], "big")
 
     @contextmanager
     def pull_block(self, length_size: int, what: str = "block") -> Iterator[Reader]:
@@ -103,6 +108,6 @@ class Reader:
         """A length-prefixed vector of variable-size items, each read from the block by ``pull_item``."""
         block = self._block(length_size, what)
         items = []
-        while not block.eof():
+        while block._pos < block._end:
             items.append(pull_item(block))
         return tuple(items)

@@ -8,7 +8,7 @@ covered: ICMP's type/code mapping is not needed by a TLS sensor.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import struct
 
@@ -31,9 +31,10 @@ def community_id(
     # Bytes compare as unsigned big-endian numbers, which is the spec's ordering of addresses.
     if (dst_ip, dst_port or 0) < (src_ip, src_port or 0):
         src_ip, src_port, dst_ip, dst_port = dst_ip, dst_port, src_ip, src_port
-    data = struct.pack("!H", seed) + src_ip + dst_ip + struct.pack("!BB", proto, 0)
     if src_port is not None and dst_port is not None:
-        data += struct.pack("!HH", src_port, dst_port)
+        tail = struct.pack("!BBHH", proto, 0, src_port, dst_port)
+    else:
+        tail = struct.pack("!BB", proto, 0)
     # SHA-1 is what the specification fixes; the ID is a join key, not a security measure.
-    digest = hashlib.sha1(data, usedforsecurity=False).digest()
-    return VERSION_PREFIX + base64.b64encode(digest).decode("ascii")
+    digest = hashlib.sha1(b"".join((struct.pack("!H", seed), src_ip, dst_ip, tail)), usedforsecurity=False).digest()
+    return VERSION_PREFIX + binascii.b2a_base64(digest, newline=False).decode("ascii")

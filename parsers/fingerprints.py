@@ -14,13 +14,33 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Final, NamedTuple
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 
 from helloscope.parsers.hello import ClientHello, ServerHello
 from helloscope.parsers.registry import ALPN, SERVER_NAME
 
+if TYPE_CHECKING:  # functools' private name for what lru_cache returns: for the annotation only
+    from functools import _lru_cache_wrapper
+
 # RFC 8701: 0x?A?A with both bytes equal. A set look-up is what makes the per-value filter cheap.
 _GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))
+
+# A link carries a few hundred hello shapes over and over: each shape is fingerprinted once. The caches
+# are keyed by the fields a fingerprint reads, so hellos that differ only in randoms, session ids or key
+# shares share an entry. A hostile hello can list hundreds of thousands of values; kept, such shapes
+# would pin their long texts: only shapes of ordinary length go through the caches.
+_SHAPES: Final = 2048
+_MAX_CACHED_VALUES: Final = 512
+_Fingerprint = TypeVar("_Fingerprint")
+
+
+def _per_shape(fingerprint: _lru_cache_wrapper[_Fingerprint], *shape: object) -> _Fingerprint:
+    """``fingerprint(*shape)``, from its cache when every list of the shape is of ordinary length."""
+    for part in shape:
+        if isinstance(part, tuple) and len(part) > _MAX_CACHED_VALUES:
+            return fingerprint.__wrapped__(*shape)
+    return fingerprint(*shape)
 
 
 def _join(values: Iterable[int]) -> str:
@@ -34,36 +54,48 @@ def _md5(text: str) -> str:
 
 def ja3_string(hello: ClientHello) -> str | None:
     """The JA3 input string, or None for an SSLv2 hello, which tshark and JA3 do not fingerprint."""
-    if hello.sslv2:
-        return None
-    return ",".join(
-        (
-            str(hello.legacy_version),
-            _join(hello.cipher_suites),
-            _join(hello.extension_types),
-            _join(hello.supported_groups),
-            _join(hello.ec_point_formats),
-        )
-    )
+    return None if hello.sslv2 else _ja3_of(hello)[0]
 
 
 def ja3(hello: ClientHello) -> str | None:
-    text = ja3_string(hello)
-    return None if text is None else _md5(text)
+    return None if hello.sslv2 else _ja3_of(hello)[1]
 
 
-def ja3s_string(server_hello: ServerHello) -> str:
-    return ",".join(
-        (
-            str(server_hello.legacy_version),
-            str(server_hello.cipher_suite),
-            _join(server_hello.extension_types),
-        )
+def _ja3_of(hello: ClientHello) -> tuple[str, str]:
+    return _per_shape(
+        _ja3,
+        hello.legacy_version,
+        hello.cipher_suites,
+        hello.extension_types,
+        hello.supported_groups,
+        hello.ec_point_formats,
     )
 
 
+@lru_cache(maxsize=_SHAPES)
+def _ja3(legacy_version: int, *lists: tuple[int, ...]) -> tuple[str, str]:
+    """The JA3 string and its hash."""
+    text = ",".join((str(legacy_version), *map(_join, lists)))
+    return text, _md5(text)
+
+
+def ja3s_string(server_hello: ServerHello) -> str:
+    return _ja3s_of(server_hello)[0]
+
+
 def ja3s(server_hello: ServerHello) -> str:
-    return _md5(ja3s_string(server_hello))
+    return _ja3s_of(server_hello)[1]
+
+
+def _ja3s_of(server_hello: ServerHello) -> tuple[str, str]:
+    return _per_shape(_ja3s, server_hello.legacy_version, server_hello.cipher_suite, server_hello.extension_types)
+
+
+@lru_cache(maxsize=_SHAPES)
+def _ja3s(legacy_version: int, cipher_suite: int, extension_types: tuple[int, ...]) -> tuple[str, str]:
+    """The JA3S string and its hash."""
+    text = ",".join((str(legacy_version), str(cipher_suite), _join(extension_types)))
+    return text, _md5(text)
 
 
 # --- JA4 ------------------------------------------------------------------------------------------
@@ -132,15 +164,35 @@ def ja4_variants(hello: ClientHello, transport: str = "t") -> Ja4:
     """
     if transport not in JA4_TRANSPORTS:
         raise ValueError(f"JA4 transport must be one of t, q, d, not {transport!r}")
-    ciphers = _hex4(hello.cipher_suites)
-    extensions = _hex4(hello.extension_types)
+    return _per_shape(
+        _ja4_variants,
+        transport,
+        hello.max_version,
+        hello.cipher_suites,
+        hello.extension_types,
+        hello.signature_algorithms,
+        _alpn_code(hello),
+    )
+
+
+@lru_cache(maxsize=_SHAPES)
+def _ja4_variants(
+    transport: str,
+    max_version: int,
+    cipher_suites: tuple[int, ...],
+    extension_types: tuple[int, ...],
+    signature_algorithms: tuple[int, ...],
+    alpn_code: str,
+) -> Ja4:
+    ciphers = _hex4(cipher_suites)
+    extensions = _hex4(extension_types)
     prefix = (
-        f"{transport}{_JA4_VERSIONS.get(hello.max_version, '00')}"
-        f"{'d' if SERVER_NAME in hello.extension_types else 'i'}"
-        f"{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}{_alpn_code(hello)}"
+        f"{transport}{_JA4_VERSIONS.get(max_version, '00')}"
+        f"{'d' if SERVER_NAME in extension_types else 'i'}"
+        f"{min(len(ciphers), 99):02d}{min(len(extensions), 99):02d}{alpn_code}"
     )
     fingerprinted = [ext for ext in extensions if ext not in _JA4_UNSORTED_ONLY]
-    sigalgs = ",".join(_hex4(hello.signature_algorithms))
+    sigalgs = ",".join(_hex4(signature_algorithms))
 
     def with_sigalgs(listed: list[str]) -> str:
         text = ",".join(listed)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Generic, TypeVar
 
 from helloscope.parsers.registry import APPLICATION_DATA
@@ -77,6 +78,7 @@ class Sizes:
     tag: int
 
     @classmethod
+    @lru_cache(maxsize=64)  # asked for every keyless TLS 1.3 connection; a capture uses a handful of suites
     def for_suite(cls, cipher_suite: int) -> Sizes:
         tag = 8 if cipher_suite in _SHORT_TAG_SUITES else 16
         finished_body = 4 + (48 if cipher_suite in _SHA384_SUITES else 32)
@@ -140,6 +142,7 @@ def _coarse(flight_class: str, scheme: str) -> str:
     return coarse + ("p" if scheme in ("c16", "b16") else "")
 
 
+@lru_cache(maxsize=1024)  # asked three times per keyless TLS 1.3 connection, of a few hundred distinct keys
 def max_confidence(field: str, key: str) -> Confidence | None:
     """The most a pattern may earn, whatever the corpus says: ambiguity caps it.
 
@@ -239,9 +242,12 @@ def patterns(records: tuple[RecordTrace, ...], cipher_suite: int, resumed: bool,
     server_alert = sizes.padded(sizes.alert, server_scheme if server_scheme != "?" else "x")
     client_alert = sizes.padded(sizes.alert, client_scheme if client_scheme not in ("?", "-") else "x")
     server_after = [record for record in after if record.sender == SERVER]
-    kinds = ["a" if record.length == server_alert else "d" for record in server_after]
     count = str(len(server_after)) if len(server_after) < 3 else "3+"
-    shape = (kinds[0] + kinds[-1]) if kinds else "-"
+    # Whether the server's first and last records after the flight are alert-sized (a) or not (d).
+    shape = "-"
+    if server_after:
+        first, last = server_after[0].length, server_after[-1].length
+        shape = ("a" if first == server_alert else "d") + ("a" if last == server_alert else "d")
     last_time = server_after[-1].timestamp if server_after else None
     client_later = [record for record in after[flight_end:] if record.sender == CLIENT]
     crossing = last_time is not None and any(

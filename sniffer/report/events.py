@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from helloscope.parsers.certs import X509Summary
@@ -315,6 +315,9 @@ def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
     return body
 
 
+# A server asks for a certificate naming the same authorities on every connection, and reading a name
+# costs cryptography more than the rest of the event: each distinct name is read once.
+@lru_cache(maxsize=1024)
 def _name_text(der_name: bytes) -> str:
     from helloscope.parsers.x509 import name_to_text  # cryptography loads with the first name to show
 
@@ -387,13 +390,14 @@ def _alert(alert: AlertFinding) -> dict[str, Any]:
 def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[str, Any]:
     ech = hello.ech
     extension_types = hello.extension_types  # a property that builds the tuple: once
+    extension_names = _extension_names(extension_types)
     return {
         "legacy_version": hello.legacy_version,
         "max_version": version_text(hello.max_version)[0],
         "supported_versions": list(hello.supported_versions),
         "cipher_suites": list(hello.cipher_suites),
         "extensions": list(extension_types),
-        "extension_names": list(_extension_names(extension_types)),
+        "extension_names": list(extension_names),
         "supported_groups": list(hello.supported_groups),
         "key_share_groups": list(hello.key_share_groups),
         "signature_algorithms": list(hello.signature_algorithms),
@@ -416,7 +420,8 @@ def _client_hello(hello: ClientHello, fingerprints: HelloFingerprints) -> dict[s
         "padding_length": hello.padding_length,
         "session_id_length": len(hello.session_id),
         "compression_methods": list(hello.compression_methods),
-        "grease": any(is_grease(value) for value in (*hello.cipher_suites, *extension_types)),
+        # The name lists, cached per shape, name every GREASE value so (no registry name is "GREASE").
+        "grease": "GREASE" in extension_names or "GREASE" in _cipher_names(hello.cipher_suites),
         "sslv2": hello.sslv2,
         "ja3_full": fingerprints.ja3_full,
         # FoxIO's JA4.N numbering is client_hello (1) and second_client_hello (2).
@@ -461,7 +466,11 @@ def _tcp(report: ConnectionReport) -> dict[str, Any] | None:
 
 def _fields_of(summary: TcpSummary | DtlsSummary) -> dict[str, Any]:
     """A summary whose field names are its event keys, in field order."""
-    return {field.name: getattr(summary, field.name) for field in fields(summary)}
+    return {name: getattr(summary, name) for name in _FIELD_NAMES[type(summary)]}
+
+
+# Read once: dataclasses.fields() builds its list again at every call (once per event).
+_FIELD_NAMES: Final = {kind: tuple(field.name for field in fields(kind)) for kind in (TcpSummary, DtlsSummary)}
 
 
 def _quic(report: ConnectionReport) -> dict[str, Any] | None:

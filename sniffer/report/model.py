@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from helloscope.parsers.certs import CertificateMessage, CertificateRequest, X509Summary
 from helloscope.parsers.fingerprints import Ja4
@@ -86,9 +87,12 @@ class AlertFinding:
         return self.level == ALERT_FATAL
 
 
-@dataclass(frozen=True, slots=True)
-class RecordTrace:
-    """One record after the ServerHello: what size-based inference works from."""
+class RecordTrace(NamedTuple):
+    """One record after the ServerHello: what size-based inference works from.
+
+    A NamedTuple, unlike the other results: one is made per TLS record of every connection (most records
+    of a capture), and a frozen dataclass costs over twice as much to build.
+    """
 
     sender: Sender
     content_type: int

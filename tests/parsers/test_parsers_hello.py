@@ -194,6 +194,16 @@ def test_each_malformed_extension_has_its_code(extension: bytes, code: int) -> N
     assert hello.extension_types == (code,)
 
 
+def test_configuration_extensions_read_the_same_on_every_hello() -> None:
+    # Decoded once per distinct body and shared after: a malformed body is reported on every hello that
+    # carries it, and a body too long to keep is decoded each time to the same values.
+    bad_groups = ext(10, b"\x00\x03\x00\x1d\x00")
+    long_alpn = ext(16, vec16(b"".join(b"\x02h%d" % (index % 10) for index in range(300))))
+    first, second = (parse_client_hello(client_hello(bad_groups, long_alpn)) for _ in range(2))
+    assert first.anomalies == second.anomalies == ("malformed_extension:10",)
+    assert len(first.alpn) == 300 and first.alpn == second.alpn
+
+
 def test_presence_flags_survive_malformation() -> None:
     hello = parse_client_hello(client_hello(ext(49, b"\x00"), ext(41, b"")))
     assert hello.post_handshake_auth and hello.has_pre_shared_key
