@@ -14,33 +14,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from functools import lru_cache
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import Final, NamedTuple
 
 from helloscope.parsers.hello import ClientHello, ServerHello
 from helloscope.parsers.registry import ALPN, SERVER_NAME
 
-if TYPE_CHECKING:  # functools' private name for what lru_cache returns: for the annotation only
-    from functools import _lru_cache_wrapper
-
 # RFC 8701: 0x?A?A with both bytes equal. A set look-up is what makes the per-value filter cheap.
 _GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))
 
-# A link carries a few hundred hello shapes over and over: each shape is fingerprinted once. The caches
-# are keyed by the fields a fingerprint reads, so hellos that differ only in randoms, session ids or key
-# shares share an entry. A hostile hello can list hundreds of thousands of values; kept, such shapes
-# would pin their long texts: only shapes of ordinary length go through the caches.
-_SHAPES: Final = 2048
-_MAX_CACHED_VALUES: Final = 512
-_Fingerprint = TypeVar("_Fingerprint")
-
-
-def _per_shape(fingerprint: _lru_cache_wrapper[_Fingerprint], *shape: object) -> _Fingerprint:
-    """``fingerprint(*shape)``, from its cache when every list of the shape is of ordinary length."""
-    for part in shape:
-        if isinstance(part, tuple) and len(part) > _MAX_CACHED_VALUES:
-            return fingerprint.__wrapped__(*shape)
-    return fingerprint(*shape)
+# Each fingerprint is a function of its hello's *shape*: the fields it reads (``ja3_shape`` ...), not
+# randoms, session ids or key shares. ``ja3_of_shape`` and its siblings compute from a shape, so a caller
+# that meets the same shapes over and over can keep what they give (sniffer.handshake.finish does).
 
 
 def _join(values: Iterable[int]) -> str:
@@ -54,16 +38,19 @@ def _md5(text: str) -> str:
 
 def ja3_string(hello: ClientHello) -> str | None:
     """The JA3 input string, or None for an SSLv2 hello, which tshark and JA3 do not fingerprint."""
-    return None if hello.sslv2 else _ja3_of(hello)[0]
+    return None if hello.sslv2 else ja3_of_shape(*ja3_shape(hello))[0]
 
 
 def ja3(hello: ClientHello) -> str | None:
-    return None if hello.sslv2 else _ja3_of(hello)[1]
+    return None if hello.sslv2 else ja3_of_shape(*ja3_shape(hello))[1]
 
 
-def _ja3_of(hello: ClientHello) -> tuple[str, str]:
-    return _per_shape(
-        _ja3,
+Ja3Shape = tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def ja3_shape(hello: ClientHello) -> Ja3Shape:
+    """What JA3 reads of a hello (not an SSLv2 one)."""
+    return (
         hello.legacy_version,
         hello.cipher_suites,
         hello.extension_types,
@@ -72,28 +59,27 @@ def _ja3_of(hello: ClientHello) -> tuple[str, str]:
     )
 
 
-@lru_cache(maxsize=_SHAPES)
-def _ja3(legacy_version: int, *lists: tuple[int, ...]) -> tuple[str, str]:
-    """The JA3 string and its hash."""
+def ja3_of_shape(legacy_version: int, *lists: tuple[int, ...]) -> tuple[str, str]:
+    """The JA3 string and its hash, for a :func:`ja3_shape`."""
     text = ",".join((str(legacy_version), *map(_join, lists)))
     return text, _md5(text)
 
 
 def ja3s_string(server_hello: ServerHello) -> str:
-    return _ja3s_of(server_hello)[0]
+    return ja3s_of_shape(*ja3s_shape(server_hello))[0]
 
 
 def ja3s(server_hello: ServerHello) -> str:
-    return _ja3s_of(server_hello)[1]
+    return ja3s_of_shape(*ja3s_shape(server_hello))[1]
 
 
-def _ja3s_of(server_hello: ServerHello) -> tuple[str, str]:
-    return _per_shape(_ja3s, server_hello.legacy_version, server_hello.cipher_suite, server_hello.extension_types)
+def ja3s_shape(server_hello: ServerHello) -> tuple[int, int, tuple[int, ...]]:
+    """What JA3S reads of a ServerHello."""
+    return server_hello.legacy_version, server_hello.cipher_suite, server_hello.extension_types
 
 
-@lru_cache(maxsize=_SHAPES)
-def _ja3s(legacy_version: int, cipher_suite: int, extension_types: tuple[int, ...]) -> tuple[str, str]:
-    """The JA3S string and its hash."""
+def ja3s_of_shape(legacy_version: int, cipher_suite: int, extension_types: tuple[int, ...]) -> tuple[str, str]:
+    """The JA3S string and its hash, for a :func:`ja3s_shape`."""
     text = ",".join((str(legacy_version), str(cipher_suite), _join(extension_types)))
     return text, _md5(text)
 
@@ -162,10 +148,17 @@ def ja4_variants(hello: ClientHello, transport: str = "t") -> Ja4:
     When the list without SNI and ALPN is empty, the reference prints the all-zero hash even for
     ``_o`` (a hello with only an SNI extension).
     """
+    return ja4_of_shape(*ja4_shape(hello, transport))
+
+
+Ja4Shape = tuple[str, int, tuple[int, ...], tuple[int, ...], tuple[int, ...], str]
+
+
+def ja4_shape(hello: ClientHello, transport: str = "t") -> Ja4Shape:
+    """What JA4 reads of a hello, ``transport`` first (t, q or d)."""
     if transport not in JA4_TRANSPORTS:
         raise ValueError(f"JA4 transport must be one of t, q, d, not {transport!r}")
-    return _per_shape(
-        _ja4_variants,
+    return (
         transport,
         hello.max_version,
         hello.cipher_suites,
@@ -175,8 +168,7 @@ def ja4_variants(hello: ClientHello, transport: str = "t") -> Ja4:
     )
 
 
-@lru_cache(maxsize=_SHAPES)
-def _ja4_variants(
+def ja4_of_shape(
     transport: str,
     max_version: int,
     cipher_suites: tuple[int, ...],
@@ -184,6 +176,7 @@ def _ja4_variants(
     signature_algorithms: tuple[int, ...],
     alpn_code: str,
 ) -> Ja4:
+    """The four JA4 forms, for a :func:`ja4_shape`."""
     ciphers = _hex4(cipher_suites)
     extensions = _hex4(extension_types)
     prefix = (

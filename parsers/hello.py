@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Final
 
 from helloscope.parsers.buffer import Reader
@@ -168,27 +167,6 @@ def _decode_exactly(decoder: Decoder, data: bytes) -> Any:
     return value
 
 
-# A client sends its configuration the same on every connection, and many connections name the same
-# server: these extensions are decoded once per distinct body (per decoder). Key shares, PSK offers, ECH
-# payloads and padding differ per connection and are decoded each time. Decoded values are immutable, so
-# one is shared; a malformed body raises each time (lru_cache keeps no errors); long (hostile) bodies are
-# not kept.
-_REPEATED_EXTENSIONS: Final = frozenset(
-    {
-        SERVER_NAME,
-        SUPPORTED_GROUPS,
-        EC_POINT_FORMATS,
-        SIGNATURE_ALGORITHMS,
-        ALPN,
-        SUPPORTED_VERSIONS,
-        PSK_KEY_EXCHANGE_MODES,
-        *TLS_FLAGS_CODEPOINTS,
-    }
-)
-_MAX_KEPT_EXTENSION: Final = 512
-_decode_repeated = lru_cache(maxsize=2048)(_decode_exactly)
-
-
 def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -> tuple[dict[str, Any], list[str]]:
     """Decode the known extensions of one block into ``{field: value}`` plus anomaly codes.
 
@@ -212,9 +190,8 @@ def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -
             # Only tls_flags has two codepoints for one field.
             anomalies.append(f"{field}_both_codepoints")
             continue
-        repeated = ext_type in _REPEATED_EXTENSIONS and len(data) <= _MAX_KEPT_EXTENSION
         try:
-            value = (_decode_repeated if repeated else _decode_exactly)(decoder, data)
+            value = _decode_exactly(decoder, data)
         except ParseError:
             anomalies.append(f"malformed_extension:{ext_type}")
             continue

@@ -20,10 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 # findings every stage speaks in, so the handshake stage builds on it; run/ wires everything together.
 ALLOWED: dict[str, set[str]] = {
     "vocabulary": set(),
+    "memo": set(),
     "capture": {"parsers"},
-    "report": {"parsers", "vocabulary", "package"},  # package: __version__
+    "report": {"parsers", "vocabulary", "memo", "package"},  # package: __version__
     "stats": {"report"},
-    "handshake": {"parsers", "report", "vocabulary", "stats"},
+    "handshake": {"parsers", "report", "vocabulary", "stats", "memo"},
     "transport": {"parsers", "capture", "handshake", "report", "stats", "vocabulary"},
     "outputs": {"report"},
     "run": {"parsers", "capture", "transport", "handshake", "report", "stats", "vocabulary", "outputs", "package"},

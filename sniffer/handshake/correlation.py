@@ -10,8 +10,6 @@ travels in :attr:`Conclusion.anomalies`.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from helloscope.parsers.certs import (
     CertificateMessage,
     CertificateRequest,
@@ -32,6 +30,7 @@ from helloscope.parsers.registry import (
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption
 from helloscope.sniffer.handshake.inference import Guess, infer
 from helloscope.sniffer.handshake.settlement import server_went_on
+from helloscope.sniffer.memo import repeated
 from helloscope.sniffer.report.model import (
     AlertFinding,
     CertificateRequestFinding,
@@ -146,7 +145,7 @@ def client_certificate_finding(handshake: Handshake, request: CertificateRequest
     return ClientCertificateFinding(None, Evidence.UNKNOWN)
 
 
-@lru_cache(maxsize=4096)
+@repeated(4096, 16384)  # real certificates are 1-8 KB
 def certificate_summary(der: bytes) -> X509Summary:
     """parsers.x509.summarize_x509, once per distinct certificate: a server's certificate comes back on
     every connection to it, and reading one costs more than the rest of a connection's report. An

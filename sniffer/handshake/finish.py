@@ -9,18 +9,28 @@ server's certificate) is computed here, once, so the event builder only formats.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from helloscope.parsers.certs import parse_certificate
 from helloscope.parsers.community_id import community_id
 from helloscope.parsers.errors import ParseError
-from helloscope.parsers.fingerprints import ja3, ja3_string, ja3s, ja3s_string, ja4_variants
-from helloscope.parsers.hello import selected_alpn
+from helloscope.parsers.fingerprints import (
+    Ja4,
+    ja3_of_shape,
+    ja3_shape,
+    ja3s_of_shape,
+    ja3s_shape,
+    ja4_of_shape,
+    ja4_shape,
+)
+from helloscope.parsers.hello import ClientHello, ServerHello, selected_alpn
 from helloscope.parsers.registry import CERTIFICATE
 from helloscope.sniffer.handshake.correlation import certificate_summary, conclude
 from helloscope.sniffer.handshake.decryption import DecryptedMessage, Decryption, summarize
 from helloscope.sniffer.handshake.hygiene import certificate_findings
 from helloscope.sniffer.handshake.tracker import MAX_KEPT_LEAF_BYTES, ConnectionTracker, server_certificate_seen
+from helloscope.sniffer.memo import repeated
 from helloscope.sniffer.report.model import (
     ConnectionReport,
     DtlsSummary,
@@ -79,11 +89,8 @@ def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: T
         community_id=community_id(
             endpoints.transport.number, endpoints.client, endpoints.client_port, endpoints.server, endpoints.server_port
         ),
-        client_hello_fingerprints=tuple(
-            HelloFingerprints(ja3(hello), ja3_string(hello), ja4_variants(hello, end.ja4_transport))
-            for hello in handshake.client_hellos
-        ),
-        server_fingerprints=ServerFingerprints(ja3s(server_hello), ja3s_string(server_hello)) if server_hello else None,
+        client_hello_fingerprints=tuple(_fingerprints(hello, end.ja4_transport) for hello in handshake.client_hellos),
+        server_fingerprints=_server_fingerprints(server_hello) if server_hello else None,
         next_protocol=summary.alpn or (selected_alpn(server_hello.extensions) if server_hello else None),
         certificate_findings=tuple(certificate_findings(certificate.chain[0], end.start)) if certificate.chain else (),
         server_certificate=server_certificate_finding(handshake, decryption),
@@ -92,6 +99,23 @@ def finish_connection(tracker: ConnectionTracker, decryption: Decryption, end: T
         quic=end.quic,
         dtls=end.dtls,
     )
+
+
+# A link repeats a few hundred hello shapes: each is fingerprinted once (sniffer.memo bounds what is kept).
+_ja3: Callable[..., tuple[str, str]] = repeated(2048, 512)(ja3_of_shape)
+_ja3s: Callable[..., tuple[str, str]] = repeated(2048, 512)(ja3s_of_shape)
+_ja4: Callable[..., Ja4] = repeated(2048, 512)(ja4_of_shape)
+
+
+def _fingerprints(hello: ClientHello, transport: str) -> HelloFingerprints:
+    """JA3 (none for an SSLv2 hello, as tshark) and JA4 of one hello."""
+    ja3_full, ja3 = (None, None) if hello.sslv2 else _ja3(*ja3_shape(hello))
+    return HelloFingerprints(ja3, ja3_full, _ja4(*ja4_shape(hello, transport)))
+
+
+def _server_fingerprints(server_hello: ServerHello) -> ServerFingerprints:
+    ja3s_full, ja3s = _ja3s(*ja3s_shape(server_hello))
+    return ServerFingerprints(ja3s, ja3s_full)
 
 
 def server_certificate_finding(handshake: Handshake, decryption: Decryption) -> ServerCertificateFinding | None:

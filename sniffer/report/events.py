@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -29,6 +28,7 @@ from helloscope.parsers.registry import (
     version_text,
 )
 from helloscope.sniffer import __version__
+from helloscope.sniffer.memo import repeated
 from helloscope.sniffer.report.model import (
     AlertFinding,
     ClientCertificateFinding,
@@ -107,12 +107,12 @@ def _named(value: int, names: dict[int, str]) -> str:
 
 
 # A link carries a few hundred ClientHello shapes over and over: their name lists are made once each.
-@lru_cache(maxsize=2048)
+@repeated(2048, 512)
 def _cipher_names(suites: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(_named(suite, CIPHER_SUITE_NAMES) for suite in suites)
 
 
-@lru_cache(maxsize=2048)
+@repeated(2048, 512)
 def _extension_names(types: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(_named(kind, EXTENSION_NAMES) for kind in types)
 
@@ -317,7 +317,7 @@ def _certificate_request(report: ConnectionReport) -> dict[str, Any]:
 
 # A server asks for a certificate naming the same authorities on every connection, and reading a name
 # costs cryptography more than the rest of the event: each distinct name is read once.
-@lru_cache(maxsize=1024)
+@repeated(1024, 1024)
 def _name_text(der_name: bytes) -> str:
     from helloscope.parsers.x509 import name_to_text  # cryptography loads with the first name to show
 
