@@ -13,7 +13,9 @@ common shapes back to the Python code, so the pure path stays the reference for 
 - :data:`RecordReader`: the record framer the flow table should make per direction.
 - :data:`flow_owner`: run.parallel's flow hash of a frame, or NOT_MINE; None without the C core.
 - :data:`FlowSkimmer`: with the C core, what takes whole the packets of reported TCP connections that only
-  keep them alive (``decode(linktype, frame, timestamp)`` answers :data:`SKIMMED` for those); None without.
+  keep them alive and, given a trace configuration, the in-order keyless TLS 1.3 bytes that only lengthen
+  a connection's record trace (``decode(linktype, frame, timestamp)`` answers :data:`SKIMMED` for those);
+  None without.
 """
 
 from __future__ import annotations
