@@ -744,6 +744,23 @@ flow_key(const unsigned char *src, const unsigned char *dst, Py_ssize_t addr_len
     return key;
 }
 
+/* The table's accounted memory when it is within its bound (over it, the table sheds connections
+   before it looks a packet's flow up): 1 with *memory a new reference, 0 when over, -1 on error. */
+static int
+memory_within_bound(FlowSkimmerObject *skim, PyObject **memory)
+{
+    if ((*memory = PyObject_GetAttr(skim->table, memory_name)) == NULL)
+        return -1;
+    PyObject *max_memory = PyObject_GetAttr(skim->table, max_memory_name);
+    int over = max_memory == NULL ? -1 : PyObject_RichCompareBool(*memory, max_memory, Py_GT);
+    Py_XDECREF(max_memory);
+    if (over != 0) {
+        Py_CLEAR(*memory);
+        return over < 0 ? -1 : 0;
+    }
+    return 1;
+}
+
 /* A packet of a reported flow: 1 when it only keeps the flow alive (its last-seen time moved to
    timestamp), 0 when the flow table must see it, -1 on error. */
 static int
@@ -755,22 +772,16 @@ skim_reported(FlowSkimmerObject *skim, PyObject *flow, double timestamp, const u
     PyObject *last_seen = SLOT(flow, skim->last_seen_offset);
     if (last_seen == NULL || !PyFloat_CheckExact(last_seen) || timestamp - PyFloat_AS_DOUBLE(last_seen) > skim->idle)
         return 0;
-    int result = -1;
-    PyObject *memory = PyObject_GetAttr(skim->table, memory_name);
-    PyObject *max_memory = memory == NULL ? NULL : PyObject_GetAttr(skim->table, max_memory_name);
-    if (max_memory != NULL) {
-        int over = PyObject_RichCompareBool(memory, max_memory, Py_GT);
-        PyObject *seen = over == 0 ? PyFloat_FromDouble(timestamp) : NULL;
-        if (seen != NULL) {
-            Py_XSETREF(SLOT(flow, skim->last_seen_offset), seen);
-            result = 1;
-        }
-        else if (over > 0)
-            result = 0;
-    }
-    Py_XDECREF(memory);
-    Py_XDECREF(max_memory);
-    return result;
+    PyObject *memory;
+    int within = memory_within_bound(skim, &memory);
+    if (within <= 0)
+        return within;
+    Py_DECREF(memory);
+    PyObject *seen = PyFloat_FromDouble(timestamp);
+    if (seen == NULL)
+        return -1;
+    Py_XSETREF(SLOT(flow, skim->last_seen_offset), seen);
+    return 1;
 }
 
 static int trace_tcp(FlowSkimmerObject *skim, PyObject *flow, PyObject *key, double timestamp,
@@ -1044,14 +1055,10 @@ trace_tcp(FlowSkimmerObject *skim, PyObject *flow, PyObject *key, double timesta
     Py_ssize_t other_cost = direction_cost(skim, other);
     if (other_cost < 0 || direction_cost(skim, direction) < 0)
         return 0;
-    PyObject *memory = PyObject_GetAttr(skim->table, memory_name);
-    PyObject *max_memory = memory == NULL ? NULL : PyObject_GetAttr(skim->table, max_memory_name);
-    int over = max_memory == NULL ? -1 : PyObject_RichCompareBool(memory, max_memory, Py_GT);
-    Py_XDECREF(max_memory);
-    if (over != 0) {
-        Py_XDECREF(memory);
-        return over < 0 ? -1 : 0;
-    }
+    PyObject *memory;
+    int within = memory_within_bound(skim, &memory);
+    if (within <= 0)
+        return within;
     /* Every condition holds: what Python would have done, in its order of effect. */
     int result = -1;
     PyObject *added = PyList_New(count), *seen = PyFloat_FromDouble(timestamp), *now_delivered = NULL;
