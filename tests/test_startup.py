@@ -39,7 +39,7 @@ UDP = (
 )
 CIPHERS = ("cryptography.hazmat.primitives.ciphers",)
 DECRYPTION = ("helloscope.parsers.decrypt", "helloscope.parsers.tickets")
-COMPRESSION = ("gzip", "bz2")  # lzma and zstandard name the errors a damaged stream raises: always there
+COMPRESSION = ("gzip", "bz2", "lzma", "zstandard")
 X509 = ("cryptography.x509", "helloscope.parsers.x509")
 
 # Runs the CLI in-process, then prints the modules it loaded (SystemExit is how click ends a command).

@@ -6,7 +6,6 @@ gzip, xz and bzip2 come with Python; zstd needs the optional ``zstandard`` packa
 from __future__ import annotations
 
 import io
-import lzma
 import zlib
 from typing import Any, BinaryIO, cast
 
@@ -22,8 +21,15 @@ class CompressionError(Exception):
     """A compressed input that cannot be opened here (zstd without the zstandard package)."""
 
 
-def _zstd_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = []
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged compressed stream raises, besides OSError (bz2's "Invalid data stream").
+
+    For ``except read_errors():``, which evaluates the call only when something was raised: lzma and
+    zstandard then load with the first xz or zstd file, or the first error, not at every start.
+    """
+    import lzma
+
+    errors: list[type[BaseException]] = [OSError, EOFError, zlib.error, lzma.LZMAError]
     try:
         from compression import zstd
 
@@ -37,10 +43,6 @@ def _zstd_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
-
-
-# What reading a damaged compressed stream raises, besides OSError (bz2's "Invalid data stream").
-READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, lzma.LZMAError, *_zstd_errors())
 
 
 def _zstd(stream: BinaryIO, path: str | None) -> Any:
@@ -85,10 +87,12 @@ def decompressed(stream: BinaryIO, path: str | None) -> tuple[BinaryIO, str | No
     if kind == ZSTD:
         opened = _zstd(stream, path)
     elif kind == GZIP:
-        import gzip  # gzip and bzip2 load with the first such file; lzma and zlib name READ_ERRORS
+        import gzip  # each decompressor loads with the first such file
 
         opened = gzip.open(path, "rb") if path is not None else gzip.GzipFile(fileobj=stream, mode="rb")  # noqa: SIM115
     elif kind == XZ:
+        import lzma
+
         opened = lzma.open(path if path is not None else stream, "rb")  # noqa: SIM115
     else:
         import bz2

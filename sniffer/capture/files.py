@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, BinaryIO, Final, NamedTuple, Self
 
-from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
+from helloscope.sniffer.capture.compression import CompressionError, decompressed, read_errors
 from helloscope.sniffer.capture.fast import Sieve, split_pcap, split_pcapng
 
 _CHUNK = 1 << 20
@@ -233,7 +233,7 @@ class CaptureReader:
                     break
                 try:
                     data = self._read(max(need - have, _CHUNK))
-                except READ_ERRORS as exc:  # besides OSError, how damaged compressed streams fail
+                except read_errors() as exc:  # besides OSError, how damaged compressed streams fail
                     self._read_error = f"read error: {exc}"
                     break
                 if not data:
@@ -291,7 +291,7 @@ class CaptureReader:
         while remaining:
             try:
                 data = self._next_bytes(min(remaining, _CHUNK))
-            except READ_ERRORS as exc:
+            except read_errors() as exc:
                 self._read_error = f"read error: {exc}"
                 data = b""
             if not data:
@@ -537,7 +537,7 @@ def capture_files(directory: str) -> list[str]:
                         found.append(path)
             except CompressionError:
                 found.append(path)  # zstd without zstandard: opening it says what to install
-            except READ_ERRORS:
+            except read_errors():
                 continue  # unreadable or damaged: not a capture this run can read
     return found
 

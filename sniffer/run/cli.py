@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, TypeAlias
 import click
 from helloscope.parsers.keylog import KeyLog
 from helloscope.sniffer import __version__
-from helloscope.sniffer.capture.compression import READ_ERRORS, CompressionError, decompressed
+from helloscope.sniffer.capture.compression import CompressionError, decompressed, read_errors
 from helloscope.sniffer.capture.decode import undecodable_note
 from helloscope.sniffer.capture.defaults import DEFAULT_BUFFER_MB, DEFAULT_SNAPLEN
 from helloscope.sniffer.capture.files import (
@@ -891,7 +891,7 @@ def _read_stored(totals: Summary, path: str) -> None:
                 pass
     except StoredEventError as error:
         raise _Fail(f"{name}: {error}") from None
-    except READ_ERRORS as error:
+    except read_errors() as error:
         detail = getattr(error, "strerror", None) or error
         raise _Fail(f"{name}: cannot read ({detail})") from None
 

@@ -7,14 +7,17 @@ the writer's output where it matters, so these tests do not just check the reade
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
+import lzma
 import shutil
 import struct
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -487,14 +490,39 @@ def test_arbitrary_records_never_raise(header: bytes, body: bytes) -> None:
     assert reader.truncation is None or 0 <= reader.truncation.offset <= len(header + body)
 
 
-def test_damaged_gzip_stops_with_a_read_error(corpus: Path, tmp_path: Path) -> None:
-    compressed = gzip.compress((corpus / PCAP).read_bytes())
-    cut = tmp_path / "cut.pcap.gz"
-    cut.write_bytes(compressed[: len(compressed) // 2])
-    with open_capture(str(cut)) as reader:
-        got = list(reader)
-    assert 0 < len(got) < 26
-    assert reader.truncation is not None and "read error" in reader.truncation.reason
+def _zstd(data: bytes) -> bytes:
+    # with its checksum: without one a flipped byte is silently wrong data
+    compressor = pytest.importorskip("zstandard").ZstdCompressor(write_checksum=True)
+    return compressor.compress(data)  # type: ignore[no-any-return]
+
+
+# A zstd frame cut short is not in the list: the zstandard package ends such a stream without an error.
+@pytest.mark.parametrize(
+    "compress,damage",
+    [(gzip.compress, "cut"), (lzma.compress, "cut"), (bz2.compress, "cut")]
+    + [(compress, "flipped") for compress in (gzip.compress, lzma.compress, bz2.compress, _zstd)],
+)
+def test_damaged_compressed_capture_is_a_read_error(
+    corpus: Path, tmp_path: Path, compress: Callable[[bytes], bytes], damage: str
+) -> None:
+    """Each decompressor fails its own way (EOFError, zlib.error, LZMAError, ZstdError): all are damage,
+    said at the start (this capture is read whole then) or as where the reading stopped."""
+    compressed = bytearray(compress((corpus / PCAP).read_bytes()))
+    if damage == "cut":
+        del compressed[len(compressed) // 2 :]
+    else:
+        for offset in range(len(compressed) // 2, len(compressed) // 2 + 64):
+            compressed[offset] ^= 0x5A
+    path = tmp_path / "damaged"
+    path.write_bytes(bytes(compressed))
+    try:
+        with open_capture(str(path)) as reader:
+            got = list(reader)
+    except CaptureError as error:
+        assert "read error" in str(error)
+    else:
+        assert len(got) < 26
+        assert reader.truncation is not None and "read error" in reader.truncation.reason
 
 
 # -- not a capture ---------------------------------------------------------------------------------
