@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/parallel_speedup.py bench/out/bench-200mb-seed1.pcap 2 5   # FILES (comma-separated) N ROUNDS
 
-Both sides write every event as a JSON line to /dev/null and use a sealed empty key log (pcap input, no
---keylog), as ``helloscope analyze -q -o /dev/null`` does. "Expected on N free cores" is the speed-up when
-nothing else runs on the machine: the one-process CPU time over the larger of the slowest worker's CPU
-time and all CPU time (workers and parent) divided by N. Medians over the rounds.
+Both sides count every event in a summary, write it as a JSON line to /dev/null and use a sealed empty
+key log (pcap input, no --keylog), as ``helloscope analyze -q -o /dev/null`` does: with workers, they
+make the lines and summaries and the parent writes the lines and merges the summaries. "Expected on N
+free cores" is the speed-up when nothing else runs on the machine: the one-process CPU time over the
+larger of the slowest worker's CPU time and all CPU time (workers and parent) divided by N. Medians over
+the rounds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -22,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helloscope.parsers.keylog import KeyLog  # noqa: E402
 from helloscope.sniffer.capture.files import open_capture  # noqa: E402
 from helloscope.sniffer.report.events import Observer, build_event, to_json_line  # noqa: E402
+from helloscope.sniffer.report.model import ConnectionReport  # noqa: E402
+from helloscope.sniffer.report.summary import Summary  # noqa: E402
 from helloscope.sniffer.run import parallel  # noqa: E402
 from helloscope.sniffer.run.pipeline import feed_capture  # noqa: E402
 from helloscope.sniffer.stats import RunStats  # noqa: E402
@@ -37,9 +42,14 @@ def main() -> None:
 
     def one() -> list[str]:
         stats = RunStats()
-        table = ConnectionTables(
-            lambda report: sink.write(to_json_line(build_event(report, observer))), stats, keys=keys
-        )
+        summary = Summary()
+
+        def deliver(report: ConnectionReport) -> None:
+            event = build_event(report, observer)
+            summary.add(event)
+            sink.write(to_json_line(event))
+
+        table = ConnectionTables(deliver, stats, keys=keys)
         for path in paths:
             with open_capture(path) as reader:
                 feed_capture(reader, table, stats)
@@ -48,9 +58,11 @@ def main() -> None:
 
     def many() -> list[str]:
         notes: list[str] = []
-        parallel.analyze_parallel(
-            paths, workers, observer, lambda event: sink.write(to_json_line(event)), keys=keys, on_note=notes.append
+        outcome = parallel.analyze_parallel(
+            paths, workers, observer, sink.write, keys=keys, on_note=notes.append, lines=to_json_line
         )
+        assert outcome.summary is not None
+        Summary().merge(outcome.summary)
         return notes
 
     analyze = parallel._analyze
@@ -69,10 +81,10 @@ def main() -> None:
     runs: tuple[tuple[str, Callable[[], list[str]]], ...] = (("one", one), ("many", many))
     for _ in range(rounds):
         for name, run in runs:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            notes = run()
+            started = time.perf_counter()
+            notes, seconds_used = _fresh(run)
             wall[name].append(time.perf_counter() - started)
-            cpu["one" if name == "one" else "parent"].append(time.process_time() - cpu_started)
+            cpu["one" if name == "one" else "parent"].append(seconds_used)
             if notes:
                 seconds = [float(note.split()[1]) for note in notes]
                 cpu["slowest worker"].append(max(seconds))
@@ -90,6 +102,25 @@ def main() -> None:
         f"CPU median: 1 process {c['one']:.2f} s; slowest worker {c['slowest worker']:.2f} s, "
         f"parent {c['parent']:.2f} s: {c['one'] / c['bound']:.2f}x expected on {workers} free cores"
     )
+
+
+def _fresh(run: Callable[[], list[str]]) -> tuple[list[str], float]:
+    """``run``'s notes and CPU seconds, run in a child forked for it: as a new process would, it fills its
+    caches and loads what it imports lazily itself, and so do the workers it forks (else they would
+    inherit what an earlier round of this process had filled and loaded)."""
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(readable)
+        started = time.process_time()
+        notes = run()
+        os.write(writable, json.dumps([notes, time.process_time() - started]).encode())
+        os._exit(0)
+    os.close(writable)
+    with os.fdopen(readable, "rb") as results:
+        notes, seconds = json.loads(results.read())
+    os.waitpid(pid, 0)
+    return notes, seconds
 
 
 if __name__ == "__main__":

@@ -67,6 +67,20 @@ def test_workers_write_every_output_and_the_same_run_statistics(tmp_path: Path):
     assert statistics == split.stdout[split.stdout.index("Run statistics") :]  # counters summed over workers
 
 
+def test_json_output_made_by_the_workers_keeps_field_selection_and_the_summary():
+    """With JSON output the workers write the lines (fields selected) and count the summary themselves."""
+    selected = "source.ip,destination.port,tls.client.ja4,helloscope.outcome,helloscope.flag_outcome"
+    for captures in (FIXTURES, [LARGEST]):
+        one = analyze("--fields", selected, *captures)
+        many = analyze("--fields", selected, "--workers", "2", *captures)
+        assert one.returncode == many.returncode == 0, many.stderr
+        assert event_set(many.stdout) == event_set(one.stdout)
+        assert {frozenset(json.loads(line)) for line in many.stdout.splitlines()} == {
+            frozenset({"source", "destination", "tls", "helloscope"})
+        }
+        assert "TLS connections by outcome" in one.stderr and many.stderr == one.stderr
+
+
 def test_standard_input_is_read_by_one_worker_with_a_note():
     capture = Path(LARGEST).read_bytes()
     result = analyze("-q", "--workers", "2", "-", stdin=capture)

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from helloscope.sniffer.capture.decode import LINKTYPE_ETHERNET, LINKTYPE_RAW, decode
 from helloscope.sniffer.capture.files import open_capture
-from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.report.events import Observer, to_json_line
+from helloscope.sniffer.report.summary import Summary
 from helloscope.sniffer.run.parallel import Worker, WorkerError, analyze_parallel, flow_owner, run_workers, worker_count
 from helloscope.sniffer.run.pipeline import analyze_files
 
@@ -51,7 +52,15 @@ def _compare(paths: list[Path], workers: int) -> None:
     outcome = analyze_parallel([str(path) for path in paths], workers, OBSERVER, events.append)
     assert _canonical(events) == _canonical(expected)
     assert outcome.stats.as_dict() == expected_stats.as_dict()
-    assert outcome.stopped_by is None
+    assert outcome.stopped_by is None and outcome.summary is None
+    # as analyze's JSON output runs: the workers make the lines and count the events themselves
+    lines: list[str] = []
+    counted = analyze_parallel([str(path) for path in paths], workers, OBSERVER, lines.append, lines=to_json_line)
+    assert _canonical([json.loads(line) for line in lines]) == _canonical(expected)
+    summary = Summary()
+    for event in expected:
+        summary.add(event)
+    assert counted.summary == summary and counted.stats.as_dict() == expected_stats.as_dict()
 
 
 @pytest.mark.parametrize("workers", [2, 3])

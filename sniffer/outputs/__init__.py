@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+import orjson
 from helloscope.sniffer.outputs.common import COUNTERS, warn
 from helloscope.sniffer.report.events import to_json_line
 
@@ -129,12 +130,21 @@ class Outputs:
 
     def write(self, event: Mapping[str, Any]) -> None:
         """One event (already field-selected); never blocks on a slow or dead destination."""
-        line = to_json_line(dict(event))
+        self._write(to_json_line(dict(event)), event)
+
+    def write_line(self, line: str) -> None:
+        """One event as :func:`to_json_line` wrote it (already field-selected): what a worker sends."""
+        self._write(line, None)
+
+    def _write(self, line: str, event: Mapping[str, Any] | None) -> None:
         for stream in self._streams:
             stream.write(line)
-        text = line.removesuffix("\n")
-        for destination, encode in self._networks:
-            destination.write(encode(event, text))
+        if self._networks:
+            text = line.removesuffix("\n")
+            if event is None:  # the network records are built from the event's fields
+                event = orjson.loads(text)
+            for destination, encode in self._networks:
+                destination.write(encode(event, text))
 
     def reopen(self) -> None:
         """SIGHUP (logrotate): file outputs reopen their path before their next event."""

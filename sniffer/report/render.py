@@ -21,6 +21,7 @@ from helloscope.sniffer.report.summary import (
     Aggregate,
     Summary,
     address,
+    by_count,
     lookup,
     ranked_items,
 )
@@ -234,7 +235,7 @@ def print_summary(
 
     if total.findings:
         findings = Grid("Client cert findings", ("finding", "connections"), atoms=("connections",))
-        for code, count in total.findings.most_common():
+        for code, count in by_count(total.findings).items():
             findings.add_row(safe_text(code), str(count))
         findings.print(console)
 

@@ -90,14 +90,27 @@ class Aggregate:
         if findings:  # rarely: Counter.update costs as much for nothing as for a few codes
             self.findings.update(findings)
 
+    def merge(self, other: Aggregate) -> None:
+        """Count ``other``'s connections too."""
+        self.connections += other.connections
+        self.flagged += other.flagged
+        self.outcomes.update(other.outcomes)
+        self.flag_outcomes.update(other.flag_outcomes)
+        self.findings.update(other.findings)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "connections": self.connections,
             "flagged": self.flagged,
-            "outcomes": dict(self.outcomes.most_common()),
-            "flag_outcomes": dict(self.flag_outcomes.most_common()),
-            "certificate_findings": dict(self.findings.most_common()),
+            "outcomes": by_count(self.outcomes),
+            "flag_outcomes": by_count(self.flag_outcomes),
+            "certificate_findings": by_count(self.findings),
         }
+
+
+def by_count(counts: Counter[str]) -> dict[str, int]:
+    """The most frequent first, ties by name: an order that does not depend on the order events came in."""
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _groups() -> defaultdict[Any, Aggregate]:
@@ -148,6 +161,16 @@ class Summary:
         if server is not None or facts["tls.client.server_name"] is not None:
             self.by_server[(facts["tls.client.server_name"], server)].add(facts)
 
+    def merge(self, other: Summary) -> None:
+        """Count ``other``'s events too: as if each had been added here (workers' summaries of their share)."""
+        self.total.merge(other.total)
+        self.outcome_pairs.update(other.outcome_pairs)
+        _merge_groups(self.by_client, other.by_client)
+        _merge_groups(self.by_ja4, other.by_ja4)
+        _merge_groups(self.by_server, other.by_server)
+        self.missing.update(other.missing)
+        self.stats.update(other.stats)
+
     def add_stats(self, event: Mapping[str, Any]) -> None:
         counters = lookup(event, "helloscope.stats")
         if not isinstance(counters, Mapping) or not all(_is(int)(value) for value in counters.values()):
@@ -167,6 +190,11 @@ class Summary:
             "missing_fields": dict(sorted(self.missing.items())),
             **({"run_statistics": dict(self.stats)} if self.stats else {}),
         }
+
+
+def _merge_groups(groups: defaultdict[Any, Aggregate], others: Mapping[Any, Aggregate]) -> None:
+    for key, aggregate in others.items():
+        groups[key].merge(aggregate)
 
 
 def address(ip: object, port: object) -> str | None:

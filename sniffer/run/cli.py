@@ -36,7 +36,7 @@ from helloscope.sniffer.capture.files import (
     open_error,
 )
 from helloscope.sniffer.outputs import DeliveryOptions, OutputError, Outputs, open_outputs
-from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.report.events import Observer, to_json_line
 from helloscope.sniffer.report.fields import KNOWN_FIELDS, is_known
 from helloscope.sniffer.report.summary import (
     STATS_DATASET,
@@ -339,6 +339,11 @@ def analyze(
         for sink in sinks:
             sink.write(event)
 
+    def deliver_line(line: str) -> None:  # workers' events: they count them in summaries of their own
+        bar.advance(reports=1)
+        for sink in sinks:
+            sink.write_line(line)
+
     def open_sink() -> None:
         if output_format == "line" or specs:
             sinks.append(_open_sink(output_format, specs, spool_dir, spool_limit, select))
@@ -348,8 +353,20 @@ def analyze(
     with progress_bar(captures, quiet=quiet or streaming) as bar:
         try:
             if workers > 1:
+                lines = (lambda event: to_json_line(select(event))) if output_format == "json" else None
                 stats, stopped_by = _analyze_in_workers(
-                    captures, workers, observer, deliver, limits, frozenset(ports), keys, bar, open_sink, bpf
+                    captures,
+                    workers,
+                    observer,
+                    deliver if lines is None else deliver_line,
+                    limits,
+                    frozenset(ports),
+                    keys,
+                    bar,
+                    open_sink,
+                    bpf,
+                    lines,
+                    summary,
                 )
             else:
                 open_sink()
@@ -395,6 +412,11 @@ class _Sink(Outputs):
         encoding = (getattr(lines, "encoding", None) or "").lower().replace("-", "")
         self._arrow = "→" if encoding.startswith("utf") else ">"
         self._lines = 0
+
+    def write_line(self, line: str) -> None:
+        """An event as its JSON line, fields selected: for JSON outputs only (no readable line is drawn)."""
+        if self._inner is not None:
+            self._inner.write_line(line)
 
     def write(self, event: Event) -> None:
         # the live run's closing counters are its last stats line on stderr already
@@ -554,15 +576,20 @@ def _analyze_in_workers(
     captures: tuple[str, ...],
     workers: int,
     observer: Observer,
-    deliver: Callable[[dict[str, Any]], None],
+    deliver: Callable[[Any], None],
     limits: Limits,
     ports: frozenset[int],
     keys: KeyLog,
     bar: ProgressBar | NoProgress,
     open_sink: Callable[[], None],
     bpf: str | None,
+    lines: Callable[[Event], str] | None,
+    summary: Summary,
 ) -> tuple[RunStats, int | None]:
-    """``workers`` processes (helloscope.sniffer.run.parallel); the outputs open once they are forked (threads)."""
+    """``workers`` processes (helloscope.sniffer.run.parallel); the outputs open once they are forked (threads).
+
+    With ``lines`` the workers send events as lines and count them themselves: their summaries join ``summary``.
+    """
     from helloscope.sniffer.run.parallel import WorkerError, analyze_parallel
 
     try:
@@ -578,9 +605,12 @@ def _analyze_in_workers(
             on_progress=lambda size, packets: bar.advance(size, packets),
             on_start=open_sink,
             bpf=bpf,
+            lines=lines,
         )
     except WorkerError as error:
         raise _Failed(str(error)) from None
+    if outcome.summary is not None:
+        summary.merge(outcome.summary)
     return outcome.stats, outcome.stopped_by
 
 

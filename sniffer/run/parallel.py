@@ -57,6 +57,7 @@ from helloscope.sniffer.capture.decode import decode
 from helloscope.sniffer.capture.files import CaptureReader, open_capture
 from helloscope.sniffer.capture.filter import frame_filter
 from helloscope.sniffer.report.events import Observer
+from helloscope.sniffer.report.summary import Summary
 from helloscope.sniffer.run.pipeline import CaptureEvents, absorb_secrets, count_sieved, damage_note, feed_frames
 from helloscope.sniffer.stats import RunStats
 from helloscope.sniffer.transport.lifecycle import DEFAULT_LIMITS, Limits
@@ -67,6 +68,8 @@ _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _PR_SET_PDEATHSIG: Final = 1
 _PROGRESS_EVERY: Final = 8192  # frames between two progress messages of a worker
 _BATCH: Final = 32  # events an analysis worker sends in one message
+
+Event = dict[str, Any] | str  # what a job sends: a build_event dict, or that event as its JSON line
 
 
 class WorkerError(Exception):
@@ -79,27 +82,30 @@ class Outcome:
 
     stats: RunStats  # every worker's counters, summed
     stopped_by: int | None  # the signal (SIGINT, SIGTERM) that ended the run early, or None
+    summary: Summary | None = None  # the summaries the jobs kept of their own events, merged
 
 
 class Worker:
     """A job's side of the channel to the parent (lives in the worker process).
 
     ``stats`` is the worker's RunStats: the job counts into it and it is sent to the parent when the
-    job ends, however it ends. ``index`` is this worker's number, 0 to ``count - 1``.
+    job ends, however it ends; so is ``summary``, when the job keeps one of the events it sends (as
+    lines: the parent then has no event to count). ``index`` is this worker's number, 0 to ``count - 1``.
     """
 
     def __init__(self, index: int, count: int, channel: Connection, batch: int = 1) -> None:
         self.index = index
         self.count = count
         self.stats = RunStats()
+        self.summary: Summary | None = None
         self._channel = channel
         self._batch = batch
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Event] = []
         self._sending = False
         self._stop_pending = False
 
-    def emit(self, event: dict[str, Any]) -> None:
-        """Send one event (a ``build_event`` dict) to the parent (see ``batch``)."""
+    def emit(self, event: Event) -> None:
+        """Send one event (a ``build_event`` dict, or its JSON line) to the parent (see ``batch``)."""
         self._events.append(event)
         if len(self._events) >= self._batch:
             self.flush()
@@ -144,7 +150,7 @@ Job = Callable[[Worker], None]
 
 def run_workers(
     jobs: Sequence[Job],
-    on_event: Callable[[dict[str, Any]], None],
+    on_event: Callable[[Any], None],
     *,
     on_note: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -209,13 +215,14 @@ class _Remote:
         self.process = process
         self.channel = channel
         self.stats: RunStats | None = None  # set when the worker says it is done
+        self.summary: Summary | None = None  # sent with the stats, by a job that keeps one
         self.failure: str | None = None
 
 
 def _collect(
     workers: list[_Remote],
     stop: list[int],
-    on_event: Callable[[dict[str, Any]], None],
+    on_event: Callable[[Any], None],
     on_note: Callable[[str], None] | None,
     on_progress: Callable[[int, int], None] | None,
     grace: float,
@@ -249,16 +256,20 @@ def _collect(
     if failure is not None:
         raise WorkerError(failure)
     total = RunStats()
+    summary: Summary | None = None
     for remote in workers:
         if remote.stats is not None:
             add_stats(total, remote.stats)
-    return Outcome(total, stop[0] if stop else None)
+        if remote.summary is not None:
+            summary = summary or Summary()
+            summary.merge(remote.summary)
+    return Outcome(total, stop[0] if stop else None, summary)
 
 
 def _dispatch(
     remote: _Remote,
     message: tuple[Any, ...],
-    on_event: Callable[[dict[str, Any]], None],
+    on_event: Callable[[Any], None],
     on_note: Callable[[str], None] | None,
     on_progress: Callable[[int, int], None] | None,
 ) -> None:
@@ -273,7 +284,7 @@ def _dispatch(
         if on_note is not None:
             on_note(message[1])
     elif kind == "done":
-        remote.stats = message[1]
+        remote.stats, remote.summary = message[1], message[2]
     else:  # "failed"
         remote.failure = f"{remote.name} failed: {message[1]}"
 
@@ -321,7 +332,7 @@ def _worker_main(job: Job, index: int, count: int, channel: Connection, mask: se
             channel.close()
             os._exit(1)
         worker.flush()
-        channel.send(("done", worker.stats))
+        channel.send(("done", worker.stats, worker.summary))
         channel.close()
     except OSError:  # the parent is gone: nobody is left to tell
         os._exit(1)
@@ -353,7 +364,7 @@ def analyze_parallel(
     paths: Sequence[str],
     workers: int,
     observer: Observer,
-    on_event: Callable[[dict[str, Any]], None],
+    on_event: Callable[[Any], None],
     *,
     limits: Limits = DEFAULT_LIMITS,
     ports: frozenset[int] = frozenset(),
@@ -362,10 +373,16 @@ def analyze_parallel(
     on_progress: Callable[[int, int], None] | None = None,
     on_start: Callable[[], None] | None = None,
     bpf: str | None = None,
+    lines: Callable[[dict[str, Any]], str] | None = None,
 ) -> Outcome:
     """Analyse capture files with ``workers`` processes; the same events (as a set) and counters as one.
 
     ``bpf``: only frames matching this tcpdump filter, as if the others were not in the files.
+
+    ``lines``: each worker turns its events into what the parent writes with this (the JSON line, fields
+    selected) and counts them in a :class:`Summary` of its own; ``on_event`` then gets the lines and
+    :attr:`Outcome.summary` is the workers' summaries merged. The parent is left only the writing,
+    on cores the workers need.
 
     - At least as many files as workers: whole files are shared out, largest first to the least loaded
       worker. Each file is then a capture of its own: a connection that continues from one file into
@@ -390,7 +407,7 @@ def analyze_parallel(
       :func:`worker_count` first: ``paths`` may be pipes only if each gets a worker of its own.
     """
     limits = replace(limits, max_flows=-(-limits.max_flows // workers))
-    settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog(), bpf)
+    settings = _Settings(observer, limits, ports, keys if keys is not None else KeyLog(), bpf, lines)
     if len(paths) >= workers:
         groups = _share_files(paths, workers)
         jobs: list[Job] = [_AnalysisJob(group, settings, split=False) for group in groups]
@@ -429,6 +446,7 @@ class _Settings:
     ports: frozenset[int]
     keys: KeyLog
     bpf: str | None = None
+    lines: Callable[[dict[str, Any]], str] | None = None  # see analyze_parallel
 
 
 def _share_files(paths: Sequence[str], workers: int) -> list[list[str]]:
@@ -464,7 +482,7 @@ class _AnalysisJob:
 
 def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split: bool) -> None:
     stats = worker.stats
-    emit = CaptureEvents(settings.observer, worker.emit)
+    emit = CaptureEvents(settings.observer, _sender(worker, settings.lines))
     table = ConnectionTables(emit, stats, settings.limits, settings.ports, settings.keys)
     # compiled here: libpcap's programs live in this process
     matches = frame_filter(settings.bpf) if settings.bpf is not None else None
@@ -487,6 +505,19 @@ def _analyze(worker: Worker, paths: Sequence[str], settings: _Settings, *, split
                         worker.note(damage_note(reader, reader.truncation))
     finally:
         table.flush()
+
+
+def _sender(worker: Worker, lines: Callable[[dict[str, Any]], str] | None) -> Callable[[dict[str, Any]], None]:
+    """How the worker sends an event: as it is, or (``lines``) as its line, counted in the worker's summary."""
+    if lines is None:
+        return worker.emit
+    summary = worker.summary = Summary()
+
+    def send(event: dict[str, Any]) -> None:
+        summary.add(event)
+        worker.emit(lines(event))
+
+    return send
 
 
 class _Share:
