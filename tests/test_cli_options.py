@@ -86,7 +86,9 @@ def test_strict_fails_when_an_output_lost_events_and_the_summary_says_how_many(t
     assert relaxed.returncode == 0
 
 
-@pytest.mark.parametrize("spec", ["http://127.0.0.1:9200/", "http://127.0.0.1:9200", "https://user:pw@es.test/x"])
+@pytest.mark.parametrize(
+    "spec", ["http://127.0.0.1:9200/", "http://127.0.0.1:9200", "https://user:pw@es.test/x", "HTTPS://es.test:9200/"]
+)
 def test_an_elasticsearch_output_without_bulk_is_an_error(spec: str) -> None:
     done = _run("analyze", "-q", "-o", spec, str(FIXTURE))
     assert done.returncode == 2 and done.stdout == ""

@@ -499,11 +499,12 @@ def _bpf_filter(expression: str | None) -> Callable[[int, bytes], bool] | None:
 
 def _check_outputs(specs: tuple[str, ...]) -> None:
     """An Elasticsearch output names its ``_bulk`` endpoint: a bare ``http://host:9200/`` is not guessed at."""
-    if not specs:
+    web = [spec for spec in specs if spec[:8].lower().startswith(("http://", "https://"))]
+    if not web:
         return
-    from urllib.parse import urlsplit  # only with -o: a run writing to stdout does without it
+    from urllib.parse import urlsplit  # only for an HTTP output: a run writing files does without it
 
-    for spec in specs:
+    for spec in web:
         try:
             url = urlsplit(spec)
         except ValueError:
