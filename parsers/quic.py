@@ -13,11 +13,11 @@ frame skipped by type.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from helloscope.parsers.buffer import Reader
 from helloscope.parsers.decrypt import (
@@ -109,9 +109,8 @@ def initial_secret(version: int, dcid: bytes, label: bytes) -> bytes:
     salt = _SALTS.get(version)
     if salt is None:
         raise ParseError(f"no Initial salt for QUIC version 0x{version:08x}")
-    extract = hmac.HMAC(salt, hashes.SHA256())  # HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM)
-    extract.update(dcid)
-    return hkdf_expand_label(extract.finalize(), label, b"", 32, "sha256")
+    extract = hmac.digest(salt, dcid, "sha256")  # HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM)
+    return hkdf_expand_label(extract, label, b"", 32, "sha256")
 
 
 def packet_keys(version: int, secret: bytes, cipher_suite: int = INITIAL_SUITE) -> PacketKeys:

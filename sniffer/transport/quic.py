@@ -53,6 +53,7 @@ from helloscope.parsers.quic import (
     ConnectionClose,
     CryptoStream,
     Header,
+    Packet,
     PacketKeys,
     initial_keys,
     packet_keys,
@@ -455,15 +456,17 @@ class QuicTable(ConnectionTable[_Connection]):
         if self._ports and client[1] not in self._ports and server[1] not in self._ports:
             return None
         try:
-            unprotect(datagram, header, initial_keys(header.version, header.dcid, CLIENT_IN))
+            keys = initial_keys(header.version, header.dcid, CLIENT_IN)
+            packet = unprotect(datagram, header, keys)
         except ParseError:
             return None  # a server Initial we lack the start of, a corrupt packet, or not QUIC at all
         connection = _Connection(client, server, header, timestamp)
+        connection.keys[(header.version, CLIENT_IN)] = keys  # the same keys and packet it would work out again
         self._admit(connection)
         self._register(connection, (*client, *server, header.dcid))
         self._register(connection, (*server, *client, header.scid))
         self._paths.add(client, server, connection)
-        self._initial(connection, timestamp, datagram, header, CLIENT)
+        self._initial(connection, timestamp, datagram, header, CLIENT, packet)
         self._adopt(connection)
         return connection
 
@@ -492,12 +495,19 @@ class QuicTable(ConnectionTable[_Connection]):
         connection.cids.append(key)
 
     def _initial(
-        self, connection: _Connection, timestamp: float, datagram: bytes, header: Header, sender: Sender
+        self,
+        connection: _Connection,
+        timestamp: float,
+        datagram: bytes,
+        header: Header,
+        sender: Sender,
+        packet: Packet | None = None,  # already opened, by _open
     ) -> None:
         try:
-            packet = unprotect(
-                datagram, header, connection.packet_keys(header.version, sender), connection.largest[sender]
-            )
+            if packet is None:
+                packet = unprotect(
+                    datagram, header, connection.packet_keys(header.version, sender), connection.largest[sender]
+                )
             frames = parse_frames(packet.payload)
         except ParseError:
             connection.undecryptable += 1

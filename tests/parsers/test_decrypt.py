@@ -285,6 +285,26 @@ def test_suite_and_secret_checks() -> None:
         hkdf_expand_label(bytes(32), b"key", b"", 16, "md5")
 
 
+@given(
+    secret=st.binary(min_size=1, max_size=64),
+    context=st.binary(max_size=64),
+    hash_name=st.sampled_from(["sha256", "sha384"]),
+    length=st.sampled_from([1, 12, 16, 32, 33, 48, 49, 64, 100, 1000]),
+)
+def test_hkdf_expand_label_agrees_with_cryptography_for_every_length(
+    secret: bytes, context: bytes, hash_name: str, length: int
+) -> None:
+    """Ours runs on hmac's one-shot digest; cryptography's HKDFExpand is the reference, over block bounds."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+    label = b"tls13 c hs traffic"
+    info = length.to_bytes(2, "big") + bytes([len(label)]) + label + bytes([len(context)]) + context
+    algorithm = hashes.SHA256() if hash_name == "sha256" else hashes.SHA384()
+    expected = HKDFExpand(algorithm, length, info).derive(secret)
+    assert hkdf_expand_label(secret, b"c hs traffic", context, length, hash_name) == expected
+
+
 def _seal13(suite: int, secret: bytes, inner: bytes, sequence: int = 0) -> tuple[bytes, bytes]:
     """Encrypt a TLSInnerPlaintext by hand (test oracle for paths the captures never take)."""
     keys = derive_traffic_keys(suite, secret)
