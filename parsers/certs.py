@@ -20,8 +20,10 @@ from helloscope.parsers.hello import (
     DecoderTable,
     Extension,
     decode_extensions,
+    opaque_items,
     pull_extensions,
     pull_signature_algorithms,
+    uint16_vector,
 )
 from helloscope.parsers.registry import CERTIFICATE_AUTHORITIES, SIGNATURE_ALGORITHMS
 
@@ -93,9 +95,13 @@ def _pull_distinguished_names(reader: Reader) -> tuple[bytes, ...]:
     return reader.pull_vector(2, "certificate_authorities", _pull_distinguished_name)
 
 
+def _distinguished_names(data: bytes) -> tuple[bytes, ...]:
+    return tuple(name for _, name in opaque_items(data, 0, 2))
+
+
 _REQUEST_DECODERS: Final[DecoderTable] = {
-    SIGNATURE_ALGORITHMS: ("signature_algorithms", pull_signature_algorithms),
-    CERTIFICATE_AUTHORITIES: ("certificate_authorities", _pull_distinguished_names),
+    SIGNATURE_ALGORITHMS: ("signature_algorithms", uint16_vector),
+    CERTIFICATE_AUTHORITIES: ("certificate_authorities", _distinguished_names),
     **TLS_FLAGS_DECODERS,
 }
 

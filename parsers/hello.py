@@ -10,6 +10,7 @@ bytes; escaping them for display is the event builder's job.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,8 +43,10 @@ HOST_NAME = 0  # NameType host_name (RFC 6066 3)
 ECH_OUTER = 0
 ECH_INNER = 1
 
-# A decoder reads one extension's data; returning normally means it was well formed.
-Decoder = Callable[[Reader], Any]
+# A decoder reads one extension's whole data; it raises ParseError when the data is not well formed.
+# Its message is never shown (the anomaly code says which extension), so decoders work on the bytes
+# directly: a ClientHello has a dozen of them and a sensor parses one per connection.
+Decoder = Callable[[bytes], Any]
 # Extension type -> (field it fills, or None when only its well-formedness is checked; decoder).
 DecoderTable = Mapping[int, tuple[str | None, Decoder]]
 
@@ -146,25 +149,30 @@ def _version_rank(version: int) -> tuple[int, int]:
     return (version, 1)
 
 
-# --- extension blocks, shared with certs.py -------------------------------------------------------
-
-
-def _pull_extension(reader: Reader) -> Extension:
-    ext_type = reader.pull_uint16("extension type")
-    return Extension(ext_type, reader.pull_opaque(2, f"extension {ext_type}"))
+# --- extension blocks, shared with certs.py and tickets.py ---------------------------------------
 
 
 def pull_extensions(reader: Reader) -> tuple[Extension, ...]:
     """``Extension extensions<0..2^16-1>``, kept raw and in wire order."""
-    return reader.pull_vector(2, "extensions", _pull_extension)
-
-
-def _decode_exactly(decoder: Decoder, data: bytes) -> Any:
-    reader = Reader(data)
-    value = decoder(reader)
-    if not reader.eof():
-        raise ParseError(f"{reader.remaining} bytes after extension body", reader.position)
-    return value
+    data = reader.pull_opaque(2, "extensions")
+    base = reader.position - len(data)  # errors name offsets in the reader's buffer, as its own reads do
+    extensions = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if pos + 2 > end:
+            raise ParseError(f"truncated extension type: need 2 bytes, have {end - pos}", base + pos)
+        ext_type = data[pos] << 8 | data[pos + 1]
+        start = pos + 4
+        if start > end:
+            have = end - pos - 2
+            raise ParseError(f"truncated extension {ext_type} length: need 2 bytes, have {have}", base + pos + 2)
+        stop = start + (data[pos + 2] << 8 | data[pos + 3])
+        if stop > end:
+            need, have = stop - start, end - start
+            raise ParseError(f"truncated extension {ext_type}: need {need} bytes, have {have}", base + start)
+        extensions.append(Extension(ext_type, data[start:stop]))
+        pos = stop
+    return tuple(extensions)
 
 
 def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -> tuple[dict[str, Any], list[str]]:
@@ -177,7 +185,7 @@ def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -
     anomalies: list[str] = []
     seen: set[int] = set()
     for ext in extensions:
-        ext_type, data = ext.type, ext.data
+        ext_type = ext.type
         if ext_type in seen:
             anomalies.append(f"duplicate_extension:{ext_type}")
             continue
@@ -191,7 +199,7 @@ def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -
             anomalies.append(f"{field}_both_codepoints")
             continue
         try:
-            value = _decode_exactly(decoder, data)
+            value = decoder(ext.data)
         except ParseError:
             anomalies.append(f"malformed_extension:{ext_type}")
             continue
@@ -204,7 +212,7 @@ def decode_extensions(extensions: Iterable[Extension], decoders: DecoderTable) -
 
 def _tls_flags_decoder(codepoint: int) -> Decoder:
     # decode_tls_flags classifies bad encodings itself, so it gets every byte and never fails here.
-    return lambda reader: decode_tls_flags(codepoint, reader.pull_rest())
+    return lambda data: decode_tls_flags(codepoint, data)
 
 
 TLS_FLAGS_DECODERS: Final[DecoderTable] = {
@@ -233,115 +241,143 @@ def pull_signature_algorithms(reader: Reader) -> tuple[int, ...]:
     return reader.pull_list_uint16(2, "signature_algorithms")
 
 
-# --- extension decoders ---------------------------------------------------------------------------
+# --- extension data: vectors that fill an extension's data exactly --------------------------------
 
 
-def _pull_server_name(reader: Reader) -> bytes | None:
-    entries = reader.pull_vector(2, "server_name_list", _pull_server_name_entry)
-    return next((name for name_type, name in entries if name_type == HOST_NAME), None)
+def _vector_end(data: bytes, start: int, length_size: int, limit: int) -> int:
+    """Where the length-prefixed vector at ``start`` ends; it must end by ``limit``."""
+    body = start + length_size
+    end = body + int.from_bytes(data[start:body], "big")
+    if end > limit:
+        raise ParseError("vector overruns its block", start)
+    return end
 
 
-def _pull_server_name_entry(reader: Reader) -> tuple[int, bytes]:
-    return reader.pull_uint8("name_type"), reader.pull_opaque(2, "host_name")
+def _whole_vector(data: bytes, length_size: int) -> None:
+    if _vector_end(data, 0, length_size, len(data)) != len(data):
+        raise ParseError("bytes after the vector", 0)
 
 
-def _pull_protocol_name(reader: Reader) -> bytes:
-    return reader.pull_opaque(1, "protocol_name")
+def opaque_items(data: bytes, prefix: int, length_size: int) -> list[tuple[int, bytes]]:
+    """The items of a ``<0..2^16-1>`` vector that is the whole of ``data``: each a ``prefix``-byte number
+    (0 for none) and an opaque vector with a ``length_size``-byte length."""
+    _whole_vector(data, 2)
+    items = []
+    pos, end = 2, len(data)
+    while pos < end:
+        start = pos + prefix
+        stop = _vector_end(data, start, length_size, end)
+        items.append((int.from_bytes(data[pos:start], "big"), data[start + length_size : stop]))
+        pos = stop
+    return items
 
 
-def _pull_alpn(reader: Reader) -> tuple[bytes, ...]:
-    return reader.pull_vector(2, "protocol_name_list", _pull_protocol_name)
+def uint16_vector(data: bytes, length_size: int = 2) -> tuple[int, ...]:
+    """A vector of uint16 values (groups, signature schemes, versions) that is the whole of ``data``."""
+    n = len(data) - length_size
+    if n < 0 or n % 2 or int.from_bytes(data[:length_size], "big") != n:
+        raise ParseError("malformed uint16 vector", 0)
+    return struct.unpack_from(f">{n >> 1}H", data, length_size)
 
 
-def _pull_key_share_entry(reader: Reader) -> int:
-    group = reader.pull_uint16("key_share group")
-    reader.pull_opaque(2, "key_exchange")
-    return group
+def _supported_versions(data: bytes) -> tuple[int, ...]:
+    return uint16_vector(data, 1)
 
 
-def _pull_client_shares(reader: Reader) -> tuple[int, ...]:
-    return reader.pull_vector(2, "client_shares", _pull_key_share_entry)
+def _uint8_vector(data: bytes) -> tuple[int, ...]:
+    if not data or data[0] != len(data) - 1:
+        raise ParseError("malformed uint8 vector", 0)
+    return tuple(data[1:])
 
 
-def _pull_uint8_list(reader: Reader) -> tuple[int, ...]:
-    return tuple(reader.pull_opaque(1, "uint8 list"))
+def _uint16(data: bytes) -> int:
+    if len(data) != 2:
+        raise ParseError("malformed uint16", 0)
+    return data[0] << 8 | data[1]
 
 
-def _pull_psk_identity(reader: Reader) -> None:
-    reader.pull_opaque(2, "psk identity")
-    reader.pull_uint32("obfuscated_ticket_age")
+def _server_name(data: bytes) -> bytes | None:
+    return next((name for name_type, name in opaque_items(data, 1, 2) if name_type == HOST_NAME), None)
 
 
-def _pull_psk_binder(reader: Reader) -> None:
-    reader.pull_opaque(1, "psk binder")
+def _alpn(data: bytes) -> tuple[bytes, ...]:
+    return tuple(name for _, name in opaque_items(data, 0, 1))
 
 
-def _pull_offered_psks(reader: Reader) -> None:
-    reader.pull_vector(2, "psk identities", _pull_psk_identity)
-    reader.pull_vector(2, "psk binders", _pull_psk_binder)
+def _client_shares(data: bytes) -> tuple[int, ...]:
+    return tuple(group for group, _ in opaque_items(data, 2, 2))
 
 
-def _pull_empty(reader: Reader) -> None:
+def _server_share(data: bytes) -> int:
+    if len(data) < 4 or _vector_end(data, 2, 2, len(data)) != len(data):
+        raise ParseError("malformed key_share entry", 0)
+    return data[0] << 8 | data[1]
+
+
+def _offered_psks(data: bytes) -> None:
+    identities = _vector_end(data, 0, 2, len(data))
+    pos = 2
+    while pos < identities:  # PskIdentity: identity<1..2^16-1>, uint32 obfuscated_ticket_age
+        pos = _vector_end(data, pos, 2, identities) + 4
+        if pos > identities:
+            raise ParseError("truncated obfuscated_ticket_age", pos)
+    binders = _vector_end(data, identities, 2, len(data))
+    pos = identities + 2
+    while pos < binders:
+        pos = _vector_end(data, pos, 1, binders)
+    if binders != len(data):
+        raise ParseError("bytes after the binders", binders)
+
+
+def _empty(data: bytes) -> None:
     """Extensions whose presence is the message (post_handshake_auth): data must be empty."""
+    if data:
+        raise ParseError("data in an empty extension", 0)
 
 
-def _pull_ech(reader: Reader) -> EchOffer:
-    ech_type = reader.pull_uint8("ECHClientHelloType")
-    if ech_type == ECH_INNER:
+def _ech(data: bytes) -> EchOffer:
+    if data[:1] == bytes((ECH_INNER,)) and len(data) == 1:
         return EchOffer(ECH_INNER, None, None, None, None, None)
-    if ech_type != ECH_OUTER:
-        raise ParseError(f"unknown ECHClientHelloType {ech_type}", 0)
-    kdf_id = reader.pull_uint16("ECH kdf_id")
-    aead_id = reader.pull_uint16("ECH aead_id")
-    config_id = reader.pull_uint8("ECH config_id")
-    enc = reader.pull_opaque(2, "ECH enc")
-    payload = reader.pull_opaque(2, "ECH payload")
-    if not payload:
-        raise ParseError("empty ECH payload", reader.position)
-    return EchOffer(ECH_OUTER, kdf_id, aead_id, config_id, len(enc), len(payload))
+    if data[:1] != bytes((ECH_OUTER,)) or len(data) < 6:
+        raise ParseError("not an outer ECHClientHello", 0)
+    enc_end = _vector_end(data, 6, 2, len(data))
+    payload_end = _vector_end(data, enc_end, 2, len(data))
+    payload_length = payload_end - enc_end - 2
+    if payload_end != len(data) or not payload_length:
+        raise ParseError("malformed ECH payload", enc_end)
+    kdf_id, aead_id = data[1] << 8 | data[2], data[3] << 8 | data[4]
+    return EchOffer(ECH_OUTER, kdf_id, aead_id, data[5], enc_end - 8, payload_length)
 
 
-def _pull_supported_groups(reader: Reader) -> tuple[int, ...]:
-    return reader.pull_list_uint16(2, "named_group_list")
-
-
-def _pull_supported_versions(reader: Reader) -> tuple[int, ...]:
-    return reader.pull_list_uint16(1, "supported_versions")
-
-
-def _pull_padding(reader: Reader) -> int:
-    return len(reader.pull_rest())
-
-
-def _pull_uint16(reader: Reader) -> int:
-    return reader.pull_uint16()
+def _padding_length(data: bytes) -> int:
+    return len(data)
 
 
 _CLIENT_DECODERS: Final[DecoderTable] = {
-    SERVER_NAME: ("server_name", _pull_server_name),
-    SUPPORTED_GROUPS: ("supported_groups", _pull_supported_groups),
-    EC_POINT_FORMATS: ("ec_point_formats", _pull_uint8_list),
-    SIGNATURE_ALGORITHMS: ("signature_algorithms", pull_signature_algorithms),
-    ALPN: ("alpn", _pull_alpn),
-    PADDING: ("padding_length", _pull_padding),
-    PRE_SHARED_KEY: (None, _pull_offered_psks),
-    SUPPORTED_VERSIONS: ("supported_versions", _pull_supported_versions),
-    PSK_KEY_EXCHANGE_MODES: ("psk_key_exchange_modes", _pull_uint8_list),
-    POST_HANDSHAKE_AUTH: (None, _pull_empty),
-    KEY_SHARE: ("key_share_groups", _pull_client_shares),
-    ENCRYPTED_CLIENT_HELLO: ("ech", _pull_ech),
+    SERVER_NAME: ("server_name", _server_name),
+    SUPPORTED_GROUPS: ("supported_groups", uint16_vector),
+    EC_POINT_FORMATS: ("ec_point_formats", _uint8_vector),
+    SIGNATURE_ALGORITHMS: ("signature_algorithms", uint16_vector),
+    ALPN: ("alpn", _alpn),
+    PADDING: ("padding_length", _padding_length),
+    PRE_SHARED_KEY: (None, _offered_psks),
+    SUPPORTED_VERSIONS: ("supported_versions", _supported_versions),
+    PSK_KEY_EXCHANGE_MODES: ("psk_key_exchange_modes", _uint8_vector),
+    POST_HANDSHAKE_AUTH: (None, _empty),
+    KEY_SHARE: ("key_share_groups", _client_shares),
+    ENCRYPTED_CLIENT_HELLO: ("ech", _ech),
     **TLS_FLAGS_DECODERS,
 }
 
 _SERVER_DECODERS: Final[DecoderTable] = {
-    SUPPORTED_VERSIONS: ("selected_version", _pull_uint16),
-    KEY_SHARE: ("key_share_group", _pull_key_share_entry),
-    PRE_SHARED_KEY: (None, _pull_uint16),  # selected_identity
+    SUPPORTED_VERSIONS: ("selected_version", _uint16),
+    KEY_SHARE: ("key_share_group", _server_share),
+    PRE_SHARED_KEY: (None, _uint16),  # selected_identity
     **TLS_FLAGS_DECODERS,
 }
 
 # A HelloRetryRequest's key_share names the group the server wants, with no key (RFC 8446 4.2.8).
-_RETRY_DECODERS: Final[DecoderTable] = {**_SERVER_DECODERS, KEY_SHARE: ("key_share_group", _pull_uint16)}
+_RETRY_DECODERS: Final[DecoderTable] = {**_SERVER_DECODERS, KEY_SHARE: ("key_share_group", _uint16)}
 
 
 # --- messages -------------------------------------------------------------------------------------

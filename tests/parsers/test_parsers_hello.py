@@ -17,10 +17,14 @@ from helloscope.parsers.hello import (
     EchOffer,
     Extension,
     ServerHello,
+    opaque_items,
     parse_client_hello,
     parse_server_hello,
     parse_sslv2_client_hello,
+    uint16_vector,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import PCAPS, tshark_fields
 from tests.parsers import rfc8448
@@ -192,6 +196,39 @@ def test_each_malformed_extension_has_its_code(extension: bytes, code: int) -> N
     hello = parse_client_hello(client_hello(extension))
     assert hello.anomalies == (f"malformed_extension:{code}",)
     assert hello.extension_types == (code,)
+
+
+@given(
+    st.sampled_from([(0, 1), (0, 2), (1, 2), (2, 2)]),
+    st.lists(st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=300)), max_size=6),
+    st.data(),
+)
+def test_vector_decoders_read_what_was_written_and_nothing_cut_or_added(
+    sizes: tuple[int, int], items: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    prefix, length_size = sizes
+    items = [(number % (1 << 8 * prefix), item[: (1 << 8 * length_size) - 1]) for number, item in items]
+    block = b"".join(
+        number.to_bytes(prefix, "big") + len(item).to_bytes(length_size, "big") + item for number, item in items
+    )
+    assert opaque_items(vec16(block), prefix, length_size) == items
+    cut = data.draw(st.integers(0, len(block) + 1))
+    with pytest.raises(ParseError):
+        opaque_items(vec16(block)[:cut], prefix, length_size)
+    with pytest.raises(ParseError):
+        opaque_items(vec16(block) + b"\x00", prefix, length_size)
+
+
+@given(st.lists(st.integers(0, 0xFFFF), max_size=40), st.sampled_from([1, 2]), st.data())
+def test_uint16_vector_reads_what_was_written_and_nothing_cut_or_added(
+    values: list[int], length_size: int, data: st.DataObject
+) -> None:
+    encoded = (2 * len(values)).to_bytes(length_size, "big") + u16s(*values)
+    assert uint16_vector(encoded, length_size) == tuple(values)
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    for damaged in (encoded[:cut], encoded + b"\x00", encoded + b"\x00\x00"):
+        with pytest.raises(ParseError):
+            uint16_vector(damaged, length_size)
 
 
 def test_configuration_extensions_read_the_same_on_every_hello() -> None:
