@@ -14,16 +14,17 @@ frame skipped by type.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from helloscope.parsers.buffer import Reader
 from helloscope.parsers.decrypt import (
     AES_GCM,
     CHACHA20_POLY1305,
     TLS13_SUITES,
+    Aead,
     DecryptError,
     hkdf_expand_label,
     make_aead,
@@ -93,15 +94,44 @@ def pull_varint(reader: Reader, what: str = "varint") -> int:
 
 @dataclass(frozen=True, slots=True)
 class PacketKeys:
-    """Packet protection for one direction at one encryption level: AEAD key, iv, header protection."""
+    """Packet protection for one direction at one encryption level: AEAD key, iv, header protection.
+
+    The AEAD and the AES header-protection cipher are built once here and used for every packet these
+    keys open: building them cost more than the decryption itself. An ECB encryptor holds no state
+    between whole 16-byte blocks, so one serves every sample; ChaCha20 takes the sample as its nonce
+    and needs a new cipher each time.
+    """
 
     key: bytes
     iv: bytes
     hp: bytes
     aead: str = AES_GCM  # helloscope.parsers.decrypt AEAD names; header protection is AES except for ChaCha20
+    _opener: Aead = field(init=False, repr=False, compare=False)
+    _hp_encryptor: CipherContext | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_opener", make_aead(self.aead, self.key, _TAG_LENGTH))
+        encryptor = None
+        if self.aead != CHACHA20_POLY1305:
+            encryptor = Cipher(algorithms.AES(self.hp), modes.ECB()).encryptor()
+        object.__setattr__(self, "_hp_encryptor", encryptor)
 
     def __repr__(self) -> str:  # key material never reaches logs
         return "PacketKeys(<redacted>)"
+
+    def header_mask(self, sample: bytes) -> bytes:
+        """The header protection mask for a 16-byte ciphertext sample (RFC 9001 §5.4.3-5.4.4)."""
+        if len(sample) != _SAMPLE_LENGTH:
+            # A shorter sample would stay buffered in the shared ECB encryptor and shift every later mask.
+            raise ParseError(f"header protection needs a {_SAMPLE_LENGTH}-byte sample, got {len(sample)}")
+        if self._hp_encryptor is None:
+            # ChaCha20 with the sample as counter (4 bytes, little-endian) and nonce (12): RFC 9001 §5.4.4
+            return Cipher(algorithms.ChaCha20(self.hp, sample), None).encryptor().update(bytes(5))
+        return self._hp_encryptor.update(sample)
+
+    def open(self, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        """AEAD-open a packet payload; raises cryptography's InvalidTag when it does not authenticate."""
+        return self._opener.decrypt(nonce, ciphertext, aad)
 
 
 def initial_secret(version: int, dcid: bytes, label: bytes) -> bytes:
@@ -236,7 +266,7 @@ def unprotect(datagram: bytes, header: Header, keys: PacketKeys, largest: int = 
     sample_at = pn_offset + _MAX_PN_LENGTH
     if header.packet_type not in (INITIAL, ZERO_RTT, HANDSHAKE, ONE_RTT) or sample_at + _SAMPLE_LENGTH > end:
         raise ParseError("packet too short to sample for header protection", header.start)
-    mask = _header_mask(keys, datagram[sample_at : sample_at + _SAMPLE_LENGTH])
+    mask = keys.header_mask(datagram[sample_at : sample_at + _SAMPLE_LENGTH])
     # Long headers protect the low 4 bits of the first byte, short headers 5 (with the key phase).
     first = datagram[header.start] ^ (mask[0] & (0x1F if header.packet_type == ONE_RTT else 0x0F))
     pn_length = (first & 0x03) + 1
@@ -248,7 +278,7 @@ def unprotect(datagram: bytes, header: Header, keys: PacketKeys, largest: int = 
     packet_number = decode_packet_number(truncated, pn_length * 8, largest)
     nonce = (int.from_bytes(keys.iv, "big") ^ packet_number).to_bytes(len(keys.iv), "big")
     try:
-        payload = make_aead(keys.aead, keys.key, _TAG_LENGTH).decrypt(nonce, datagram[payload_start:end], aad)
+        payload = keys.open(nonce, datagram[payload_start:end], aad)
     except InvalidTag:
         raise DecryptError("QUIC packet authentication failed", header.start) from None
     return Packet(header, packet_number, payload)
@@ -265,14 +295,6 @@ def decode_packet_number(truncated: int, bits: int, largest: int) -> int:
     if candidate > expected + half and candidate >= window:
         return candidate - window
     return candidate
-
-
-def _header_mask(keys: PacketKeys, sample: bytes) -> bytes:
-    if keys.aead == CHACHA20_POLY1305:
-        # ChaCha20 with the sample as counter (4 bytes, little-endian) and nonce (12): RFC 9001 §5.4.4
-        return Cipher(algorithms.ChaCha20(keys.hp, sample), None).encryptor().update(bytes(5))
-    encryptor = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor()
-    return encryptor.update(sample) + encryptor.finalize()
 
 
 # ----- frames -------------------------------------------------------------------------------------

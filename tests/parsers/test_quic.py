@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from helloscope.parsers.decrypt import DecryptError
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello
@@ -123,6 +124,22 @@ def test_chacha20_short_header_packet(version: int, key: bytes, iv: bytes, hp: b
         packet_keys(version, rfc.CHACHA_SECRET, 0x1305)  # CCM_8 cannot protect QUIC packets
     with pytest.raises(ParseError):
         packet_keys(version, rfc.CHACHA_SECRET, 0x1302)  # a SHA-384 suite needs a 48-byte secret
+
+
+@pytest.mark.parametrize(("suite", "secret"), [(0x1301, bytes(32)), (0x1302, bytes(48)), (0x1303, rfc.CHACHA_SECRET)])
+def test_header_mask_from_reused_keys_matches_a_fresh_cipher_for_every_sample(suite: int, secret: bytes) -> None:
+    keys = packet_keys(QUIC_V1, secret, suite)
+    samples = [bytes([i]) * 16 for i in range(64)] + [bytes(range(i, i + 16)) for i in range(0, 240, 7)]
+    for sample in [*samples, *reversed(samples)]:  # the same sample again, later, must give the same mask
+        if suite == 0x1303:
+            fresh = Cipher(algorithms.ChaCha20(keys.hp, sample), None).encryptor().update(bytes(5))
+        else:
+            fresh = Cipher(algorithms.AES(keys.hp), modes.ECB()).encryptor().update(sample)
+        assert keys.header_mask(sample)[:5] == fresh[:5]
+    with pytest.raises(ParseError):
+        keys.header_mask(bytes(15))  # would leave a partial block in a reused ECB encryptor
+    assert keys.header_mask(samples[1])[:5] == keys.header_mask(samples[1])[:5]
+    assert "redacted" in repr(keys) and keys.hp.hex() not in repr(keys)
 
 
 def test_packet_number_decoding_rfc9000_a3() -> None:
