@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from helloscope.parsers.errors import ParseError
 
 # cryptography is imported by the functions that use it, when a key is first used: a run without keys
 # and without QUIC never loads it (startup time, issue 13).
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives import hashes
 
 RECORD_HEADER_LENGTH: Final = 5
 # HKDF-Expand-Label's label prefix: "tls13 " for TLS 1.3 and QUIC, "dtls13" for DTLS 1.3 (RFC 9147 §5.9).
@@ -37,7 +35,9 @@ AES_GCM: Final = "AES-GCM"
 AES_CCM: Final = "AES-CCM"
 CHACHA20_POLY1305: Final = "ChaCha20-Poly1305"
 
-_HASHES: Final = ("sha256", "sha384")  # cryptography's hashes.SHA256 and hashes.SHA384
+# The key schedules' hashes by their hashlib name (what hmac takes) and digest size: looked up, not built
+# as cryptography hash objects, as HKDF runs eight times per QUIC connection.
+_HASHES: Final = {"sha256": 32, "sha384": 48}
 _NONCE_LENGTH: Final = 12  # every AEAD used by TLS here takes a 96-bit nonce
 _TLS12_TAG_LENGTH: Final = 16  # no truncated-tag suite is supported for TLS 1.2
 
@@ -60,7 +60,7 @@ class Tls13Suite:
 
     @property
     def hash_length(self) -> int:
-        return _hash(self.hash_name).digest_size
+        return _digest_size(self.hash_name)
 
 
 TLS13_SUITES: Final[dict[int, Tls13Suite]] = {
@@ -124,14 +124,11 @@ TLS12_MASTER_SECRET_LENGTH: Final = 48
 TLS_RANDOM_LENGTH: Final = 32
 
 
-def _hash(hash_name: str) -> hashes.HashAlgorithm:
-    from cryptography.hazmat.primitives import hashes
-
-    if hash_name == "sha256":
-        return hashes.SHA256()
-    if hash_name == "sha384":
-        return hashes.SHA384()
-    raise ValueError(f"unsupported hash {hash_name!r}; expected one of {sorted(_HASHES)}")
+def _digest_size(hash_name: str) -> int:
+    size = _HASHES.get(hash_name)
+    if size is None:
+        raise ValueError(f"unsupported hash {hash_name!r}; expected one of {sorted(_HASHES)}")
+    return size
 
 
 def hkdf_expand_label(
@@ -148,28 +145,28 @@ def hkdf_expand_label(
     full_label = prefix + label
     if len(full_label) > 255 or len(context) > 255:
         raise ValueError("HKDF-Expand-Label label and context are limited to 255 bytes")
-    algorithm = _hash(hash_name)
-    if not 0 < length <= min(0xFFFF, 255 * algorithm.digest_size):
+    digest_size = _digest_size(hash_name)
+    if not 0 < length <= min(0xFFFF, 255 * digest_size):
         raise ValueError(f"HKDF-Expand-Label cannot produce {length} bytes with {hash_name}")
     info = length.to_bytes(2, "big") + bytes([len(full_label)]) + full_label + bytes([len(context)]) + context
     # HKDF-Expand (RFC 5869 §2.3) on hmac's one-shot digest: a QUIC connection needs eight of these, and
     # building cryptography's HKDFExpand object for each cost several times the HMAC itself.
     block = output = b""
-    for counter in range(1, -(-length // algorithm.digest_size) + 1):
-        block = hmac.digest(secret, block + info + bytes([counter]), algorithm.name)
+    for counter in range(1, -(-length // digest_size) + 1):
+        block = hmac.digest(secret, block + info + bytes([counter]), hash_name)
         output += block
     return output[:length]
 
 
 def tls12_prf(secret: bytes, label: bytes, seed: bytes, length: int, hash_name: str) -> bytes:
     """The TLS 1.2 PRF, P_<hash>(secret, label + seed) truncated to ``length`` (RFC 5246 §5)."""
-    digest = _hash(hash_name).name  # hmac takes hashlib names, which match cryptography's
+    _digest_size(hash_name)  # raises for a hash the suites do not use, as hkdf_expand_label does
     label_seed = label + seed
     out = bytearray()
     a = label_seed
     while len(out) < length:
-        a = hmac.digest(secret, a, digest)
-        out += hmac.digest(secret, a + label_seed, digest)
+        a = hmac.digest(secret, a, hash_name)
+        out += hmac.digest(secret, a + label_seed, hash_name)
     return bytes(out[:length])
 
 
