@@ -82,11 +82,10 @@ def supported(version: int) -> bool:
 def pull_varint(reader: Reader, what: str = "varint") -> int:
     """RFC 9000 §16: the two high bits of the first byte give the length (1, 2, 4 or 8 bytes)."""
     first = reader.pull_uint8(what)
+    if first < 0x40:  # one byte: most frame types, lengths and parameter ids, read per packet
+        return first
     length = 1 << (first >> 6)
-    value = first & 0x3F
-    for byte in reader.pull_bytes(length - 1, what):
-        value = value << 8 | byte
-    return value
+    return (first & 0x3F) << (8 * length - 8) | int.from_bytes(reader.pull_bytes(length - 1, what), "big")
 
 
 # ----- keys ---------------------------------------------------------------------------------------

@@ -534,7 +534,8 @@ class QuicTable(ConnectionTable[_Connection]):
             alert = close.tls_alert
             if alert is not None:
                 tracker.alert(AlertFinding(sender, ALERT_FATAL, alert, Evidence.PLAINTEXT, timestamp))
-        if connection.opener is None and tracker.server_hello is not None and self._keys is not None:
+        # An empty key log names no connection: every later Initial would otherwise ask it again.
+        if connection.opener is None and tracker.server_hello is not None and self._keys:
             session = tracker.session()
             if session is not None and self._keys.labels(session.client_random):
                 connection.opener = _Opener(self._keys, session)

@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from helloscope.parsers.buffer import Reader
 from helloscope.parsers.decrypt import DecryptError
 from helloscope.parsers.errors import ParseError
 from helloscope.parsers.hello import parse_client_hello, parse_server_hello
@@ -32,6 +33,7 @@ from helloscope.parsers.quic import (
     parse_datagram,
     parse_frames,
     parse_transport_parameters,
+    pull_varint,
     short_header,
     unprotect,
 )
@@ -140,6 +142,29 @@ def test_header_mask_from_reused_keys_matches_a_fresh_cipher_for_every_sample(su
         keys.header_mask(bytes(15))  # would leave a partial block in a reused ECB encryptor
     assert keys.header_mask(samples[1])[:5] == keys.header_mask(samples[1])[:5]
     assert "redacted" in repr(keys) and keys.hp.hex() not in repr(keys)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "value"),
+    [
+        ("c2197c5eff14e88c", 151288809941952652),  # RFC 9000 A.1's examples
+        ("9d7f3e7d", 494878333),
+        ("7bbd", 15293),
+        ("25", 37),
+        ("4025", 37),
+        ("00", 0),
+        ("3f", 63),
+        ("4000", 0),
+        ("ffffffffffffffff", (1 << 62) - 1),
+    ],
+)
+def test_varints_rfc9000_a1(encoded: str, value: int) -> None:
+    reader = Reader(bytes.fromhex(encoded) + b"\xaa")
+    assert pull_varint(reader) == value
+    assert reader.position == len(encoded) // 2  # the next byte is left for the next field
+    if len(encoded) > 2:
+        with pytest.raises(ParseError, match=f"truncated x: need {len(encoded) // 2 - 1} bytes, have 0"):
+            pull_varint(Reader(bytes.fromhex(encoded)[:1]), "x")
 
 
 def test_packet_number_decoding_rfc9000_a3() -> None:
